@@ -1,0 +1,76 @@
+"""Simulation speed and scripted-expert reliability.
+
+pixel_steps_per_s: control steps per second (10 Hz control, physics substeps, IK, one 128x128 gripper camera
+rendered headless) on one thread; state_steps_per_s: the same without rendering. expert_success_rate: the scripted
+expert over `episodes` seeded episodes with the default randomization (end-effector and cube reset noise).
+Prints one JSON object as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("LP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+import hilserl  # noqa: E402,F401
+from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv  # noqa: E402
+from hilserl.sim.expert import ScriptedExpert  # noqa: E402
+
+
+def steps_per_second(env: SO101GraspCubeEnv, seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a = rng.uniform([-1, -1, -1, 0], [1, 1, 1, 2]).astype(np.float32)
+        _, _, term, trunc, _ = env.step(a)
+        n += 1
+        if term or trunc:
+            env.reset(seed=n)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seconds", type=float, default=5.0)
+    args = p.parse_args()
+
+    pixel_env = SO101GraspCubeEnv(GraspCubeConfig(cameras=("gripper",), image_size=128))
+    pixel_sps = steps_per_second(pixel_env, args.seconds)
+    pixel_env.close()
+    state_env = SO101GraspCubeEnv(GraspCubeConfig(obs_type="state"))
+    state_sps = steps_per_second(state_env, args.seconds)
+
+    expert = ScriptedExpert(state_env)
+    wins, lengths = 0, []
+    for ep in range(args.episodes):
+        state_env.reset(seed=10_000 + ep)
+        expert.reset()
+        for t in range(state_env.max_episode_steps):
+            _, _, term, trunc, info = state_env.step(expert.act())
+            if term or trunc:
+                break
+        wins += int(info["is_success"])
+        lengths.append(t + 1)
+    result = {
+        "pixel_steps_per_s": round(pixel_sps, 1),
+        "state_steps_per_s": round(state_sps, 1),
+        "expert_success_rate": wins / args.episodes,
+        "expert_mean_steps": round(float(np.mean(lengths)), 2),
+        "episodes": args.episodes,
+        "gl_backend": os.environ.get("MUJOCO_GL"),
+        "control_hz": state_env.cfg.fps,
+        "physics_substeps": state_env.n_substeps,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
