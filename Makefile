@@ -2,7 +2,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export MUJOCO_GL ?= egl
 
 .PHONY: setup demo test bench clean
 
