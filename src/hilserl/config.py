@@ -1,0 +1,187 @@
+"""Dataclass configs from JSON files plus dotted command-line overrides, with errors that name the key.
+
+    cfg = load_config(TrainConfig, "configs/sim_grasp.json", ["--policy.utd_ratio=20", "--env.fps=10"])
+
+Unknown keys, wrong types and impossible values fail with the dotted key, the expected type and what was given,
+so a typo such as ``temprature_init`` is an error instead of a silently ignored setting. A config's own
+``validate()`` method, when it has one, runs after loading (nested configs first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message starts with the dotted key."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a JSON value (or an override string already parsed as JSON) to the annotated type."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected an object with the fields of {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}: {value!r}")
+            items = [_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            inner = args[0] if args else Any
+            items = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected an object, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    """Build dataclass `cls` from a dict, recursively; unknown keys are errors."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        close = {u: _closest(u, fields) for u in unknown}
+        hint = "; ".join(f"did you mean {where}{c}?" for u, c in close.items() if c)
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})"
+                          + (f"; {hint}" if hint else ""))
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(value, hints[name], key)
+    obj = cls(**kwargs)
+    return obj
+
+
+def _closest(name: str, choices) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def to_dict(cfg: Any) -> dict:
+    """A JSON-ready dict of a dataclass config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if not text.startswith("--") or "=" not in text:
+        raise ConfigError(f"override {text!r}: expected --dotted.key=value")
+    key, raw = text[2:].split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare string such as --env.gripper_mode=discrete
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set dotted keys in a nested dict (copy-on-write)."""
+    out = json.loads(json.dumps(data))
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = out
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{'.'.join(path)}: {part} is a value, not a group of settings")
+            node = nxt
+        node[path[-1]] = value
+    return out
+
+
+def validate_tree(cfg: Any, prefix: str = "") -> None:
+    """Run `validate()` on every nested dataclass config, children first; prefix errors with the key path."""
+    for f in dataclasses.fields(cfg):
+        child = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(child):
+            validate_tree(child, f"{prefix}{f.name}.")
+    check = getattr(cfg, "validate", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError:
+            raise
+        except ValueError as e:
+            msg = str(e)
+            raise ConfigError(msg if not prefix or msg.startswith(prefix) else f"{prefix}{msg}") from None
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Defaults of `cls`, updated by the JSON file at `path`, updated by `--a.b=c` overrides; then validated."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config_path: no such file {str(p)!r}")
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config_path: {p} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config_path: {p} must hold a JSON object at the top level")
+    data = apply_overrides(data, overrides or [])
+    cfg = from_dict(cls, data)
+    validate_tree(cfg)
+    return cfg

@@ -1,0 +1,69 @@
+"""Configs: JSON + dotted overrides into dataclasses, with errors that name the key."""
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from hilserl.config import ConfigError, load_config, to_dict
+from hilserl.sim.env import GraspCubeConfig
+
+
+@dataclass
+class Inner:
+    lr: float = 3e-4
+    hidden: tuple[int, ...] = (256, 256)
+    mode: str = "a"
+
+    def validate(self):
+        if self.lr <= 0:
+            raise ValueError(f"lr: expected > 0, got {self.lr}")
+
+
+@dataclass
+class Outer:
+    seed: int = 0
+    name: str | None = None
+    inner: Inner = field(default_factory=Inner)
+    env: GraspCubeConfig = field(default_factory=GraspCubeConfig)
+
+
+def test_defaults_file_and_overrides(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"seed": 3, "inner": {"hidden": [64, 64]}, "env": {"action_scale": 0.03}}))
+    cfg = load_config(Outer, p, ["--inner.lr=0.001", "--env.gripper_mode=continuous", "--name=run1"])
+    assert cfg.seed == 3 and cfg.inner.hidden == (64, 64) and cfg.inner.lr == 0.001
+    assert cfg.env.action_scale == 0.03 and cfg.env.gripper_mode == "continuous" and cfg.name == "run1"
+    assert cfg.env.workspace_low == (0.16, -0.10, 0.01)  # untouched defaults survive
+    again = load_config(Outer, None, [f"--inner.lr={cfg.inner.lr}"])
+    assert to_dict(again)["inner"]["lr"] == 0.001
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["--inner.lrr=0.1"], "inner.lrr"),
+    (["--seed=1.5"], "seed"),
+    (["--inner.hidden=[64, \"x\"]"], "inner.hidden[1]"),
+    (["--inner.lr=-1"], "inner.lr"),
+    (["--env.gripper_mode=banana"], "env.gripper_mode"),
+    (["--env.workspace_low=[0.1, 0.2]"], "env.workspace_low"),
+    (["--env.scene.cube_size=\"big\""], "env.scene.cube_size"),
+    (["--temperature_init=0.01"], "temperature_init"),
+])
+def test_errors_name_the_key(overrides, key):
+    with pytest.raises(ConfigError) as e:
+        load_config(Outer, None, overrides)
+    assert str(e.value).startswith(key), str(e.value)
+
+
+def test_typo_gets_a_suggestion():
+    with pytest.raises(ConfigError, match="did you mean inner.lr"):
+        load_config(Outer, None, ["--inner.lr_=0.1"])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="config_path"):
+        load_config(Outer, tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"seed\": 1,,}")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(Outer, bad)
