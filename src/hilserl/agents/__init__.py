@@ -1,0 +1,33 @@
+"""SAC agent for HIL-SERL: networks, encoders (frozen backbones + trainable heads), augmentation, the agent."""
+
+from .augment import augment_batch, augment_observations, random_shift, shift_images
+from .encoders import (
+    ConvEncoder,
+    EfficientNetLite0,
+    FrozenBackbone,
+    ObservationEncoder,
+    ResNet10,
+    SpatialLearnedEmbeddings,
+    build_backbone,
+    efficientnet_lite0_weights_path,
+    precompute_features,
+)
+from .networks import CriticEnsemble, DiscreteCritic, TanhGaussianActor, soft_update
+from .sac import (
+    SACAgent,
+    SACConfig,
+    actor_loss,
+    critic_loss,
+    double_dqn_target,
+    grasp_penalty,
+    td_target,
+    temperature_loss,
+)
+
+__all__ = [
+    "ConvEncoder", "CriticEnsemble", "DiscreteCritic", "EfficientNetLite0", "FrozenBackbone", "ObservationEncoder",
+    "ResNet10", "SACAgent", "SACConfig", "SpatialLearnedEmbeddings", "TanhGaussianActor", "actor_loss",
+    "augment_batch", "augment_observations", "build_backbone", "critic_loss", "double_dqn_target",
+    "efficientnet_lite0_weights_path", "grasp_penalty", "precompute_features", "random_shift", "shift_images",
+    "soft_update", "td_target", "temperature_loss",
+]

@@ -1,0 +1,175 @@
+"""Policy and value networks: MLP, tanh-Gaussian actor, critic ensemble, discrete gripper critic.
+
+All MLPs follow the HIL-SERL reference: Linear -> LayerNorm -> activation per hidden layer, Xavier-uniform
+weights and zero biases. Critic ensembles hold E independent MLPs and return stacked outputs [E, B, ...].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+class _Tanh(torch.autograd.Function):
+    """tanh computed as 2 * sigmoid(2x) - 1: same values (to ~1e-7 absolute), but on the CPU builds we measured
+    torch.tanh is ~10x slower than torch.sigmoid, and tanh dominates the cost of small [256, 256] MLPs."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def fast_tanh(x: Tensor) -> Tensor:
+    return _Tanh.apply(x)
+
+
+class FastTanh(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return _Tanh.apply(x)
+
+
+ACTIVATIONS = {
+    "tanh": FastTanh,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+
+
+def mlp(in_dim: int, hidden_dims: tuple[int, ...], activation: str = "tanh", layer_norm: bool = True) -> nn.Sequential:
+    """Hidden layers only (no output layer): [Linear -> LayerNorm -> act] * len(hidden_dims)."""
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        linear = nn.Linear(in_dim, width)
+        nn.init.xavier_uniform_(linear.weight)
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(make_activation(activation))
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+def _xavier_linear(in_dim: int, out_dim: int) -> nn.Linear:
+    layer = nn.Linear(in_dim, out_dim)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class TanhGaussianActor(nn.Module):
+    """Diagonal Gaussian over pre-squash actions, squashed by tanh into [-1, 1].
+
+    std = exp(log_std) with log_std clipped so that std lies in [std_min, std_max] (1e-5, 5 by default).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        action_dim: int,
+        hidden_dims: tuple[int, ...] = (256, 256),
+        activation: str = "tanh",
+        std_min: float = 1e-5,
+        std_max: float = 5.0,
+    ):
+        super().__init__()
+        self.trunk = mlp(in_dim, hidden_dims, activation)
+        last = hidden_dims[-1] if hidden_dims else in_dim
+        self.mean = _xavier_linear(last, action_dim)
+        self.log_std = _xavier_linear(last, action_dim)
+        self.log_std_min = math.log(std_min)
+        self.log_std_max = math.log(std_max)
+
+    def distribution_params(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.trunk(features)
+        log_std = self.log_std(h).clamp(self.log_std_min, self.log_std_max)
+        return self.mean(h), log_std
+
+    def forward(self, features: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
+        """Returns (action in [-1, 1], log-probability of that action [B])."""
+        mean, log_std = self.distribution_params(features)
+        if deterministic:
+            u = mean
+        else:
+            u = mean + log_std.exp() * torch.randn_like(mean)
+        # log N(u; mean, std), written out (cheaper than torch.distributions)
+        log_prob = (-0.5 * ((u - mean) * torch.exp(-log_std)).pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        # tanh change of variables, numerically stable form of log(1 - tanh(u)^2)
+        log_prob = log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+        return fast_tanh(u), log_prob
+
+
+class EnsembleMLP(nn.Module):
+    """E independent MLPs [Linear -> LayerNorm -> act]* -> Linear(out_dim) on the same input. Output [E, B, out].
+
+    Members are plain modules evaluated one after the other: for the small ensembles used here (2) this measured
+    faster on CPU than one batched-matmul (bmm) ensemble, because LayerNorm keeps its fused affine.
+    """
+
+    def __init__(
+        self,
+        ensemble_size: int,
+        in_dim: int,
+        out_dim: int,
+        hidden_dims: tuple[int, ...] = (256, 256),
+        activation: str = "tanh",
+    ):
+        super().__init__()
+        self.members = nn.ModuleList(
+            nn.Sequential(mlp(in_dim, hidden_dims, activation), _xavier_linear(hidden_dims[-1], out_dim))
+            for _ in range(ensemble_size)
+        )
+        self.ensemble_size = ensemble_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([member(x) for member in self.members])
+
+
+class CriticEnsemble(nn.Module):
+    """Q(s, a) for E ensemble members: features [B, F], actions [B, A] -> [E, B]."""
+
+    def __init__(self, in_dim: int, action_dim: int, ensemble_size: int = 2,
+                 hidden_dims: tuple[int, ...] = (256, 256), activation: str = "tanh"):
+        super().__init__()
+        self.net = EnsembleMLP(ensemble_size, in_dim + action_dim, 1, hidden_dims, activation)
+
+    def forward(self, features: Tensor, actions: Tensor) -> Tensor:
+        return self.net(torch.cat([features, actions], dim=-1)).squeeze(-1)
+
+
+class DiscreteCritic(nn.Module):
+    """Q(s, ·) over the gripper commands {0: close, 1: stay, 2: open}: features [B, F] -> [E, B, 3]."""
+
+    def __init__(self, in_dim: int, num_actions: int = 3, ensemble_size: int = 1,
+                 hidden_dims: tuple[int, ...] = (256, 256), activation: str = "tanh"):
+        super().__init__()
+        self.net = EnsembleMLP(ensemble_size, in_dim, num_actions, hidden_dims, activation)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) * target + tau * online, parameter by parameter (one fused foreach call)."""
+    t_params = list(target.parameters())
+    o_params = list(online.parameters())
+    torch._foreach_lerp_(t_params, o_params, tau)
