@@ -67,3 +67,18 @@ def test_bad_files(tmp_path):
     bad.write_text("{\"seed\": 1,,}")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_config(Outer, bad)
+
+
+def test_train_config_sections_keep_their_parent_defaults_and_name_errors():
+    from hilserl.train.config import TrainConfig
+
+    cfg = load_config(TrainConfig, None, ["--policy.utd_ratio=20"])
+    assert cfg.policy.utd_ratio == 20
+    assert cfg.policy.cached_features and cfg.policy.discrete_gripper  # TrainConfig's defaults, not SACConfig's
+    with pytest.raises(ConfigError) as e:
+        load_config(TrainConfig, None, ["--policy.temperature_init=-1"])
+    assert str(e.value).startswith("policy.temperature_init"), str(e.value)
+    with pytest.raises(ConfigError, match="policy.discrete_gripper"):
+        load_config(TrainConfig, None, ["--env.gripper_mode=continuous"])
+    with pytest.raises(ConfigError, match="^human.takeover_steps"):
+        load_config(TrainConfig, None, ["--human.takeover_steps=[5, 1]"])

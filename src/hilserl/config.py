@@ -106,9 +106,43 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _coerce(value, hints[name], key)
-    obj = cls(**kwargs)
-    return obj
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            # a partial section updates the parent's default for it (which may differ from the section's own)
+            value = _merge(_default_as_dict(fields[name]), value)
+        kwargs[name] = _coerce(value, tp, key)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:  # a config that validates itself on construction
+        raise ConfigError(_prefix_lines(str(e), prefix)) from None
+
+
+def _default_as_dict(f: dataclasses.Field) -> dict:
+    if f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    elif f.default is not dataclasses.MISSING:
+        default = f.default
+    else:
+        return {}
+    return dataclasses.asdict(default) if dataclasses.is_dataclass(default) else {}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _prefix_lines(msg: str, prefix: str) -> str:
+    """Name the section in a nested config's own error lines ("field: why" -> "section.field: why")."""
+    if not prefix:
+        return msg
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    named = [f"{prefix}.{ln}" for ln in lines if ":" in ln and " " not in ln.split(":", 1)[0]]
+    return "\n".join(named) if named else f"{prefix}: {msg}"
 
 
 def _closest(name: str, choices) -> str | None:

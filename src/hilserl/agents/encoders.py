@@ -123,11 +123,12 @@ class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 feature extractor (no classifier). Input 0..255, output [B, 1280, H/32, W/32].
 
     weights: "imagenet" (the shipped file), None (random init) or a path to a local weights file.
+    trim_head: stop after the last MBConv block, before the 1x1 "head" convolution: [B, 320, H/32, W/32]. The head
+    conv only widens 320 -> 1280 channels for the ImageNet classifier; without it the trainable head on top costs
+    4x less (its Linear layer is channels x 8 wide) and cached maps take 4x less memory.
     """
 
-    out_channels = 1280
-
-    def __init__(self, weights: str | os.PathLike | None = "imagenet"):
+    def __init__(self, weights: str | os.PathLike | None = "imagenet", trim_head: bool = False):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -138,11 +139,21 @@ class EfficientNetLite0(nn.Module):
             net.load_state_dict(state, strict=True)
         # keep only the convolutional trunk
         del net._fc, net._avg_pooling, net._dropout
+        self.trim_head = trim_head
+        if trim_head:
+            del net._conv_head, net._bn1
+        self.out_channels = 320 if trim_head else 1280
         self.net = net
 
     def forward(self, images: Tensor) -> Tensor:
         x = (images.float() - 127.0) * (1.0 / 128.0)
-        return self.net.extract_features(x)
+        if not self.trim_head:
+            return self.net.extract_features(x)
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for block in net._blocks:  # eval mode: no drop-connect
+            x = block(x)
+        return x
 
 
 # --------------------------------------------------------------------------------------------- conv (trainable)
@@ -219,14 +230,15 @@ class FrozenBackbone(nn.Module):
         return tuple(self(dummy).shape[1:])
 
 
-def build_backbone(name: str, weights: str | None = None, dtype: str = "auto",
+def build_backbone(name: str, weights: str | None = None, dtype: str = "auto", trim_head: bool = False,
                    load_weights: bool = True) -> FrozenBackbone:
     """Frozen "resnet10" or "efficientnet_lite0". weights: local file; None = random (ResNet-10) or the shipped
     ImageNet weights (EfficientNet-Lite0). load_weights=False skips reading any file (a checkpoint follows)."""
     if name == "resnet10":
         module = ResNet10(weights if load_weights else None)
     elif name == "efficientnet_lite0":
-        module = EfficientNetLite0(("imagenet" if weights is None else weights) if load_weights else None)
+        module = EfficientNetLite0(("imagenet" if weights is None else weights) if load_weights else None,
+                                   trim_head=trim_head)
     else:
         raise ValueError(f"encoder must be 'resnet10', 'efficientnet_lite0' or 'conv', got {name!r}")
     return FrozenBackbone(module, resolve_backbone_dtype(dtype))
@@ -264,8 +276,11 @@ class ImageHead(nn.Module):
         nn.init.zeros_(self.proj.bias)
         self.norm = nn.LayerNorm(out_dim)
 
-    def forward(self, feature_map: Tensor) -> Tensor:
-        return fast_tanh(self.norm(self.proj(self.dropout(self.pool(feature_map)))))
+    def forward(self, feature_map: Tensor, dropout: bool = True) -> Tensor:
+        x = self.pool(feature_map)
+        if dropout:
+            x = self.dropout(x)
+        return fast_tanh(self.norm(self.proj(x)))
 
 
 def _vector_projection(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -353,13 +368,14 @@ class ObservationEncoder(nn.Module):
         return outs
 
     # ---- trainable part
-    def forward(self, pre: dict[str, Tensor]) -> Tensor:
+    def forward(self, pre: dict[str, Tensor], dropout: bool = True) -> Tensor:
+        """dropout=False: no dropout even in training mode (used for the TD targets)."""
         parts = []
         for cam in self.cameras:
             x = pre[cam]
             if self.encoder_type == "conv":
                 x = self.convs[cam](x)
-            parts.append(self.heads[cam](x))
+            parts.append(self.heads[cam](x, dropout))
         if self.state_proj is not None:
             parts.append(self.state_proj(pre["state"]))
         if self.env_state_proj is not None:

@@ -25,8 +25,9 @@ Design decisions (and why):
 
 * One trainable encoder (heads + proprio projection, + the conv stacks for ``encoder="conv"``) is shared by actor,
   critic and (by default) the discrete critic. It is trained by the critic losses only: the actor sees it detached.
-* The TD targets use the ONLINE encoder under ``no_grad`` (DrQ-v2 / LeRobot style); only the critic MLPs have
-  target copies. A frozen backbone makes an encoder target copy nearly meaningless anyway.
+* The TD targets use the ONLINE encoder under ``no_grad`` (DrQ-v2 / LeRobot style) and without dropout, so a
+  target does not depend on a dropout draw; only the critic MLPs have target copies. A frozen backbone makes an
+  encoder target copy nearly meaningless anyway.
 * In the full update the actor reuses the critic step's observation embedding (detached). That embedding was made
   with the encoder weights from before the critic's optimizer step, which is exactly what the reference JAX code
   does (all losses of one update are computed from the same parameters). The actor's Q does use the freshly
@@ -86,6 +87,7 @@ class SACConfig:
     encoder: str = "efficientnet_lite0"  # "efficientnet_lite0" (shipped ImageNet weights), "resnet10", "conv"
     backbone_weights: str | None = None  # local .safetensors/.pth; None: shipped weights (effnet) / random (resnet)
     backbone_dtype: str = "auto"  # "auto" | "float32" | "bfloat16"
+    backbone_trim_head: bool = False  # efficientnet_lite0 only: 320-channel maps before the 1x1 head conv
     cached_features: bool = False
     num_cached_shifts: int = 4
     augmentation_pad: int = 4  # random shift of up to this many pixels (replicate edges); 0 disables
@@ -145,6 +147,8 @@ class SACConfig:
         check(not (self.cached_features and self.encoder == "conv"), "cached_features",
               "needs a frozen backbone (encoder 'resnet10' or 'efficientnet_lite0'), not 'conv'")
         check(self.num_cached_shifts >= 1, "num_cached_shifts", "must be >= 1")
+        check(not self.backbone_trim_head or self.encoder == "efficientnet_lite0", "backbone_trim_head",
+              "only applies to encoder 'efficientnet_lite0'")
         check(self.augmentation_pad >= 0, "augmentation_pad", "must be >= 0")
         for name in ("image_feature_dim", "state_feature_dim", "num_spatial_features"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
@@ -254,7 +258,7 @@ class SACAgent(nn.Module):
         backbone = None
         if cfg.cameras and cfg.encoder != "conv":
             backbone = build_backbone(cfg.encoder, cfg.backbone_weights, cfg.backbone_dtype,
-                                      load_weights=_load_backbone_weights)
+                                      trim_head=cfg.backbone_trim_head, load_weights=_load_backbone_weights)
         self.encoder = ObservationEncoder(
             cfg.state_dim, cfg.cameras, cfg.image_size, cfg.encoder, backbone, cfg.environment_state_dim,
             cfg.image_feature_dim, cfg.state_feature_dim, cfg.num_spatial_features, cfg.head_dropout,
@@ -336,7 +340,7 @@ class SACAgent(nn.Module):
         cfg = self.config
         obs_emb = self.encoder(prep["obs"])
         with torch.no_grad():
-            next_emb = self.encoder(prep["next_obs"])
+            next_emb = self.encoder(prep["next_obs"], dropout=False)  # deterministic targets
             next_actions, next_log_prob = self.actor(next_emb)
             next_q = self.critic_target(next_emb, next_actions)
             if cfg.critic_subsample_size is not None and cfg.critic_subsample_size < cfg.critic_ensemble_size:

@@ -1,0 +1,114 @@
+"""The training configuration: one JSON file (``configs/*.json``) plus ``--a.b=c`` overrides.
+
+Sections: ``env`` (the simulation or the real arm), ``policy`` (the SAC agent; its shape fields are filled in
+from the environment), ``buffers``, ``human`` (the simulated human who intervenes), ``reward`` and ``train``
+(the loop). Defaults follow the HIL-SERL reference and the user's SO-101 setup; `hilserl doctor` explains them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hilserl.agents.sac import SACConfig
+from hilserl.sim.env import GraspCubeConfig
+
+
+@dataclass
+class BufferConfig:
+    online_capacity: int = 200_000  # transitions (HIL-SERL reference)
+    demo_capacity: int = 50_000  # demos + every human intervention
+    demo_fraction: float = 0.5  # share of each batch drawn from the demo buffer (RLPD: 0.5)
+    on_disk: bool = True  # memory-mapped files in the run folder: survive a crash, need not fit in RAM
+
+    def validate(self) -> None:
+        if self.online_capacity < 1000:
+            raise ValueError(f"online_capacity: expected >= 1000 transitions, got {self.online_capacity}")
+        if self.demo_capacity < 100:
+            raise ValueError(f"demo_capacity: expected >= 100 transitions, got {self.demo_capacity}")
+        if not 0.0 <= self.demo_fraction <= 1.0:
+            raise ValueError(f"demo_fraction: expected a value in [0, 1], got {self.demo_fraction}")
+
+
+@dataclass
+class SimHumanConfig:
+    """The simulated person at the leader arm (simulation only), following the HIL-SERL protocol: let the policy
+    act first, then take over briefly when it is off track; often early in training, rarely later."""
+
+    enabled: bool = True
+    first_takeover_after: tuple[int, int] = (20, 30)  # policy steps before the first takeover of an episode
+    takeover_steps: tuple[int, int] = (5, 15)  # how long one takeover lasts (brief, not to the end)
+    gap_steps: tuple[int, int] = (10, 20)  # policy steps between two takeovers
+    watch_probability_start: float = 0.8  # chance that an episode is supervised at all, first episode
+    watch_probability_end: float = 0.1  # ... after `decay_episodes`
+    decay_episodes: int = 200
+    expert_noise: float = 0.1  # std of the noise on the human's motion commands (people are not scripts)
+
+    def validate(self) -> None:
+        for name in ("first_takeover_after", "takeover_steps", "gap_steps"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"{name}: expected [low, high] with 0 <= low <= high, got {[lo, hi]}")
+        for name in ("watch_probability_start", "watch_probability_end"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1], got {v}")
+        if self.decay_episodes < 1:
+            raise ValueError(f"decay_episodes: expected >= 1, got {self.decay_episodes}")
+
+
+@dataclass
+class RewardConfig:
+    type: str = "ground_truth"  # "ground_truth" (simulation only) or "classifier" (coming with the classifier)
+
+    def validate(self) -> None:
+        if self.type not in ("ground_truth",):
+            raise ValueError(f"type: expected 'ground_truth' (the classifier is not available yet), got {self.type!r}")
+
+
+@dataclass
+class LoopConfig:
+    seed: int = 0
+    total_env_steps: int = 10_000
+    num_demos: int = 20  # scripted-expert episodes in the demo buffer before online training
+    batch_size: int = 256
+    training_starts: int = 100  # online transitions before the first update
+    updates_per_env_step: float = 1.0  # learner updates (each = utd_ratio critic steps + 1 actor step) per env step
+    push_weights_every: int = 50  # learner updates between policy weights sent to the actor
+    log_every: int = 100  # learner updates between learner log lines
+    eval_every: int = 1000  # env steps between evaluations (0: never)
+    eval_episodes: int = 20
+    checkpoint_every: int = 2000  # env steps between checkpoints (0: only at the end)
+    torch_threads: int = 0  # 0: leave torch's default
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        positive = ("total_env_steps", "batch_size", "push_weights_every", "log_every", "eval_episodes")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        for name in ("num_demos", "training_starts", "eval_every", "checkpoint_every", "torch_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        if self.updates_per_env_step <= 0:
+            raise ValueError(f"updates_per_env_step: expected > 0, got {self.updates_per_env_step}")
+
+
+@dataclass
+class TrainConfig:
+    env: GraspCubeConfig = field(default_factory=GraspCubeConfig)
+    policy: SACConfig = field(default_factory=lambda: SACConfig(
+        encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True, discrete_gripper=True,
+        action_dim=3))
+    buffers: BufferConfig = field(default_factory=BufferConfig)
+    human: SimHumanConfig = field(default_factory=SimHumanConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    output_dir: str = "outputs/train"
+    run_name: str | None = None  # default: a timestamp
+
+    def validate(self) -> None:
+        if self.policy.discrete_gripper != (self.env.gripper_mode == "discrete"):
+            raise ValueError("policy.discrete_gripper: must be true exactly when env.gripper_mode is 'discrete' "
+                             f"(got {self.policy.discrete_gripper} with env.gripper_mode={self.env.gripper_mode!r})")
+        if self.buffers.online_capacity < self.train.batch_size:
+            raise ValueError("buffers.online_capacity: must hold at least one batch (train.batch_size)")
