@@ -472,11 +472,12 @@ class SACAgent(nn.Module):
                                    self.config.augmentation_pad, chunk_size, generator)
 
     # ---------------------------------------------------------------------------------------- save / load
-    def save(self, directory: str | os.PathLike) -> None:
+    def save(self, directory: str | os.PathLike, optimizer_directory: str | os.PathLike | None = None) -> None:
         """``model.safetensors`` (all weights, frozen backbone included), ``optimizer.safetensors`` (Adam state as
         ``<optimizer>/<parameter name>/<exp_avg|exp_avg_sq|step>``), ``agent.json`` (config, counters, optimizer
         hyper-parameters). Each file is written to a temporary name and renamed, so a crash never leaves a torn
-        file. No pickle anywhere."""
+        file. No pickle anywhere. ``optimizer_directory`` puts the optimizer state elsewhere (a checkpoint keeps it
+        with the training state, apart from the model an actor or `hilserl eval` loads)."""
         from safetensors.torch import save_file
 
         directory = os.fspath(directory)
@@ -497,11 +498,15 @@ class SACAgent(nn.Module):
             "optimizers": opt_groups,
         }
         _atomic(os.path.join(directory, "model.safetensors"), lambda p: save_file(weights, p))
-        _atomic(os.path.join(directory, "optimizer.safetensors"), lambda p: save_file(opt_tensors, p))
+        opt_dir = os.fspath(optimizer_directory) if optimizer_directory is not None else directory
+        os.makedirs(opt_dir, exist_ok=True)
+        _atomic(os.path.join(opt_dir, "optimizer.safetensors"), lambda p: save_file(opt_tensors, p))
         _atomic(os.path.join(directory, "agent.json"), lambda p: _write_text(p, json.dumps(meta, indent=2)))
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "SACAgent":
+    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu",
+             optimizer_directory: str | os.PathLike | None = None) -> "SACAgent":
+        """Inverse of `save`. Without an optimizer file (a model folder on its own) the optimizers start fresh."""
         from safetensors.torch import load_file
 
         directory = os.fspath(directory)
@@ -509,8 +514,9 @@ class SACAgent(nn.Module):
             meta = json.load(f)
         agent = cls(SACConfig.from_dict(meta["config"]), _load_backbone_weights=False).to(device)
         agent.load_state_dict(load_file(os.path.join(directory, "model.safetensors"), device=str(device)), strict=True)
-        opt_tensors = load_file(os.path.join(directory, "optimizer.safetensors"), device=str(device))
-        for name, opt in agent.optimizers.items():
+        opt_path = os.path.join(os.fspath(optimizer_directory or directory), "optimizer.safetensors")
+        opt_tensors = load_file(opt_path, device=str(device)) if os.path.exists(opt_path) else None
+        for name, opt in (agent.optimizers.items() if opt_tensors is not None else ()):
             names = agent._optim_param_names[name]
             state = {}
             for idx, pname in enumerate(names):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from hilserl.agents.sac import SACConfig
 from hilserl.sim.env import GraspCubeConfig
+from hilserl.sim.human import SimHumanConfig
 
 
 @dataclass
@@ -27,33 +28,6 @@ class BufferConfig:
             raise ValueError(f"demo_capacity: expected >= 100 transitions, got {self.demo_capacity}")
         if not 0.0 <= self.demo_fraction <= 1.0:
             raise ValueError(f"demo_fraction: expected a value in [0, 1], got {self.demo_fraction}")
-
-
-@dataclass
-class SimHumanConfig:
-    """The simulated person at the leader arm (simulation only), following the HIL-SERL protocol: let the policy
-    act first, then take over briefly when it is off track; often early in training, rarely later."""
-
-    enabled: bool = True
-    first_takeover_after: tuple[int, int] = (20, 30)  # policy steps before the first takeover of an episode
-    takeover_steps: tuple[int, int] = (5, 15)  # how long one takeover lasts (brief, not to the end)
-    gap_steps: tuple[int, int] = (10, 20)  # policy steps between two takeovers
-    watch_probability_start: float = 0.8  # chance that an episode is supervised at all, first episode
-    watch_probability_end: float = 0.1  # ... after `decay_episodes`
-    decay_episodes: int = 200
-    expert_noise: float = 0.1  # std of the noise on the human's motion commands (people are not scripts)
-
-    def validate(self) -> None:
-        for name in ("first_takeover_after", "takeover_steps", "gap_steps"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi:
-                raise ValueError(f"{name}: expected [low, high] with 0 <= low <= high, got {[lo, hi]}")
-        for name in ("watch_probability_start", "watch_probability_end"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1], got {v}")
-        if self.decay_episodes < 1:
-            raise ValueError(f"decay_episodes: expected >= 1, got {self.decay_episodes}")
 
 
 @dataclass

@@ -1,0 +1,122 @@
+"""The actor: runs the policy in the environment, lets the human intervene, and emits transitions.
+
+It holds its own copy of the policy and only ever receives weights (`load_policy_weights`), and it only ever
+hands out transitions and episode statistics. That seam is what later puts the actor beside the robot and the
+learner on another machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hilserl.agents.sac import GRIPPER_CLOSE, GRIPPER_OPEN, SACAgent
+from hilserl.data import Transition
+from hilserl.train.observations import ObservationProcessor
+
+POLICY_PREFIXES = ("encoder.", "actor.", "discrete_critic.")
+
+
+def policy_weights(agent: SACAgent) -> dict[str, torch.Tensor]:
+    """The weights an actor needs: trainable encoder parts, the actor, the gripper critic. Not the frozen backbone
+    (the actor has its own copy) and not the continuous critics."""
+    return {k: v.detach().clone() for k, v in agent.state_dict().items()
+            if k.startswith(POLICY_PREFIXES) and not k.startswith("encoder.backbone.")}
+
+
+@dataclass
+class EpisodeStats:
+    episode: int
+    env_step: int  # total env steps after this episode
+    reward: float
+    length: int
+    success: bool
+    intervention_steps: int
+    cube_start: tuple[float, float]
+    ee_start: tuple[float, float, float]
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def intervention_rate(self) -> float:
+        return self.intervention_steps / max(1, self.length)
+
+    def record(self) -> dict:
+        return {"episode": self.episode, "env_step": self.env_step, "reward": round(self.reward, 4),
+                "length": self.length, "success": int(self.success),
+                "intervention_rate": round(self.intervention_rate, 4),
+                "cube_x": round(self.cube_start[0], 4), "cube_y": round(self.cube_start[1], 4), **self.extra}
+
+
+def gripper_penalty(stored_state: np.ndarray, action: np.ndarray, penalty: float) -> float:
+    """HIL-SERL's grasp penalty: `penalty` when the command changes the gripper's state (close while open or
+    open while closed). State index 14 of the sim state is the gripper's closed-command flag."""
+    closed = stored_state[14] > 0.5
+    cmd = int(round(float(action[-1])))
+    return penalty if (cmd == GRIPPER_CLOSE and not closed) or (cmd == GRIPPER_OPEN and closed) else 0.0
+
+
+class Actor:
+    def __init__(self, env, agent: SACAgent, human=None, seed: int = 0, grasp_penalty: float = -0.02):
+        self.env = env
+        self.agent = agent
+        self.human = human
+        self.seed = seed
+        self.grasp_penalty = grasp_penalty
+        self.processor = ObservationProcessor(agent, env.observation_space,
+                                              torch.Generator().manual_seed(seed + 17))
+        self.weights_version = 0
+
+    def load_policy_weights(self, weights: dict[str, torch.Tensor], version: int) -> None:
+        missing, unexpected = self.agent.load_state_dict(weights, strict=False)
+        if unexpected:
+            raise ValueError(f"policy weights: unexpected keys {unexpected[:3]}")
+        self.weights_version = version
+
+    def run_episode(self, episode: int, env_step: int, on_transition, explore: bool = True,
+                    reset_options: dict | None = None, random_actions: bool = False, on_step=None) -> EpisodeStats:
+        """One episode. `on_transition(transition)` is called after every step (the learner's inbox), `on_step(obs,
+        info)` after the reset and every step (videos). Episode seeds come from (seed, episode), so a resumed run
+        sees the same sequence of episodes."""
+        env = self.env
+        obs, info = env.reset(seed=self.seed * 1_000_003 + episode, options=reset_options)
+        if self.human is not None:
+            self.human.start_episode(episode)
+        stored = self.processor.to_stored(obs)
+        if on_step is not None:
+            on_step(obs, info)
+        total, steps, interventions, success = 0.0, 0, 0, False
+        cube0, ee0 = info["cube_pos"][:2].copy(), info["ee_pos"].copy()
+        rng = np.random.default_rng(self.seed * 7919 + episode)
+        while True:
+            human_action = self.human.act(steps) if self.human is not None else None
+            if human_action is not None:
+                action, is_intervention = np.asarray(human_action, dtype=np.float32), True
+            elif random_actions:
+                action = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+                is_intervention = False
+                if self.agent.config.discrete_gripper:
+                    action[-1] = float(rng.integers(0, 3))
+            else:
+                action = self.agent.select_action(self.processor.to_policy(stored), deterministic=not explore)
+                is_intervention = False
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            next_stored = self.processor.to_stored(next_obs)
+            if on_step is not None:
+                on_step(next_obs, info)
+            extra = {}
+            if self.agent.config.discrete_gripper:
+                extra["gripper_penalty"] = gripper_penalty(stored["state"], action, self.grasp_penalty)
+            if on_transition is not None:
+                on_transition(Transition(stored, action, float(reward), bool(terminated), bool(truncated),
+                                         next_stored, is_intervention, extra))
+            total += float(reward)
+            steps += 1
+            interventions += int(is_intervention)
+            success = success or bool(info["is_success"])
+            stored = next_stored
+            if terminated or truncated:
+                break
+        return EpisodeStats(episode, env_step + steps, total, steps, success, interventions,
+                            (float(cube0[0]), float(cube0[1])), tuple(float(v) for v in ee0))

@@ -1,0 +1,105 @@
+"""Checkpoints: safetensors + JSON, written atomically, never un-pickled.
+
+Layout of ``<run>/checkpoints/<env_step:07d>/``:
+
+    pretrained_model/   model.safetensors, agent.json (agent config + counters), train_config.json
+    training_state/     optimizer.safetensors, state.json (loop counters, buffer sizes), rng.safetensors
+
+A checkpoint is first written to a hidden temporary folder and then renamed into place, and ``checkpoints/last``
+(a small JSON file, replaced atomically) names the newest one; a crash during a write leaves the previous
+checkpoint intact and ``last`` pointing at it. The replay buffers live in ``<run>/buffers`` as memory-mapped files
+and are flushed right before the checkpoint is written, so the buffer state on disk matches the counters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hilserl.agents.sac import SACAgent
+
+LAST = "last.json"
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(run_dir: Path, env_step: int, agent: SACAgent, train_config: dict, state: dict,
+                    rng: dict[str, np.ndarray | torch.Tensor]) -> Path:
+    from safetensors.torch import save_file
+
+    ckpt_root = Path(run_dir) / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"{env_step:07d}"
+    tmp = ckpt_root / f".tmp-{env_step:07d}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model_dir, state_dir = tmp / "pretrained_model", tmp / "training_state"
+    agent.save(model_dir, optimizer_directory=state_dir)
+    _write_json(model_dir / "train_config.json", train_config)
+    _write_json(state_dir / "state.json", state)
+    save_file({k: torch.as_tensor(np.asarray(v)) for k, v in rng.items()}, str(state_dir / "rng.safetensors"))
+    if final.exists():  # re-saving the same step (e.g. after a resume): replace it
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(ckpt_root)
+    _write_json(ckpt_root / LAST, {"env_step": env_step, "path": final.name})
+    return final
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    ckpt_root = Path(run_dir) / "checkpoints"
+    marker = ckpt_root / LAST
+    if marker.exists():
+        path = ckpt_root / json.loads(marker.read_text())["path"]
+        if (path / "training_state" / "state.json").exists():
+            return path
+    done = sorted(p for p in ckpt_root.glob("[0-9]*") if (p / "training_state" / "state.json").exists())
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> tuple[SACAgent, dict, dict[str, np.ndarray]]:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    model_dir, state_dir = path / "pretrained_model", path / "training_state"
+    if not (model_dir / "agent.json").exists():
+        raise FileNotFoundError(f"checkpoint {path}: no pretrained_model/agent.json (is this a checkpoint folder?)")
+    agent = SACAgent.load(model_dir, device, optimizer_directory=state_dir)
+    state = json.loads((state_dir / "state.json").read_text()) if (state_dir / "state.json").exists() else {}
+    rng_file = state_dir / "rng.safetensors"
+    rng = {k: v.numpy() for k, v in load_file(str(rng_file)).items()} if rng_file.exists() else {}
+    return agent, state, rng
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """Accept a run folder, a checkpoint folder or a pretrained_model folder; return the pretrained_model."""
+    p = Path(path)
+    if (p / "agent.json").exists():
+        return p
+    if (p / "pretrained_model" / "agent.json").exists():
+        return p / "pretrained_model"
+    last = last_checkpoint(p)
+    if last is not None:
+        return last / "pretrained_model"
+    raise FileNotFoundError(f"--checkpoint {p}: expected a run folder, a checkpoint folder or a pretrained_model "
+                            "folder containing agent.json")

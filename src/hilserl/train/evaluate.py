@@ -1,0 +1,139 @@
+"""Evaluation: the deterministic policy on fresh episodes, a table, a success rate with its 95% interval, a video,
+and a map of success against where the cube started (a policy that only learned the "easy" cube positions, as in
+the user's devlogs, shows up at a glance)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a success rate (sensible for small n and rates near 0 or 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EvalResult:
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def episodes(self) -> int:
+        return len(self.rows)
+
+    @property
+    def successes(self) -> int:
+        return sum(r["success"] for r in self.rows)
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / max(1, self.episodes)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.successes, self.episodes)
+
+    def summary(self) -> dict:
+        lo, hi = self.interval
+        return {"episodes": self.episodes, "success_rate": round(self.success_rate, 4),
+                "success_ci_low": round(lo, 4), "success_ci_high": round(hi, 4),
+                "mean_reward": round(float(np.mean([r["reward"] for r in self.rows])) if self.rows else 0.0, 4),
+                "mean_length": round(float(np.mean([r["steps"] for r in self.rows])) if self.rows else 0.0, 2)}
+
+
+def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_reset: bool = False,
+             video_path: Path | None = None, video_episodes: int = 5, view_size: int = 256) -> EvalResult:
+    """Run `num_episodes` deterministic episodes with `actor` (no human). `fixed_reset` puts the gripper and the
+    cube at their nominal positions every time; otherwise they are randomized as in training."""
+    env = actor.env.unwrapped
+    result = EvalResult()
+    frames: list[np.ndarray] = []
+    options = None
+    if fixed_reset:
+        x, y, z = env.cfg.ee_reset_pos
+        options = {"ee_pos": (x, y, z), "cube_pos": (x + 0.0, y), "cube_yaw": 0.0}
+    human, actor.human = actor.human, None
+    try:
+        for i in range(num_episodes):
+            record = video_path is not None and i < video_episodes
+            ok = [False]
+
+            def on_step(obs, info, record=record, ok=ok):
+                if not record:
+                    return
+                ok[0] = ok[0] or bool(info["is_success"])
+                grip = obs["pixels"]["gripper"] if "pixels" in obs else env.render_camera("gripper")
+                k = max(1, view_size // grip.shape[0])
+                frame = np.concatenate([np.kron(grip, np.ones((k, k, 1), np.uint8)),
+                                        env.render_camera("front", view_size)], axis=1)
+                frame[-6:] = (40, 190, 70) if ok[0] else (90, 90, 90)
+                frames.append(frame)
+
+            stats = actor.run_episode(seed_offset + i, 0, None, explore=False, reset_options=options,
+                                      on_step=on_step)
+            result.rows.append({"episode": i + 1, "steps": stats.length, "reward": round(stats.reward, 3),
+                                "success": int(stats.success), "cube_x": stats.cube_start[0],
+                                "cube_y": stats.cube_start[1], "ee_x": stats.ee_start[0], "ee_y": stats.ee_start[1]})
+    finally:
+        actor.human = human
+    if video_path is not None and frames:
+        import imageio.v2 as imageio
+
+        Path(video_path).parent.mkdir(parents=True, exist_ok=True)
+        imageio.mimwrite(video_path, frames, fps=env.cfg.fps, codec="libx264", quality=7, macro_block_size=16)
+    return result
+
+
+def print_table(result: EvalResult, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title="Evaluation")
+    for col in ("Episode", "Steps", "Reward", "Result"):
+        table.add_column(col, justify="right" if col != "Result" else "left")
+    for r in result.rows:
+        res = "[green]SUCCESS[/green]" if r["success"] else "[red]FAIL (timeout)[/red]"
+        table.add_row(str(r["episode"]), str(r["steps"]), f"{r['reward']:.2f}", res)
+    console.print(table)
+    lo, hi = result.interval
+    console.print(f"Success rate: {result.success_rate:.0%} ({result.successes}/{result.episodes}), "
+                  f"95% interval {lo:.0%}-{hi:.0%}")
+
+
+def plot_success_map(result: EvalResult, path: Path, title: str = "Success by cube start position") -> Path:
+    """Cube start position relative to the gripper's start, green = success, red = failure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    for ok, colour, label in ((1, "tab:green", "success"), (0, "tab:red", "failure")):
+        pts = [(100 * (r["cube_x"] - r["ee_x"]), 100 * (r["cube_y"] - r["ee_y"])) for r in result.rows
+               if r["success"] == ok]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.scatter(ys, xs, c=colour, s=40, label=f"{label} ({len(pts)})", edgecolors="black", linewidths=0.4)
+    ax.scatter([0], [0], marker="+", c="black", s=120, label="gripper start")
+    ax.set_xlabel("cube − gripper, y (cm)  [robot's left is +]")
+    ax.set_ylabel("cube − gripper, x (cm)  [away from the robot is +]")
+    lo, hi = result.interval
+    ax.set_title(f"{title}\n{result.success_rate:.0%} success, 95% CI {lo:.0%}-{hi:.0%}, n={result.episodes}")
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,203 @@
+"""`hilserl train`: HIL-SERL in one process — demos, then actor and learner taking turns.
+
+Order of work: fill the demo buffer with scripted-expert episodes; then run episodes with the actor (policy +
+simulated human). Every environment step hands its transition to the learner, which performs
+`updates_per_env_step` updates (each: `utd_ratio` critic steps on mixed 50/50 batches, then one actor and
+temperature step) once `training_starts` online transitions exist, and sends the actor fresh policy weights every
+`push_weights_every` updates. Evaluations and checkpoints happen at episode boundaries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hilserl.agents.sac import SACAgent
+from hilserl.config import to_dict
+from hilserl.sim.env import SO101GraspCubeEnv
+from hilserl.sim.expert import ScriptedExpert
+from hilserl.sim.human import SimulatedHuman
+from hilserl.train.actor import Actor
+from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint
+from hilserl.train.config import TrainConfig
+from hilserl.train.evaluate import evaluate
+from hilserl.train.learner import Learner
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    env_steps: int
+    episodes: int
+    learner_updates: int
+    evals: list[dict] = field(default_factory=list)
+    last_checkpoint: Path | None = None
+    wall_s: float = 0.0
+
+
+def resolve_policy_config(cfg: TrainConfig, env: SO101GraspCubeEnv):
+    """Fill the policy's shape fields from the environment (the user never has to)."""
+    spaces = env.observation_space.spaces
+    cameras = tuple(spaces["pixels"].spaces) if "pixels" in spaces else ()
+    env_state = spaces["environment_state"].shape[0] if "environment_state" in spaces else 0
+    image = spaces["pixels"][cameras[0]].shape[:2] if cameras else cfg.policy.image_size
+    return dataclasses.replace(cfg.policy, state_dim=spaces["state"].shape[0], action_dim=3,
+                               discrete_gripper=cfg.env.gripper_mode == "discrete", cameras=cameras,
+                               image_size=tuple(image), environment_state_dim=env_state)
+
+
+def run_dir_for(cfg: TrainConfig) -> Path:
+    name = cfg.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.output_dir) / name
+
+
+def _rng_state(rng: np.random.Generator) -> np.ndarray:
+    """A numpy Generator's state as an array (for safetensors)."""
+    return np.frombuffer(json.dumps(rng.bit_generator.state).encode(), dtype=np.uint8).copy()
+
+
+def _set_rng_state(rng: np.random.Generator, arr: np.ndarray) -> None:
+    rng.bit_generator.state = json.loads(bytes(arr.astype(np.uint8)).decode())
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None) -> TrainResult:
+    from hilserl.monitor.metrics import MetricsLogger, format_episode_line, format_learner_line
+
+    t_start = time.perf_counter()
+    loop = cfg.train
+    if loop.torch_threads:
+        torch.set_num_threads(loop.torch_threads)
+    torch.manual_seed(loop.seed)
+    run_dir = run_dir_for(cfg)
+    if resume and not (run_dir / "checkpoints").exists():
+        raise FileNotFoundError(f"--resume: no checkpoints in {run_dir} (set output_dir/run_name to the run to resume)")
+    if not resume and (run_dir / "checkpoints").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run_name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    env = SO101GraspCubeEnv(cfg.env)
+    policy_cfg = resolve_policy_config(cfg, env)
+    cfg = dataclasses.replace(cfg, policy=policy_cfg)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+
+    state = {"env_step": 0, "episode": 0, "learner_updates": 0, "demo_episodes": 0, "evals": []}
+    human_rng = np.random.default_rng(loop.seed + 101)
+    agent = None
+    ckpt = last_checkpoint(run_dir) if resume else None
+    if resume and ckpt is None:
+        raise FileNotFoundError(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}")
+    if ckpt is not None:
+        agent, state, rng = load_checkpoint(ckpt, loop.device)
+        if "human_rng" in rng:
+            _set_rng_state(human_rng, rng["human_rng"])
+        if "torch_rng" in rng:
+            torch.set_rng_state(torch.from_numpy(rng["torch_rng"].astype(np.uint8)))
+        log(f"resumed from {ckpt} at env step {state['env_step']}, episode {state['episode']}")
+
+    actor_agent = SACAgent(policy_cfg).to(loop.device)
+    human = SimulatedHuman(env, cfg.human, human_rng)
+    actor = Actor(env, actor_agent, human, seed=loop.seed, grasp_penalty=policy_cfg.grasp_penalty)
+    buffer_dir = run_dir / "buffers" if cfg.buffers.on_disk else None
+    learner = Learner(policy_cfg, cfg.buffers, actor.processor.spec, loop.batch_size, buffer_dir, loop.seed,
+                      loop.device, agent=agent)
+    if agent is not None:
+        for name, buf in (("online", learner.online), ("demo", learner.demo)):
+            if len(buf) != state.get(f"{name}_size", len(buf)):
+                raise RuntimeError(f"buffers/{name} holds {len(buf)} transitions but the checkpoint expects "
+                                   f"{state[f'{name}_size']}: the buffer files do not belong to this checkpoint")
+    learner.updates = state["learner_updates"]
+    actor.load_policy_weights(learner.policy_weights(), learner.updates)
+    logger = logger or MetricsLogger(run_dir)
+    eval_env = SO101GraspCubeEnv(cfg.env)
+    eval_actor = Actor(eval_env, actor_agent, None, seed=loop.seed + 1)
+
+    # ---- demonstrations
+    expert_rng = np.random.default_rng(loop.seed + 202)
+    demo_human_cfg = dataclasses.replace(cfg.human, enabled=True, watch_probability_start=1.0,
+                                         watch_probability_end=1.0, first_takeover_after=(0, 0),
+                                         takeover_steps=(10_000, 10_000))
+    while state["demo_episodes"] < loop.num_demos:
+        demo_actor = Actor(env, actor_agent, SimulatedHuman(env, demo_human_cfg, expert_rng), seed=loop.seed + 3)
+        pending = []
+        stats = demo_actor.run_episode(state["demo_episodes"] + 1000 * state.get("demo_attempts", 0), 0,
+                                       pending.append)
+        state["demo_attempts"] = state.get("demo_attempts", 0) + (0 if stats.success else 1)
+        if stats.success:  # keep successful demonstrations only
+            for t in pending:
+                learner.add_demo(t)
+            state["demo_episodes"] += 1
+        if state.get("demo_attempts", 0) > 5 * max(1, loop.num_demos):
+            raise RuntimeError("the scripted expert keeps failing; check env settings (workspace, cube offsets)")
+    if loop.num_demos:
+        log(f"demo buffer: {len(learner.demo)} transitions from {state['demo_episodes']} expert episodes")
+
+    # ---- online training
+    pending_updates = 0.0
+    last_metrics: dict = {}
+    result = TrainResult(run_dir, state["env_step"], state["episode"], learner.updates, list(state["evals"]))
+    next_eval = (state["env_step"] // loop.eval_every + 1) * loop.eval_every if loop.eval_every else None
+    next_ckpt = (state["env_step"] // loop.checkpoint_every + 1) * loop.checkpoint_every if loop.checkpoint_every else None
+
+    def on_transition(t):
+        nonlocal pending_updates, last_metrics
+        learner.add(t)
+        state["env_step"] += 1
+        if not learner.ready(loop.training_starts):
+            return
+        pending_updates += loop.updates_per_env_step
+        while pending_updates >= 1.0:
+            pending_updates -= 1.0
+            last_metrics = learner.update()
+            if learner.updates % loop.push_weights_every == 0:
+                actor.load_policy_weights(learner.policy_weights(), learner.updates)
+            if learner.updates % loop.log_every == 0:
+                rec = {"learner_step": learner.updates, "env_step": state["env_step"], **last_metrics,
+                       "online_size": len(learner.online), "demo_size": len(learner.demo),
+                       "updates_per_s": round(learner.updates_per_second(), 2)}
+                logger.log_learner(rec)
+                log(format_learner_line(rec))
+
+    def checkpoint() -> Path:
+        learner.flush()
+        state.update(learner_updates=learner.updates, online_size=len(learner.online), demo_size=len(learner.demo))
+        rng = {"human_rng": _rng_state(human_rng), "torch_rng": torch.get_rng_state().numpy()}
+        return save_checkpoint(run_dir, state["env_step"], learner.agent, to_dict(cfg), dict(state), rng)
+
+    while state["env_step"] < loop.total_env_steps:
+        state["episode"] += 1
+        stats = actor.run_episode(state["episode"], state["env_step"], on_transition)
+        rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version}
+        logger.log_episode(rec)
+        log(format_episode_line(rec))
+        if next_eval is not None and state["env_step"] >= next_eval:
+            next_eval += loop.eval_every
+            actor_agent.eval()
+            res = evaluate(eval_actor, loop.eval_episodes)
+            ev = {"env_step": state["env_step"], "episode": state["episode"], **res.summary()}
+            state["evals"].append(ev)
+            logger.log_eval(ev)
+            log(f"Eval at step {state['env_step']}: success {res.success_rate:.0%} "
+                f"({res.successes}/{res.episodes}), mean reward {ev['mean_reward']:.2f}")
+        if next_ckpt is not None and state["env_step"] >= next_ckpt:
+            next_ckpt += loop.checkpoint_every
+            result.last_checkpoint = checkpoint()
+            log(f"checkpoint: {result.last_checkpoint}")
+
+    if result.last_checkpoint is None or not result.last_checkpoint.name.endswith(f"{state['env_step']:07d}"):
+        result.last_checkpoint = checkpoint()
+    logger.close()
+    learner.close()
+    env.close()
+    eval_env.close()
+    result.env_steps, result.episodes, result.learner_updates = state["env_step"], state["episode"], learner.updates
+    result.evals = list(state["evals"])
+    result.wall_s = time.perf_counter() - t_start
+    return result

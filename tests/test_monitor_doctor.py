@@ -1,0 +1,108 @@
+"""The config doctor flags each hyperparameter mistake from the user's devlogs, and nothing in the defaults."""
+
+import json
+
+import pytest
+from rich.console import Console
+
+from hilserl.config import ConfigError, load_config
+from hilserl.monitor.doctor import Finding, diagnose, exploration_std, render_table, run_doctor
+from hilserl.train.config import TrainConfig
+
+BAD = ("error", "warning")
+
+
+def _problems(findings):
+    return [f for f in findings if f.severity in BAD]
+
+
+def test_default_config_has_no_warning_or_error():
+    findings = diagnose(TrainConfig())
+    assert _problems(findings) == [], [f"{f.setting}: {f.why}" for f in findings]
+
+
+@pytest.mark.parametrize("override, setting", [
+    ("--policy.temperature_init=0.2", "policy.temperature_init"),
+    ("--policy.temperature_init=1.0", "policy.temperature_init"),
+    ("--policy.target_entropy=-4", "policy.target_entropy"),
+    ("--policy.backup_entropy=true", "policy.backup_entropy"),
+    ("--policy.utd_ratio=1", "policy.utd_ratio"),
+    ("--env.step_penalty=0", "env.step_penalty"),
+    ("--env.success_reward=1", "env.success_reward"),
+    ("--env.reward_type=sparse", "env.reward_type"),
+    ("--policy.augmentation_pad=0", "policy.augmentation_pad"),
+    ("--buffers.online_capacity=30000", "buffers.online_capacity"),
+    ("--train.num_demos=5", "train.num_demos"),
+    ("--env.action_scale=0.002", "env.action_scale"),
+    ("--policy.discount=0.8", "policy.discount"),
+    ("--policy.critic_ensemble_size=1", "policy.critic_ensemble_size"),
+    ("--train.batch_size=64", "train.batch_size"),
+    ("--policy.encoder=resnet10", "policy.encoder"),
+])
+def test_each_seeded_mistake_is_flagged(override, setting):
+    overrides = [override]
+    if "resnet10" in override:
+        overrides.append("--policy.backbone_trim_head=false")  # only valid for efficientnet
+    cfg = load_config(TrainConfig, None, overrides)
+    flagged = {f.setting: f for f in _problems(diagnose(cfg))}
+    assert setting in flagged, f"{override} not flagged; got {sorted(flagged)}"
+    f = flagged[setting]
+    assert f.why and f.recommended is not None
+    # one mistake, one finding (a too-low target entropy also shrinks the arm's exploration steps: 1.3 mm)
+    also = {"policy.target_entropy": {"env.action_scale"}}.get(setting, set())
+    assert set(flagged) - also == {setting}, f"{override} also flagged {sorted(set(flagged) - {setting})}"
+
+
+def test_severities_of_the_mistakes_that_broke_real_runs():
+    cfg = load_config(TrainConfig, None, ["--policy.temperature_init=0.2", "--policy.target_entropy=-4",
+                                          "--policy.augmentation_pad=0"])
+    errors = {f.setting for f in diagnose(cfg) if f.severity == "error"}
+    assert errors == {"policy.temperature_init", "policy.target_entropy", "policy.augmentation_pad"}
+
+
+def test_arm_that_did_not_move():
+    """Tuning devlog: 4 continuous dims, target entropy -4 (= -dim), action_scale 0.02 -> ~2 mm steps."""
+    base = ["--env.gripper_mode=continuous", "--policy.discrete_gripper=false", "--policy.action_dim=4"]
+    stuck = load_config(TrainConfig, None, base + ["--policy.target_entropy=-4"])
+    assert "env.action_scale" in {f.setting for f in _problems(diagnose(stuck))}
+    fixed = load_config(TrainConfig, None, base + ["--policy.target_entropy=-2"])  # the devlog's fix
+    assert _problems(diagnose(fixed)) == []
+    assert 0.08 < exploration_std(-4, 4) < 0.1  # the devlog's "outputs around ±0.1"
+
+
+def test_augmentation_does_not_matter_without_images():
+    cfg = load_config(TrainConfig, None, ["--env.obs_type=state", "--policy.augmentation_pad=0"])
+    assert "policy.augmentation_pad" not in {f.setting for f in diagnose(cfg)}
+
+
+def test_findings_are_sorted_errors_first():
+    cfg = load_config(TrainConfig, None, ["--train.num_demos=5", "--policy.temperature_init=0.2",
+                                          "--buffers.demo_fraction=0.3"])
+    assert [f.severity for f in diagnose(cfg)] == ["error", "warning", "info"]
+    with pytest.raises(ValueError):
+        Finding("x", 1, 2, "fatal", "no such severity")
+
+
+def test_run_doctor_exit_codes_and_table(tmp_path):
+    console = Console(record=True, width=160, color_system=None)
+    assert run_doctor(None, [], console=console) == 0
+    assert "no problems found" in console.export_text()
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"policy": {"temperature_init": 0.2}, "train": {"num_demos": 5}}))
+    console = Console(record=True, width=160, color_system=None)
+    assert run_doctor(path, ["--policy.utd_ratio=1"], console=console) == 1
+    text = console.export_text()
+    for needle in ("policy.temperature_init", "train.num_demos", "policy.utd_ratio", "0.01", "1 error, 2 warnings"):
+        assert needle in text
+    assert run_doctor(None, ["--train.num_demos=5"], console=Console(file=open(tmp_path / "o", "w"))) == 0
+
+
+def test_config_errors_propagate():
+    with pytest.raises(ConfigError, match="temprature_init"):
+        run_doctor(None, ["--policy.temprature_init=0.01"], console=Console(quiet=True))
+
+
+def test_render_table_without_findings_prints_summary():
+    console = Console(record=True, width=100, color_system=None)
+    render_table([], console=console)
+    assert console.export_text().strip() == "doctor: no problems found - the settings match the HIL-SERL reference."
