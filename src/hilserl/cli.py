@@ -1,41 +1,169 @@
-"""The one entry point: `hilserl <command>`."""
+"""The one entry point: `hilserl <command>`. Settings come from a JSON config plus `--section.key=value` overrides."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import hilserl  # noqa: F401  (chooses the GL backend before MuJoCo loads)
 
+DEFAULT_CONFIG = "configs/sim_grasp.json"
 
-def _cmd_demo(args) -> int:
+
+def _console():
     from rich.console import Console
 
-    from hilserl.sim.demo import run_expert_demo
+    return Console(highlight=False, soft_wrap=True)
 
-    console = Console()
-    console.print("[bold]hilserl demo[/bold]: scripted expert grasping the cube in the SO-101 simulation")
 
-    def progress(i, n, ok, steps):
-        console.print(f"  episode {i}/{n}: {'SUCCESS' if ok else 'FAIL'} after {steps} steps")
+def _load_train_config(path, overrides):
+    from hilserl.config import load_config
+    from hilserl.train.config import TrainConfig
 
-    res = run_expert_demo(args.out, episodes=args.episodes, seed=args.seed, progress=progress)
-    console.print(f"success {res.successes}/{res.episodes}")
-    console.print(f"video:         {res.video}")
-    console.print(f"contact sheet: {res.contact_sheet}")
+    return load_config(TrainConfig, path, overrides)
+
+
+# ------------------------------------------------------------------------------------------------ train
+def _cmd_train(args, overrides) -> int:
+    from hilserl.monitor.doctor import diagnose, render_table
+    from hilserl.monitor.plots import plot_training
+    from hilserl.train.loop import train
+
+    console = _console()
+    cfg = _load_train_config(args.config_path, overrides)
+    findings = diagnose(cfg)
+    render_table(findings, console)
+    if any(f.severity == "error" for f in findings) and not args.ignore_doctor:
+        console.print("[red]The config doctor found errors; fix them or pass --ignore_doctor.[/red]")
+        return 1
+    res = train(cfg, resume=args.resume, log=console.print)
+    plots = plot_training(res.run_dir)
+    console.print(f"\n[bold]done[/bold]: {res.env_steps} env steps, {res.episodes} episodes, "
+                  f"{res.learner_updates} learner updates in {res.wall_s / 60:.1f} min")
+    console.print(f"run folder:  {res.run_dir}")
+    console.print(f"checkpoint:  {res.last_checkpoint}")
+    console.print(f"plots:       {res.run_dir / 'plots'} ({len(plots)} PNG)")
+    console.print(f"metrics:     {res.run_dir / 'metrics'} (CSV), {res.run_dir / 'tensorboard'} (tensorboard --logdir)")
     return 0
 
 
-def _cmd_sim_export(args) -> int:
+# ------------------------------------------------------------------------------------------------ eval
+def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_reset: bool, video_episodes: int,
+             seed: int, console) -> dict:
+    from hilserl.agents.sac import SACAgent
+    from hilserl.config import from_dict
+    from hilserl.sim.env import SO101GraspCubeEnv
+    from hilserl.train.actor import Actor
+    from hilserl.train.checkpoint import resolve_model_dir
+    from hilserl.train.config import TrainConfig
+    from hilserl.train.evaluate import evaluate, plot_success_map, print_table
+
+    model_dir = resolve_model_dir(checkpoint)
+    cfg_file = model_dir / "train_config.json"
+    if not cfg_file.exists():
+        raise FileNotFoundError(f"{model_dir}: no train_config.json next to the model (not a hilserl checkpoint?)")
+    cfg = from_dict(TrainConfig, json.loads(cfg_file.read_text()))
+    agent = SACAgent.load(model_dir)
+    env = SO101GraspCubeEnv(cfg.env)
+    actor = Actor(env, agent, None, seed=seed)
+    out_dir = Path(out_dir) if out_dir else model_dir.parent / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    video = out_dir / "eval_episodes.mp4" if video_episodes > 0 else None
+    console.print(f"evaluating {model_dir} on {num_episodes} episodes "
+                  f"({'fixed' if fixed_reset else 'random'} reset, deterministic policy)")
+    res = evaluate(actor, num_episodes, fixed_reset=fixed_reset, video_path=video, video_episodes=video_episodes)
+    env.close()
+    print_table(res, console)
+    summary = {"checkpoint": str(model_dir), "fixed_reset": fixed_reset, **res.summary()}
+    (out_dir / "eval.json").write_text(json.dumps({"summary": summary, "episodes": res.rows}, indent=2))
+    success_map = plot_success_map(res, out_dir / "success_map.png")
+    console.print(f"results:     {out_dir / 'eval.json'}")
+    console.print(f"success map: {success_map}")
+    if video:
+        console.print(f"video:       {video}")
+    return summary
+
+
+def _cmd_eval(args, overrides) -> int:
+    if overrides:
+        raise SystemExit(f"hilserl eval: unknown arguments {overrides}")
+    run_eval(args.checkpoint, args.num_episodes, args.out, args.fixed_reset, args.video_episodes, args.seed,
+             _console())
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ doctor / plot
+def _cmd_doctor(args, overrides) -> int:
+    from hilserl.monitor.doctor import run_doctor
+
+    return run_doctor(args.config_path, overrides, _console())
+
+
+def _cmd_plot(args, overrides) -> int:
+    from hilserl.monitor.plots import plot_training
+
+    paths = plot_training(args.run_dir)
+    for p in paths:
+        print(p)
+    if not paths:
+        print(f"no metrics to plot in {args.run_dir}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ demo
+def _cmd_demo(args, overrides) -> int:
+    console = _console()
+    if args.expert_only:
+        from hilserl.sim.demo import run_expert_demo
+
+        res = run_expert_demo(Path(args.out) / "expert", episodes=6)
+        console.print(f"expert success {res.successes}/{res.episodes}\nvideo: {res.video}\n"
+                      f"contact sheet: {res.contact_sheet}")
+        return 0
+    from hilserl.monitor.plots import plot_training
+    from hilserl.sim.demo import run_expert_demo
+    from hilserl.train.loop import train
+
+    steps = args.env_steps
+    cfg = _load_train_config(args.config_path, [f"--train.total_env_steps={steps}",
+                                                 f"--output_dir={args.out}", "--run_name=train",
+                                                 f"--train.eval_every={max(500, steps // 4)}",
+                                                 f"--train.checkpoint_every={steps}", *overrides])
+    run_dir = Path(args.out) / "train"
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)  # the demo always starts from scratch
+    expert = run_expert_demo(Path(args.out) / "expert", episodes=6)
+    console.print(f"[bold]hilserl demo[/bold]: HIL-SERL from the gripper camera in the SO-101 simulation, "
+                  f"{steps} env steps (expert demo video: {expert.video})")
+
+    def log(line: str) -> None:
+        if not line.startswith("Episode") or line.split("|")[0].strip().endswith("0"):
+            console.print(line)
+
+    res = train(cfg, log=log)
+    plot_training(res.run_dir)
+    console.print(f"trained {res.env_steps} env steps in {res.wall_s / 60:.1f} min")
+    summary = run_eval(str(res.last_checkpoint), args.eval_episodes, Path(args.out) / "eval", False, 5, 0, console)
+    console.print(f"\n[bold]final success rate: {summary['success_rate']:.0%}[/bold] "
+                  f"(95% interval {summary['success_ci_low']:.0%}-{summary['success_ci_high']:.0%})")
+    console.print(f"checkpoint: {res.last_checkpoint}\nplots:      {res.run_dir / 'plots'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ sim tools
+def _cmd_sim_export(args, overrides) -> int:
     from hilserl.sim.scene import build_mjcf
 
-    with open(args.path, "w") as f:
-        f.write(build_mjcf())
+    Path(args.path).write_text(build_mjcf())
     print(f"wrote {args.path}")
     return 0
 
 
-def _cmd_sim_expert(args) -> int:
+def _cmd_sim_expert(args, overrides) -> int:
     import numpy as np
 
     from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
@@ -58,18 +186,46 @@ def _cmd_sim_expert(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hilserl", description="HIL-SERL for the SO-101 arm")
+    p = argparse.ArgumentParser(prog="hilserl", description="HIL-SERL for the SO-101 arm. Settings: a JSON config "
+                                "plus --section.key=value overrides, e.g. --policy.utd_ratio=20")
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run the simulation demo (expert episodes → video + contact sheet)")
-    d.add_argument("--out", default="outputs/demo")
-    d.add_argument("--episodes", type=int, default=6)
-    d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(func=_cmd_demo)
+
+    t = sub.add_parser("train", help="train in the simulation (demos, simulated human, SAC), with checkpoints")
+    t.add_argument("--config_path", default=DEFAULT_CONFIG)
+    t.add_argument("--resume", action="store_true", help="continue the run in output_dir/run_name")
+    t.add_argument("--ignore_doctor", action="store_true", help="train even if the config doctor finds errors")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint: table, success rate with 95%% interval, video, map")
+    e.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or pretrained_model folder")
+    e.add_argument("--num_episodes", type=int, default=20)
+    e.add_argument("--fixed_reset", action="store_true", help="nominal gripper and cube positions every episode")
+    e.add_argument("--video_episodes", type=int, default=5, help="episodes recorded to mp4 (0: none)")
+    e.add_argument("--out", default=None, help="output folder (default: <checkpoint>/eval)")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=_cmd_eval)
+
+    d = sub.add_parser("doctor", help="check a training config against HIL-SERL recommendations")
+    d.add_argument("--config_path", default=DEFAULT_CONFIG)
+    d.set_defaults(func=_cmd_doctor)
+
+    pl = sub.add_parser("plot", help="(re)draw the training plots of a run folder")
+    pl.add_argument("run_dir")
+    pl.set_defaults(func=_cmd_plot)
+
+    m = sub.add_parser("demo", help="the simulation demo: train from the gripper camera, evaluate, video")
+    m.add_argument("--config_path", default=DEFAULT_CONFIG)
+    m.add_argument("--env_steps", type=int, default=3000)
+    m.add_argument("--eval_episodes", type=int, default=20)
+    m.add_argument("--out", default="outputs/demo")
+    m.add_argument("--expert_only", action="store_true", help="only the scripted expert video (seconds)")
+    m.set_defaults(func=_cmd_demo)
+
     s = sub.add_parser("sim", help="simulation tools")
     ssub = s.add_subparsers(dest="sim_command", required=True)
-    e = ssub.add_parser("export-mjcf", help="write the scene's MJCF to a file (open it in MuJoCo's viewer)")
-    e.add_argument("path")
-    e.set_defaults(func=_cmd_sim_export)
+    x = ssub.add_parser("export-mjcf", help="write the scene's MJCF to a file (open it in MuJoCo's viewer)")
+    x.add_argument("path")
+    x.set_defaults(func=_cmd_sim_export)
     x = ssub.add_parser("expert", help="measure the scripted expert's success rate")
     x.add_argument("--episodes", type=int, default=100)
     x.add_argument("--seed", type=int, default=0)
@@ -78,8 +234,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    from hilserl.config import ConfigError
+
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like --section.key=value)")
+    try:
+        return int(args.func(args, rest) or 0)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

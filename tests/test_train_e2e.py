@@ -1,0 +1,107 @@
+"""End to end: train -> checkpoint -> resume -> eval on a tiny state-only run, and the simulated human."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hilserl.cli import run_eval
+from hilserl.config import load_config
+from hilserl.data import ReplayBuffer
+from hilserl.train.config import TrainConfig
+from hilserl.train.loop import train
+
+TINY = ["--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
+        "--train.batch_size=32", "--train.num_demos=2", "--train.training_starts=20", "--train.eval_every=0",
+        "--train.checkpoint_every=0", "--train.log_every=20", "--train.torch_threads=1",
+        "--buffers.online_capacity=5000", "--buffers.demo_capacity=2000", "--run_name=tiny"]
+
+
+def _cfg(tmp_path, steps, *extra):
+    return load_config(TrainConfig, None, [*TINY, f"--output_dir={tmp_path}", f"--train.total_env_steps={steps}",
+                                           *extra])
+
+
+def _snapshot(run_dir):
+    out = {}
+    for name in ("online", "demo"):
+        buf = ReplayBuffer.open(run_dir / "buffers" / name)
+        out[name] = {"len": len(buf), "added": buf.num_added, "episodes": buf.num_episodes,
+                     "valid": buf._valid.copy(), "rewards": buf._reward.copy(), "actions": buf._action.copy(),
+                     "intervention": buf._intervention.copy()}
+        buf.close()
+    return out
+
+
+def test_train_checkpoint_resume_eval(tmp_path):
+    lines = []
+    res = train(_cfg(tmp_path, 150), log=lines.append)
+    run = res.run_dir
+    assert res.env_steps >= 150 and res.learner_updates > 0
+    ckpt = res.last_checkpoint
+    assert (ckpt / "pretrained_model" / "model.safetensors").exists()
+    assert (ckpt / "pretrained_model" / "train_config.json").exists()
+    assert (ckpt / "training_state" / "optimizer.safetensors").exists()
+    state = json.loads((ckpt / "training_state" / "state.json").read_text())
+    assert state["env_step"] == res.env_steps and state["learner_updates"] == res.learner_updates
+    assert (run / "metrics" / "episodes.csv").read_text().count("\n") == res.episodes + 1
+    assert any(line.startswith("Episode 1 |") for line in lines)
+    assert any(line.startswith("Step 20:") for line in lines)
+    assert not list(run.rglob("*.pkl")) and not list(run.rglob("*.pt"))
+
+    before = _snapshot(run)
+    assert before["online"]["len"] == state["online_size"] and before["demo"]["len"] == state["demo_size"]
+
+    # resume with the same budget: nothing new happens, buffers and counters are exactly as they were
+    res2 = train(_cfg(tmp_path, 150), resume=True, log=lines.append)
+    assert (res2.env_steps, res2.episodes, res2.learner_updates) == (res.env_steps, res.episodes, res.learner_updates)
+    after = _snapshot(run)
+    for name in ("online", "demo"):
+        for key, value in before[name].items():
+            np.testing.assert_array_equal(after[name][key], value, err_msg=f"{name}.{key}")
+
+    # resume with more budget: training continues from the counters, the buffers grow
+    res3 = train(_cfg(tmp_path, 260), resume=True, log=lines.append)
+    assert res3.env_steps >= 260 and res3.episodes > res.episodes and res3.learner_updates > res.learner_updates
+    assert _snapshot(run)["online"]["added"] > before["online"]["added"]
+
+    # a fresh run into the same folder is refused instead of overwriting it
+    with pytest.raises(FileExistsError):
+        train(_cfg(tmp_path, 150), log=lines.append)
+
+    from rich.console import Console
+
+    summary = run_eval(str(run), 3, tmp_path / "eval", False, 1, 0, Console(file=open(tmp_path / "eval.txt", "w")))
+    assert summary["episodes"] == 3
+    assert (tmp_path / "eval" / "eval_episodes.mp4").stat().st_size > 1000
+    assert (tmp_path / "eval" / "success_map.png").stat().st_size > 1000
+    assert "Success rate" in (tmp_path / "eval.txt").read_text()
+
+
+def test_simulated_human_interventions_are_routed_to_both_buffers(tmp_path):
+    cfg = _cfg(tmp_path, 120, "--human.watch_probability_start=1.0", "--human.watch_probability_end=1.0",
+               "--human.first_takeover_after=[2, 3]", "--human.takeover_steps=[3, 4]", "--human.gap_steps=[2, 2]",
+               "--train.num_demos=1")
+    res = train(cfg, log=lambda s: None)
+    rows = (res.run_dir / "metrics" / "episodes.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    rates = [float(r.split(",")[header.index("intervention_rate")]) for r in rows[1:]]
+    assert max(rates) > 0.0, "the simulated human never took over"
+    snap = _snapshot(res.run_dir)
+    n_interventions_online = int(snap["online"]["intervention"].sum())
+    demo_len_from_demos = json.loads((res.last_checkpoint / "training_state" / "state.json").read_text())
+    assert n_interventions_online > 0
+    # every intervention also went to the demo buffer (on top of the expert demo transitions)
+    assert snap["demo"]["added"] >= n_interventions_online + 1
+    assert demo_len_from_demos["demo_size"] == snap["demo"]["len"]
+
+
+def test_human_schedule_decays():
+    from hilserl.sim.human import SimHumanConfig, SimulatedHuman
+    from hilserl.sim.env import SO101GraspCubeEnv
+
+    human = SimulatedHuman(SO101GraspCubeEnv(obs_type="state"), SimHumanConfig(decay_episodes=100),
+                           np.random.default_rng(0))
+    assert human.watch_probability(0) == pytest.approx(0.8)
+    assert human.watch_probability(50) == pytest.approx(0.45)
+    assert human.watch_probability(500) == pytest.approx(0.1)
