@@ -245,3 +245,10 @@ def test_domain_randomization_off_by_default_and_changes_scene_when_on():
                 break
         wins += info["is_success"]
     assert wins >= 4
+
+
+def test_pinned_cube_inside_the_jaws_is_refused(env):
+    with pytest.raises(ValueError, match="cube_pos"):
+        env.reset(seed=0, options={"ee_pos": (0.25, 0.0, 0.03), "cube_pos": (0.25, 0.0), "cube_yaw": 0.0})
+    _, info = env.reset(seed=0, options={"ee_pos": (0.25, 0.0, 0.03), "cube_pos": (0.27, 0.0), "cube_yaw": 0.0})
+    assert info["cube_pos"][0] == pytest.approx(0.27, abs=2e-3)

@@ -18,6 +18,18 @@ def _console():
     return Console(highlight=False, soft_wrap=True)
 
 
+def _train_with_progress(train, cfg, console, resume=False, log=None):
+    """Run `train` under a rich progress bar over environment steps; log lines print above the bar."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} env steps"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("train", total=cfg.train.total_env_steps)
+        return train(cfg, resume=resume, log=log or console.print,
+                     progress=lambda done, total: bar.update(task, completed=min(done, total)))
+
+
 def _load_train_config(path, overrides):
     from hilserl.config import load_config
     from hilserl.train.config import TrainConfig
@@ -38,7 +50,7 @@ def _cmd_train(args, overrides) -> int:
     if any(f.severity == "error" for f in findings) and not args.ignore_doctor:
         console.print("[red]The config doctor found errors; fix them or pass --ignore_doctor.[/red]")
         return 1
-    res = train(cfg, resume=args.resume, log=console.print)
+    res = _train_with_progress(train, cfg, console, resume=args.resume)
     plots = plot_training(res.run_dir)
     console.print(f"\n[bold]done[/bold]: {res.env_steps} env steps, {res.episodes} episodes, "
                   f"{res.learner_updates} learner updates in {res.wall_s / 60:.1f} min")
@@ -144,7 +156,7 @@ def _cmd_demo(args, overrides) -> int:
         if not line.startswith("Episode") or line.split("|")[0].strip().endswith("0"):
             console.print(line)
 
-    res = train(cfg, log=log)
+    res = _train_with_progress(train, cfg, console, log=log)
     plot_training(res.run_dir)
     console.print(f"trained {res.env_steps} env steps in {res.wall_s / 60:.1f} min")
     summary = run_eval(str(res.last_checkpoint), args.eval_episodes, Path(args.out) / "eval", False, 5, 0, console)

@@ -177,8 +177,11 @@ class SO101GraspCubeEnv(gym.Env):
             d.qpos[self.cube_qadr:self.cube_qadr + 3] = [xy[0], xy[1], h + 1e-4]
             d.qpos[self.cube_qadr + 3:self.cube_qadr + 7] = [math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]
             mujoco.mj_forward(m, d)
-            if cube_pos is not None or not self._cube_touches_robot():
+            if not self._cube_touches_robot():
                 return
+            if cube_pos is not None:
+                raise ValueError(f"reset option cube_pos={tuple(cube_pos)}: the cube would be inside the gripper; "
+                                 "place it away from the jaws or raise ee_pos")
         # nothing free near the gripper (very low reset): put the cube in front of the jaws
         d.qpos[self.cube_qadr:self.cube_qadr + 3] = [ee[0] + 0.05, ee[1], h + 1e-4]
         mujoco.mj_forward(m, d)

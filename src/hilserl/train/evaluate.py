@@ -58,9 +58,9 @@ def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_rese
     result = EvalResult()
     frames: list[np.ndarray] = []
     options = None
-    if fixed_reset:
+    if fixed_reset:  # the nominal gripper pose, the cube square to the jaws 2 cm in front of the tool point
         x, y, z = env.cfg.ee_reset_pos
-        options = {"ee_pos": (x, y, z), "cube_pos": (x + 0.0, y), "cube_yaw": 0.0}
+        options = {"ee_pos": (x, y, z), "cube_pos": (x + 0.02, y), "cube_yaw": 0.0}
     human, actor.human = actor.human, None
     try:
         for i in range(num_episodes):

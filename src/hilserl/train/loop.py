@@ -68,7 +68,9 @@ def _set_rng_state(rng: np.random.Generator, arr: np.ndarray) -> None:
     rng.bit_generator.state = json.loads(bytes(arr.astype(np.uint8)).decode())
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None) -> TrainResult:
+def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progress=None) -> TrainResult:
+    """Run (or with `resume`, continue) a training run. `log(line)` receives the console lines, `progress(env_step,
+    total)` is called after every episode."""
     from hilserl.monitor.metrics import MetricsLogger, format_episode_line, format_learner_line
 
     t_start = time.perf_counter()
@@ -177,6 +179,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None) -> Tra
         rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version}
         logger.log_episode(rec)
         log(format_episode_line(rec))
+        if progress is not None:
+            progress(state["env_step"], loop.total_env_steps)
         if next_eval is not None and state["env_step"] >= next_eval:
             next_eval += loop.eval_every
             actor_agent.eval()
