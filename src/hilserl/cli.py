@@ -197,6 +197,58 @@ def _cmd_sim_expert(args, overrides) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ reward classifier
+def _cmd_reward_record(args, overrides) -> int:
+    if overrides:
+        raise SystemExit(f"hilserl reward record: unknown arguments {overrides}")
+    if not args.sim:
+        print("hilserl reward record: recording on the real arm (hold a key while the scene is a success) arrives "
+              "with the SO-101 driver, which is not in this version. Its recording API is ready: "
+              "hilserl.reward.record_episode(writer, frames, label_source). For now use --sim to record in the "
+              "simulation.", file=sys.stderr)
+        return 2
+    from hilserl.reward.dataset import collect_sim_dataset, dataset_summary, load_dataset
+
+    console = _console()
+    cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    try:
+        out = collect_sim_dataset(args.out, args.num_positive, args.num_negative, seed=args.seed,
+                                  image_size=args.image_size, cameras=cameras, overwrite=args.overwrite,
+                                  log=console.print if args.verbose else None)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    console.print(dataset_summary(load_dataset(out)))
+    return 0
+
+
+def _cmd_reward_train(args, overrides) -> int:
+    if overrides:
+        raise SystemExit(f"hilserl reward train: unknown arguments {overrides}")
+    from hilserl.reward.train import ClassifierTrainConfig, format_report, train_classifier
+
+    cfg = ClassifierTrainConfig(encoder=args.encoder, trim_head=not args.no_trim_head, steps=args.steps,
+                                batch_size=args.batch_size, lr=args.lr, num_shifts=args.num_shifts,
+                                test_fraction=args.test_fraction, target_precision=args.target_precision,
+                                seed=args.seed, torch_threads=args.torch_threads,
+                                backbone_weights=args.backbone_weights)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from hilserl.reward.dataset import DatasetError
+
+    console = _console()
+    try:
+        res = train_classifier(args.dataset, args.out, cfg, log=console.print)
+    except (DatasetError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    console.print(format_report(res))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hilserl", description="HIL-SERL for the SO-101 arm. Settings: a JSON config "
                                 "plus --section.key=value overrides, e.g. --policy.utd_ratio=20")
@@ -242,6 +294,36 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--episodes", type=int, default=100)
     x.add_argument("--seed", type=int, default=0)
     x.set_defaults(func=_cmd_sim_expert)
+
+    r = sub.add_parser("reward", help="the reward classifier: record a labelled dataset, train it")
+    rsub = r.add_subparsers(dest="reward_command", required=True)
+    x = rsub.add_parser("record", help="record labelled frames (--sim: automatically, from the simulation)")
+    x.add_argument("--sim", action="store_true", help="label with the simulation's ground truth (the real-arm "
+                   "path arrives with the SO-101 driver)")
+    x.add_argument("--out", required=True, help="dataset folder to create")
+    x.add_argument("--num_positive", type=int, default=200)
+    x.add_argument("--num_negative", type=int, default=1000)
+    x.add_argument("--cameras", default="gripper,front", help="comma-separated cameras to store")
+    x.add_argument("--image_size", type=int, default=128)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    x.add_argument("--verbose", action="store_true", help="one line per episode")
+    x.set_defaults(func=_cmd_reward_record)
+    x = rsub.add_parser("train", help="train the classifier, report held-out metrics, pick the threshold, save")
+    x.add_argument("--dataset", required=True)
+    x.add_argument("--out", required=True, help="folder for classifier.safetensors + classifier.json")
+    x.add_argument("--encoder", default="efficientnet_lite0", choices=["efficientnet_lite0", "resnet10"])
+    x.add_argument("--backbone_weights", default=None, help="local weights file (resnet10)")
+    x.add_argument("--no_trim_head", action="store_true", help="efficientnet_lite0: keep the 1280-channel head conv")
+    x.add_argument("--steps", type=int, default=300)
+    x.add_argument("--batch_size", type=int, default=64)
+    x.add_argument("--lr", type=float, default=3e-4)
+    x.add_argument("--num_shifts", type=int, default=4, help="cached random shifts per training frame")
+    x.add_argument("--test_fraction", type=float, default=0.25, help="share of episodes held out")
+    x.add_argument("--target_precision", type=float, default=0.99)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--torch_threads", type=int, default=0, help="0: torch's default")
+    x.set_defaults(func=_cmd_reward_train)
     return p
 
 
@@ -260,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        from hilserl.reward.model import ClassifierFileError
+
+        if not isinstance(e, ClassifierFileError):
+            raise
+        print(f"error: {e}", file=sys.stderr)  # a corrupt or mismatched classifier file; the message names it
         return 2
 
 

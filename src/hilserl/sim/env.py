@@ -145,6 +145,8 @@ class SO101GraspCubeEnv(gym.Env):
         m, d, c = self.model, self.data, self.cfg
         self._randomization = self.randomizer.apply(rng) if c.randomization.any else {}
         mujoco.mj_resetData(m, d)
+        if c.randomization.any:
+            mujoco.mj_setConst(m, d)  # masses/sizes changed: recompute the derived constants (constraint scaling)
         options = options or {}
         ee = np.array(options.get("ee_pos", c.ee_reset_pos), dtype=float)
         if "ee_pos" not in options:

@@ -168,12 +168,12 @@ def build_mjcf(cfg: SceneConfig | None = None) -> str:
             f'<site name="tcp_zero" pos="{_f(TCP_ZERO)}" size="0.002" rgba="0 1 0 0" group="4"/>',
         ]),
         "moving_jaw": "\n".join([
-            # an arm along the side from the hinge, a drop to the finger, and a short distal finger, so the palm
-            # camera looks between the jaws; at angle 0 the finger's face meets the fixed jaw
+            # an arm along the side from the hinge, a drop at the side down to the finger, and a short distal
+            # finger: the palm camera looks between the jaws and, with the jaws closed, still past them
             f'<geom name="jaw_arm" class="collision" type="box" pos="{_f((hinge[0] + 0.362) / 2, 0.014, 0.244)}" '
             f'size="{_f((0.362 - hinge[0]) / 2, 0.004, 0.007)}" material="jaw"/>',
-            f'<geom name="jaw_drop" class="collision" type="box" pos="{_f(0.358, 0.007, (0.251 + fixed_face + 0.008) / 2)}" '
-            f'size="{_f(0.004, 0.011, (0.251 - fixed_face - 0.008) / 2)}" material="jaw"/>',
+            f'<geom name="jaw_drop" class="collision" type="box" pos="{_f(0.358, 0.016, (0.251 + fixed_face + 0.008) / 2)}" '
+            f'size="{_f(0.004, 0.006, (0.251 - fixed_face - 0.008) / 2)}" material="jaw"/>',
             f'<geom name="moving_jaw" class="finger" type="box" pos="{_f((0.354 + tip_x) / 2, 0, fixed_face + 0.004)}" '
             f'size="{_f((tip_x - 0.354) / 2, 0.010, 0.004)}" material="jaw"/>',
         ]),
@@ -232,7 +232,7 @@ def build_mjcf(cfg: SceneConfig | None = None) -> str:
     <default class="visual"><geom contype="0" conaffinity="0" group="1" density="0"/></default>
     <default class="collision"><geom contype="1" conaffinity="1" group="2" density="0" friction="1 0.005 0.0001"/></default>
     <default class="finger"><geom contype="1" conaffinity="1" group="2" density="0" condim="4" friction="1.5 0.01 0.0001"
-      solref="0.004 1" solimp="0.95 0.99 0.001"/></default>
+      solref="0.008 1" solimp="0.95 0.99 0.001"/></default>
   </default>
   <worldbody>
     <light name="top" pos="0.25 0 0.8" dir="0 0 -1" directional="true" castshadow="false" diffuse="0.6 0.6 0.6"/>

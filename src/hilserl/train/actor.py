@@ -118,5 +118,8 @@ class Actor:
             stored = next_stored
             if terminated or truncated:
                 break
+        extra = {}
+        if "classifier_disagreements" in info:  # learned reward in the simulation: how often it disagreed
+            extra["classifier_disagreements"] = int(info["classifier_disagreements"])
         return EpisodeStats(episode, env_step + steps, total, steps, success, interventions,
-                            (float(cube0[0]), float(cube0[1])), tuple(float(v) for v in ee0))
+                            (float(cube0[0]), float(cube0[1])), tuple(float(v) for v in ee0), extra)

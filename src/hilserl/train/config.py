@@ -32,11 +32,34 @@ class BufferConfig:
 
 @dataclass
 class RewardConfig:
-    type: str = "ground_truth"  # "ground_truth" (simulation only) or "classifier" (coming with the classifier)
+    """Where the reward comes from. "ground_truth": the simulation's own success (simulation only).
+    "classifier": a trained reward classifier (`hilserl reward train`), turned into the reward by
+    `hilserl.reward.RewardClassifierWrapper`: success when p > threshold for `consecutive_frames` frames in a row
+    and at least `min_steps` into the episode; the env's own (ground-truth) termination is then ignored."""
+
+    type: str = "ground_truth"  # "ground_truth" (simulation only) or "classifier"
+    classifier_path: str | None = None  # folder with classifier.json + classifier.safetensors
+    threshold: float | None = None  # None: the threshold stored in the classifier file
+    consecutive_frames: int = 10
+    min_steps: int = 30
+    success_reward: float = 10.0
+    step_penalty: float = -0.05
 
     def validate(self) -> None:
-        if self.type not in ("ground_truth",):
-            raise ValueError(f"type: expected 'ground_truth' (the classifier is not available yet), got {self.type!r}")
+        if self.type not in ("ground_truth", "classifier"):
+            raise ValueError(f"type: expected 'ground_truth' or 'classifier', got {self.type!r}")
+        if self.type == "classifier" and not self.classifier_path:
+            raise ValueError("classifier_path: required when reward.type is 'classifier' (the folder written by "
+                             "`hilserl reward train`)")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold: expected a probability in (0, 1) or null, got {self.threshold}")
+        if self.consecutive_frames < 1:
+            raise ValueError(f"consecutive_frames: expected >= 1, got {self.consecutive_frames}")
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps: expected >= 0, got {self.min_steps}")
+        if self.success_reward <= self.step_penalty:
+            raise ValueError(f"success_reward: expected more than step_penalty ({self.step_penalty}), "
+                             f"got {self.success_reward}")
 
 
 @dataclass

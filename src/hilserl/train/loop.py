@@ -86,6 +86,11 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     run_dir.mkdir(parents=True, exist_ok=True)
 
     env = SO101GraspCubeEnv(cfg.env)
+    if cfg.reward.type == "classifier":  # the learned reward (hilserl.reward): ignores the sim's own termination
+        from hilserl.reward import load_classifier, wrap_with_classifier
+
+        classifier = load_classifier(cfg.reward.classifier_path)
+        env = wrap_with_classifier(env, cfg.reward, classifier)
     policy_cfg = resolve_policy_config(cfg, env)
     cfg = dataclasses.replace(cfg, policy=policy_cfg)
     (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
@@ -119,6 +124,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     actor.load_policy_weights(learner.policy_weights(), learner.updates)
     logger = logger or MetricsLogger(run_dir)
     eval_env = SO101GraspCubeEnv(cfg.env)
+    if cfg.reward.type == "classifier":
+        eval_env = wrap_with_classifier(eval_env, cfg.reward, classifier)
     eval_actor = Actor(eval_env, actor_agent, None, seed=loop.seed + 1)
 
     # ---- demonstrations

@@ -1,0 +1,107 @@
+"""Reward dataset: round trip on disk, the real-arm recording API, the split by episode, corrupt files, sim data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hilserl.reward.dataset import (DatasetError, DatasetWriter, collect_sim_dataset, load_dataset, record_episode,
+                                    split_by_episode)
+
+SHAPE = (16, 16, 3)
+
+
+def _frames(rng, t):
+    return {"gripper": rng.integers(0, 256, (t, *SHAPE), dtype=np.uint8),
+            "front": rng.integers(0, 256, (t, *SHAPE), dtype=np.uint8)}
+
+
+def test_round_trip_keeps_frames_labels_and_episodes(tmp_path):
+    rng = np.random.default_rng(0)
+    w = DatasetWriter(tmp_path / "ds", ("gripper", "front"), SHAPE)
+    eps = []
+    for t in (5, 7, 3):
+        frames, labels = _frames(rng, t), rng.random(t) < 0.4
+        w.add_episode(frames, labels, kind="test")
+        eps.append((frames, labels))
+    ds = load_dataset(tmp_path / "ds")
+    assert len(ds) == 15 and ds.cameras == ("gripper", "front") and ds.image_shape == SHAPE
+    for cam in ("gripper", "front"):
+        np.testing.assert_array_equal(ds.images[cam], np.concatenate([f[cam] for f, _ in eps]))
+    np.testing.assert_array_equal(ds.labels, np.concatenate([lab for _, lab in eps]))
+    np.testing.assert_array_equal(ds.episode_ids, np.repeat([0, 1, 2], [5, 7, 3]))
+    man = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert man["format_version"] == 1 and man["image_shape"] == list(SHAPE)
+    assert man["label_counts"] == {"positive": int(ds.labels.sum()), "negative": 15 - int(ds.labels.sum())}
+    assert [e["num_frames"] for e in man["episodes"]] == [5, 7, 3]
+    # plain .npy files that load without pickle
+    for e in man["episodes"]:
+        for rel in e["files"].values():
+            assert rel.endswith(".npy")
+            np.load(tmp_path / "ds" / rel, allow_pickle=False)
+    with pytest.raises(FileExistsError):
+        DatasetWriter(tmp_path / "ds", ("gripper",), SHAPE)
+
+
+def test_record_episode_from_a_fake_frame_source_and_key(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = [{"gripper": rng.integers(0, 256, SHAPE, dtype=np.uint8)} for _ in range(6)]
+    key_held = iter([False, False, True, True, False, True])
+    w = DatasetWriter(tmp_path / "real", ("gripper",), SHAPE, source="real")
+    entry = record_episode(w, iter(frames), lambda: next(key_held))
+    assert entry["num_frames"] == 6 and entry["num_positive"] == 3
+    entry = record_episode(w, iter(frames), lambda: True, max_frames=2)
+    assert entry["num_frames"] == 2
+    ds = load_dataset(tmp_path / "real")
+    np.testing.assert_array_equal(ds.labels, [0, 0, 1, 1, 0, 1, 1, 1])
+    np.testing.assert_array_equal(ds.images["gripper"][:6], np.stack([f["gripper"] for f in frames]))
+    assert ds.manifest["source"] == "real"
+    with pytest.raises(ValueError, match="camera 'gripper'"):
+        record_episode(w, iter([{"front": frames[0]["gripper"]}]), lambda: False)
+
+
+def test_split_is_by_episode_and_both_sides_have_positives():
+    rng = np.random.default_rng(2)
+    ep_ids = np.repeat(np.arange(40), rng.integers(3, 20, 40))
+    labels = np.zeros(len(ep_ids), bool)
+    for e in range(0, 40, 3):  # every third episode ends in success
+        idx = np.flatnonzero(ep_ids == e)
+        labels[idx[-2:]] = True
+    for seed in range(5):
+        train, test = split_by_episode(ep_ids, labels, 0.25, seed)
+        assert set(ep_ids[train]).isdisjoint(set(ep_ids[test]))
+        assert len(train) + len(test) == len(ep_ids)
+        assert labels[train].any() and labels[test].any()
+        assert 0.15 < len(set(ep_ids[test])) / 40 < 0.35
+
+
+def test_corrupt_or_inconsistent_dataset_names_the_file(tmp_path):
+    rng = np.random.default_rng(3)
+    w = DatasetWriter(tmp_path / "ds", ("gripper",), SHAPE)
+    w.add_episode({"gripper": _frames(rng, 4)["gripper"]}, [0, 1, 1, 0])
+    path = tmp_path / "ds" / "episodes" / "000000_gripper.npy"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="000000_gripper.npy"):
+        load_dataset(tmp_path / "ds")
+    path.write_bytes(data)
+    man = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    man["label_counts"]["positive"] = 3
+    (tmp_path / "ds" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(DatasetError, match="label_counts"):
+        load_dataset(tmp_path / "ds")
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        load_dataset(tmp_path / "nothing")
+
+
+def test_sim_collection_labels_are_ground_truth_and_counts_hit_the_targets(tmp_path):
+    collect_sim_dataset(tmp_path / "sim", num_positive=20, num_negative=80, seed=0, image_size=32,
+                        cameras=("gripper", "front"))
+    ds = load_dataset(tmp_path / "sim")
+    assert ds.num_positive == 20 and ds.num_negative == 80
+    assert ds.images["gripper"].shape[1:] == (32, 32, 3) and ds.images["front"].dtype == np.uint8
+    kinds = {e["id"]: e["kind"] for e in ds.episodes}
+    pos_kinds = {kinds[e] for e in np.unique(ds.episode_ids[ds.labels])}
+    assert pos_kinds <= {"expert_hold", "expert_drop", "close_on_nothing"}  # lifting needs a grasp
+    assert "squeeze" in set(kinds.values())  # the hardest negative (cube held on the table) is in
+    assert not ds.labels[np.isin(ds.episode_ids, [e for e, k in kinds.items() if k == "squeeze"])].any()

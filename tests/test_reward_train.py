@@ -1,0 +1,114 @@
+"""Classifier training: metrics, the threshold rule, end-to-end training on a small dataset (split by episode,
+saved files), and `hilserl train` with reward.type=classifier."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hilserl.reward.dataset import DatasetWriter, load_dataset
+from hilserl.reward.model import ClassifierSpec, RewardClassifier
+from hilserl.reward.train import ClassifierTrainConfig, classification_metrics, pick_threshold, train_classifier
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Other jobs share the cores; two threads fighting them is many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_classification_metrics_by_hand():
+    probs = [0.9, 0.8, 0.3, 0.6, 0.1, 0.2]
+    labels = [1, 1, 1, 0, 0, 0]
+    m = classification_metrics(probs, labels, 0.5)
+    assert m["confusion_matrix"] == [[2, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(4 / 6, abs=1e-4) and m["precision"] == pytest.approx(2 / 3, abs=1e-4)
+    assert m["recall"] == pytest.approx(2 / 3, abs=1e-4) and m["f1"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("target", [0.9, 0.99, 1.0])
+def test_picked_threshold_meets_the_precision_target_on_its_data(seed, target):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(400) < 0.2
+    probs = np.clip(np.where(labels, rng.normal(0.8, 0.15, 400), rng.normal(0.3, 0.2, 400)), 0, 0.99)
+    probs[np.flatnonzero(labels)[:3]] = 0.995  # the most confident frames are positives: the target is reachable
+    thr, reached = pick_threshold(probs, labels, target)
+    assert reached and thr >= 0.5
+    m = classification_metrics(probs, labels, thr)
+    assert m["precision"] >= target and m["tp"] > 0
+    # and it is the best recall that does so: the next lower probability (if >= 0.5) misses the target
+    lower = probs[(probs <= thr) & (probs > 0.5)]
+    if len(lower):
+        assert classification_metrics(probs, labels, lower.max() - 1e-9)["precision"] < target
+
+
+def test_unreachable_precision_is_reported():
+    probs = np.array([0.95, 0.9, 0.8, 0.7])
+    labels = np.array([0, 1, 0, 1])  # the most confident frame is a negative
+    thr, reached = pick_threshold(probs, labels, 0.99)
+    assert not reached and 0.5 <= thr < 1
+    with pytest.raises(ValueError, match="no positives"):
+        pick_threshold(probs, np.zeros(4), 0.99)
+
+
+def _synthetic_dataset(path, n_episodes=16, t=8, size=32):
+    """Success = a bright square in the gripper image (and a bright bar in the front image)."""
+    rng = np.random.default_rng(0)
+    w = DatasetWriter(path, ("gripper", "front"), (size, size, 3))
+    for e in range(n_episodes):
+        labels = np.zeros(t, bool)
+        if e % 2 == 0:
+            labels[t // 2:] = True
+        g = rng.integers(0, 120, (t, size, size, 3), dtype=np.uint8)
+        f = rng.integers(0, 120, (t, size, size, 3), dtype=np.uint8)
+        g[labels, 8:24, 8:24] = 255
+        f[labels, :6] = 255
+        w.add_episode({"gripper": g, "front": f}, labels, kind="synthetic")
+    return load_dataset(path)
+
+
+def test_train_classifier_end_to_end(tmp_path):
+    ds = _synthetic_dataset(tmp_path / "ds")
+    cfg = ClassifierTrainConfig(steps=60, batch_size=16, hidden_dim=32, backbone_dtype="float32", num_shifts=2,
+                                test_fraction=0.25, seed=1)
+    res = train_classifier(ds, tmp_path / "clf", cfg, log=lambda s: None)
+    assert set(res.train_episodes).isdisjoint(res.test_episodes)
+    assert res.n_train + res.n_test == len(ds) and res.n_test == 8 * len(res.test_episodes)
+    assert res.losses[-1] < res.losses[0]
+    if res.target_reached:
+        assert res.metrics["precision"] >= 0.99
+    meta = json.loads((tmp_path / "clf" / "classifier.json").read_text())
+    assert meta["image_keys"] == ["gripper", "front"] and meta["image_size"] == [32, 32]
+    assert meta["encoder"] == "efficientnet_lite0" and meta["trim_head"] is True
+    assert meta["threshold"] == pytest.approx(res.threshold)
+    assert set(meta["test_episodes"]).isdisjoint(meta["train_episodes"])
+    assert "held_out_at_threshold" in meta["metrics"]
+    back = RewardClassifier.load(tmp_path / "clf")
+    p = back.predict_proba({c: ds.images[c] for c in ds.cameras})
+    assert p[ds.labels].mean() > p[~ds.labels].mean() + 0.3  # it learned the bright square
+
+
+def test_hilserl_train_with_the_classifier_reward(tmp_path):
+    from hilserl.config import load_config
+    from hilserl.train.config import TrainConfig
+    from hilserl.train.loop import train
+
+    spec = ClassifierSpec(image_keys=("gripper",), image_size=(32, 32), hidden_dim=16, backbone_dtype="float32")
+    RewardClassifier(spec, threshold=0.5).save(tmp_path / "clf")
+    cfg = load_config(TrainConfig, None, [
+        "--env.obs_type=state", "--env.image_size=32", "--policy.hidden_dims=[32, 32]",
+        "--policy.discrete_critic_hidden_dims=[32, 32]", "--train.batch_size=16", "--train.num_demos=0",
+        "--train.training_starts=20", "--train.eval_every=0", "--train.checkpoint_every=0", "--train.log_every=20",
+        "--train.torch_threads=1", "--buffers.online_capacity=5000", "--buffers.demo_capacity=2000",
+        "--buffers.on_disk=false", "--run_name=clf", f"--output_dir={tmp_path}", "--train.total_env_steps=40",
+        "--reward.type=classifier", f"--reward.classifier_path={tmp_path / 'clf'}", "--reward.min_steps=5",
+        "--reward.consecutive_frames=2"])
+    res = train(cfg, log=lambda s: None)
+    assert res.env_steps >= 40 and res.learner_updates > 0
+    saved = json.loads((res.run_dir / "config.json").read_text())
+    assert saved["reward"]["type"] == "classifier" and saved["reward"]["min_steps"] == 5
