@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 import hilserl  # noqa: E402,F401
 from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv  # noqa: E402
-from hilserl.sim.expert import ScriptedExpert  # noqa: E402
+from hilserl.sim.expert import expert_success_rate  # noqa: E402
 
 
 def steps_per_second(env: SO101GraspCubeEnv, seconds: float) -> float:
@@ -48,17 +48,7 @@ def main() -> None:
     state_env = SO101GraspCubeEnv(GraspCubeConfig(obs_type="state"))
     state_sps = steps_per_second(state_env, args.seconds)
 
-    expert = ScriptedExpert(state_env)
-    wins, lengths = 0, []
-    for ep in range(args.episodes):
-        state_env.reset(seed=10_000 + ep)
-        expert.reset()
-        for t in range(state_env.max_episode_steps):
-            _, _, term, trunc, info = state_env.step(expert.act())
-            if term or trunc:
-                break
-        wins += int(info["is_success"])
-        lengths.append(t + 1)
+    wins, lengths = expert_success_rate(state_env, args.episodes, seed=10_000)
     result = {
         "pixel_steps_per_s": round(pixel_sps, 1),
         "state_steps_per_s": round(state_sps, 1),

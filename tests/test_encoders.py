@@ -2,7 +2,6 @@
 
 import hashlib
 
-import pytest
 import torch
 
 from hilserl.agents.encoders import (

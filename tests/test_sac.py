@@ -1,6 +1,5 @@
 """SAC agent: what trains what, target updates, temperature, double DQN, entropy backup, save/load, config."""
 
-import copy
 import json
 import os
 import pickle

@@ -179,20 +179,10 @@ def _cmd_sim_expert(args, overrides) -> int:
     import numpy as np
 
     from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
-    from hilserl.sim.expert import ScriptedExpert
+    from hilserl.sim.expert import expert_success_rate
 
-    env = SO101GraspCubeEnv(GraspCubeConfig(obs_type="state"))
-    expert = ScriptedExpert(env)
-    wins, lengths = 0, []
-    for ep in range(args.episodes):
-        env.reset(seed=args.seed + ep)
-        expert.reset()
-        for t in range(env.max_episode_steps):
-            _, _, term, trunc, info = env.step(expert.act())
-            if term or trunc:
-                break
-        wins += int(info["is_success"])
-        lengths.append(t + 1)
+    wins, lengths = expert_success_rate(SO101GraspCubeEnv(GraspCubeConfig(obs_type="state")), args.episodes,
+                                        args.seed)
     print(f"expert success {wins}/{args.episodes} ({wins / args.episodes:.1%}), mean steps {np.mean(lengths):.1f}")
     return 0
 

@@ -56,13 +56,15 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from hilserl.fileio import atomic_write, atomic_write_json
 
 from .augment import IMAGE_PREFIX, augment_observations
 from .encoders import FEATURES, ObservationEncoder, build_backbone, precompute_features
@@ -497,11 +499,11 @@ class SACAgent(nn.Module):
             "counters": {"num_critic_updates": self.num_critic_updates, "num_actor_updates": self.num_actor_updates},
             "optimizers": opt_groups,
         }
-        _atomic(os.path.join(directory, "model.safetensors"), lambda p: save_file(weights, p))
+        atomic_write(os.path.join(directory, "model.safetensors"), lambda p: save_file(weights, p))
         opt_dir = os.fspath(optimizer_directory) if optimizer_directory is not None else directory
         os.makedirs(opt_dir, exist_ok=True)
-        _atomic(os.path.join(opt_dir, "optimizer.safetensors"), lambda p: save_file(opt_tensors, p))
-        _atomic(os.path.join(directory, "agent.json"), lambda p: _write_text(p, json.dumps(meta, indent=2)))
+        atomic_write(os.path.join(opt_dir, "optimizer.safetensors"), lambda p: save_file(opt_tensors, p))
+        atomic_write_json(os.path.join(directory, "agent.json"), meta)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu",
@@ -549,12 +551,4 @@ def _fast_adam_kwargs() -> dict:
         return {"foreach": True}
 
 
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
 
-
-def _atomic(path: str, write) -> None:
-    tmp = path + ".tmp"
-    write(tmp)
-    os.replace(tmp, path)

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
+
+from hilserl.fileio import atomic_write_json as _atomic_write_json
 
 from .spec import KeySpec, Transition, is_image_spec, normalize_spec, validate_observation
 
@@ -43,26 +44,6 @@ __all__ = ["ReplayBuffer"]
 _META_FILE = "meta.json"
 _FORMAT = "hilserl.replay_buffer/1"
 _RESERVED = {"observations", "next_observations", "actions", "rewards", "terminals", "is_intervention"}
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON so a crash leaves either the old or the new file, never a torn one."""
-    fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hilserl.fileio import atomic_write, atomic_write_json
+
 FORMAT = "hilserl.reward_dataset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -35,16 +37,11 @@ class DatasetError(ValueError):
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
 
-
-def _atomic_write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, write)
 
 
 # ============================================================================================= writing
@@ -113,7 +110,7 @@ class DatasetWriter:
 
     def _write_manifest(self) -> None:
         pos, neg = self.num_positive, self.num_negative
-        _atomic_write_json(self.root / MANIFEST, {
+        atomic_write_json(self.root / MANIFEST, {
             "format": FORMAT, "format_version": FORMAT_VERSION, "source": self.source,
             "cameras": list(self.cameras), "image_shape": list(self.image_shape), "image_dtype": "uint8",
             "num_frames": pos + neg, "label_counts": {"positive": pos, "negative": neg},

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from hilserl.agents.encoders import FrozenBackbone, SpatialLearnedEmbeddings, build_backbone
+from hilserl.fileio import atomic_write, atomic_write_json
 
 FORMAT = "hilserl.reward_classifier"
 FORMAT_VERSION = 1
@@ -196,9 +197,8 @@ class RewardClassifier(nn.Module):
         d.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().cpu().contiguous().clone() for k, v in self.head.state_dict().items()}
         wpath = d / WEIGHTS_FILE
-        tmp = wpath.with_name(wpath.name + ".tmp")
-        save_file(weights, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-        os.replace(tmp, wpath)
+        atomic_write(wpath, lambda tmp: save_file(weights, tmp, metadata={"format": FORMAT,
+                                                                          "format_version": str(FORMAT_VERSION)}))
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             **json.loads(json.dumps(dataclasses.asdict(self.spec))),
@@ -207,10 +207,7 @@ class RewardClassifier(nn.Module):
             **(extra or {}),
             "weights_sha256": _sha256(wpath),
         }
-        mpath = d / META_FILE
-        tmp = mpath.with_name(mpath.name + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, mpath)
+        atomic_write_json(d / META_FILE, meta)
         return d
 
     @classmethod

@@ -292,7 +292,7 @@ def format_report(res: ClassifierTrainResult) -> str:
         "held-out split it was picked on)",
         f"  accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}",
         "  confusion matrix (rows: true, columns: predicted)",
-        f"                 pred neg  pred pos",
+        "                 pred neg  pred pos",
         f"    true neg     {tn:8d}  {fp:8d}",
         f"    true pos     {fn:8d}  {tp:8d}",
         f"at 0.5: accuracy {h['accuracy']:.4f}  precision {h['precision']:.4f}  recall {h['recall']:.4f}  "

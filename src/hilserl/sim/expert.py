@@ -97,3 +97,20 @@ class ScriptedExpert:
         else:
             g = {GRIPPER_CLOSE: -1.0, GRIPPER_OPEN: 1.0}.get(gripper, 2 * (env.jaw_target - (-0.1)) / (JAW_OPEN_ANGLE + 0.1) - 1)
         return np.append(motion, g).astype(np.float32)
+
+
+def expert_success_rate(env, episodes: int, seed: int = 0) -> tuple[int, list[int]]:
+    """Run the expert on `episodes` seeded episodes; returns (successes, episode lengths)."""
+    expert = ScriptedExpert(env)
+    wins, lengths = 0, []
+    for ep in range(episodes):
+        env.reset(seed=seed + ep)
+        expert.reset()
+        info, t = {"is_success": False}, 0
+        for t in range(env.unwrapped.max_episode_steps):
+            _, _, term, trunc, info = env.step(expert.act())
+            if term or trunc:
+                break
+        wins += int(info["is_success"])
+        lengths.append(t + 1)
+    return wins, lengths

@@ -156,8 +156,8 @@ def build_mjcf(cfg: SceneConfig | None = None) -> str:
         "wrist": (f'<geom {link} type="box" pos="0.258 -0.009 0.2344" size="0.026 0.02 0.017" material="servo"/>'),
         "gripper": "\n".join([
             # servo housing around the roll axis and the jaw servo
-            f'<geom name="housing" class="collision" type="box" pos="0.31 0.0 0.232" size="0.022 0.021 0.024" '
-            f'material="arm"/>',
+            '<geom name="housing" class="collision" type="box" pos="0.31 0.0 0.232" size="0.022 0.021 0.024" '
+            'material="arm"/>',
             # fixed jaw: a finger whose inner face is FIXED_JAW_CLEARANCE below the tool point
             f'<geom name="fixed_jaw" class="finger" type="box" pos="{_f((0.332 + tip_x) / 2, 0, fixed_face - 0.004)}" '
             f'size="{_f((tip_x - 0.332) / 2, 0.010, 0.004)}" material="jaw"/>',

@@ -22,25 +22,11 @@ import numpy as np
 import torch
 
 from hilserl.agents.sac import SACAgent
+from hilserl.fileio import atomic_write_json, fsync_dir
 
 LAST = "last.json"
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(run_dir: Path, env_step: int, agent: SACAgent, train_config: dict, state: dict,
@@ -55,14 +41,14 @@ def save_checkpoint(run_dir: Path, env_step: int, agent: SACAgent, train_config:
         shutil.rmtree(tmp)
     model_dir, state_dir = tmp / "pretrained_model", tmp / "training_state"
     agent.save(model_dir, optimizer_directory=state_dir)
-    _write_json(model_dir / "train_config.json", train_config)
-    _write_json(state_dir / "state.json", state)
+    atomic_write_json(model_dir / "train_config.json", train_config)
+    atomic_write_json(state_dir / "state.json", state)
     save_file({k: torch.as_tensor(np.asarray(v)) for k, v in rng.items()}, str(state_dir / "rng.safetensors"))
     if final.exists():  # re-saving the same step (e.g. after a resume): replace it
         shutil.rmtree(final)
     os.rename(tmp, final)
-    _fsync_dir(ckpt_root)
-    _write_json(ckpt_root / LAST, {"env_step": env_step, "path": final.name})
+    fsync_dir(ckpt_root)
+    atomic_write_json(ckpt_root / LAST, {"env_step": env_step, "path": final.name})
     return final
 
 

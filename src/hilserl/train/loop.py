@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +22,6 @@ import torch
 from hilserl.agents.sac import SACAgent
 from hilserl.config import to_dict
 from hilserl.sim.env import SO101GraspCubeEnv
-from hilserl.sim.expert import ScriptedExpert
 from hilserl.sim.human import SimulatedHuman
 from hilserl.train.actor import Actor
 from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint

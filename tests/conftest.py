@@ -1,0 +1,6 @@
+"""Test-wide settings: one torch thread, so the suite never oversubscribes the cores next to a training run (two
+processes that each spin-wait on every core can slow each other down tenfold) and timings stay predictable."""
+
+import torch
+
+torch.set_num_threads(1)
