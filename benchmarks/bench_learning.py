@@ -4,7 +4,8 @@ For each config (pixels: gripper camera + proprioception; state: proprioception 
 20 scripted demos and the simulated human, evaluate the deterministic policy every `--eval_every` env steps on
 `--eval_episodes` random episodes, and finally on 50 episodes with random cube and end-effector resets.
 `env_steps_to_80` / `env_steps_to_90`: env steps at the first evaluation at or above that success rate (null if
-never). Prints one JSON object as its last line.
+never). `final_success_rate`: the last checkpoint on 50 new episodes; `best_model_success_rate`: the same 50
+episodes for the policy of the best evaluation during training. Prints one JSON object as its last line.
 
     python benchmarks/bench_learning.py                     # both configs
     python benchmarks/bench_learning.py --configs pixels    # just one
@@ -50,9 +51,13 @@ def run(name: str, steps: int, eval_every: int, eval_episodes: int, final_episod
     t0 = time.perf_counter()
     res = train(cfg, log=lambda line: print(line, flush=True) if not line.startswith("Episode") else None)
     train_s = time.perf_counter() - t0
-    agent = SACAgent.load(resolve_model_dir(res.last_checkpoint))
     env = SO101GraspCubeEnv(cfg.env)
+    agent = SACAgent.load(resolve_model_dir(res.last_checkpoint))
     final = evaluate(Actor(env, agent, None, seed=seed + 99), final_episodes, seed_offset=50_000_000)
+    best = None
+    if res.best_model is not None:
+        best_agent = SACAgent.load(res.best_model)
+        best = evaluate(Actor(env, best_agent, None, seed=seed + 99), final_episodes, seed_offset=50_000_000)
     env.close()
     lo, hi = final.interval
     return {
@@ -61,6 +66,9 @@ def run(name: str, steps: int, eval_every: int, eval_episodes: int, final_episod
         "final_success_rate": final.success_rate,
         "final_success_ci95": [round(lo, 3), round(hi, 3)],
         "final_episodes": final.episodes,
+        "best_model_success_rate": None if best is None else best.success_rate,
+        "best_model_env_step": None if best is None else json.loads(
+            (res.best_model / "evaluation.json").read_text())["env_step"],
         "env_steps": res.env_steps,
         "episodes": res.episodes,
         "learner_updates": res.learner_updates,

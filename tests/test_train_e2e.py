@@ -35,8 +35,12 @@ def _snapshot(run_dir):
 
 def test_train_checkpoint_resume_eval(tmp_path):
     lines = []
-    res = train(_cfg(tmp_path, 150), log=lines.append)
+    res = train(_cfg(tmp_path, 150, "--train.eval_every=100", "--train.eval_episodes=2"), log=lines.append)
     run = res.run_dir
+    assert res.evals and res.best_model == run / "best_model"
+    best = json.loads((run / "best_model" / "evaluation.json").read_text())
+    assert best["success_rate"] == max(ev["success_rate"] for ev in res.evals)
+    assert (run / "best_model" / "model.safetensors").exists() and not (run / "best_model" / "unused").exists()
     assert res.env_steps >= 150 and res.learner_updates > 0
     ckpt = res.last_checkpoint
     assert (ckpt / "pretrained_model" / "model.safetensors").exists()
@@ -53,7 +57,8 @@ def test_train_checkpoint_resume_eval(tmp_path):
     assert before["online"]["len"] == state["online_size"] and before["demo"]["len"] == state["demo_size"]
 
     # resume with the same budget: nothing new happens, buffers and counters are exactly as they were
-    res2 = train(_cfg(tmp_path, 150), resume=True, log=lines.append)
+    res2 = train(_cfg(tmp_path, 150, "--train.eval_every=100", "--train.eval_episodes=2"), resume=True,
+                 log=lines.append)
     assert (res2.env_steps, res2.episodes, res2.learner_updates) == (res.env_steps, res.episodes, res.learner_updates)
     after = _snapshot(run)
     for name in ("online", "demo"):
@@ -105,3 +110,19 @@ def test_human_schedule_decays():
     assert human.watch_probability(0) == pytest.approx(0.8)
     assert human.watch_probability(50) == pytest.approx(0.45)
     assert human.watch_probability(500) == pytest.approx(0.1)
+
+
+def test_gripper_penalty_reads_the_closed_flag():
+    from hilserl.sim.env import SO101GraspCubeEnv
+    from hilserl.train.actor import gripper_penalty
+
+    env = SO101GraspCubeEnv(obs_type="state")
+    open_state, _ = env.reset(seed=0)
+    for _ in range(3):
+        closed_state, *_ = env.step(np.array([0, 0, 0, 0], np.float32))  # close
+    close, stay, opn = (np.array([0, 0, 0, g], np.float32) for g in (0, 1, 2))
+    assert gripper_penalty(open_state["state"], close, -0.02) == -0.02
+    assert gripper_penalty(open_state["state"], opn, -0.02) == 0.0
+    assert gripper_penalty(closed_state["state"], opn, -0.02) == -0.02
+    assert gripper_penalty(closed_state["state"], close, -0.02) == 0.0
+    assert gripper_penalty(closed_state["state"], stay, -0.02) == 0.0

@@ -159,10 +159,16 @@ def _cmd_demo(args, overrides) -> int:
     res = _train_with_progress(train, cfg, console, log=log)
     plot_training(res.run_dir)
     console.print(f"trained {res.env_steps} env steps in {res.wall_s / 60:.1f} min")
-    summary = run_eval(str(res.last_checkpoint), args.eval_episodes, Path(args.out) / "eval", False, 5, 0, console)
-    console.print(f"\n[bold]final success rate: {summary['success_rate']:.0%}[/bold] "
-                  f"(95% interval {summary['success_ci_low']:.0%}-{summary['success_ci_high']:.0%})")
-    console.print(f"checkpoint: {res.last_checkpoint}\nplots:      {res.run_dir / 'plots'}")
+    model = res.best_model or res.last_checkpoint
+    if res.best_model is not None:
+        best = json.loads((res.best_model / "evaluation.json").read_text())
+        console.print(f"evaluating the best policy of training (step {best['env_step']}, "
+                      f"{best['success_rate']:.0%} in its {best['episodes']}-episode evaluation)")
+    summary = run_eval(str(model), args.eval_episodes, Path(args.out) / "eval", False, 5, 0, console)
+    console.print(f"\n[bold]success rate: {summary['success_rate']:.0%}[/bold] "
+                  f"(95% interval {summary['success_ci_low']:.0%}-{summary['success_ci_high']:.0%}) on "
+                  f"{summary['episodes']} new episodes")
+    console.print(f"best model: {model}\nlast checkpoint: {res.last_checkpoint}\nplots:      {res.run_dir / 'plots'}")
     return 0
 
 

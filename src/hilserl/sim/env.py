@@ -129,6 +129,7 @@ class SO101GraspCubeEnv(gym.Env):
     # ------------------------------------------------------------------ layout
     STATE_LAYOUT = ("joint_pos[6]", "joint_vel[6]", "gripper_opening[1]", "gripper_closed_cmd[1]", "ee_pos[3]")
     state_dim = 17
+    STATE_GRIPPER_CLOSED = 13  # index of the gripper's closed-command flag in `state`
 
     def _home_pose(self) -> np.ndarray:
         q = np.zeros(self.model.nq)

@@ -14,6 +14,7 @@ import torch
 
 from hilserl.agents.sac import GRIPPER_CLOSE, GRIPPER_OPEN, SACAgent
 from hilserl.data import Transition
+from hilserl.sim.env import SO101GraspCubeEnv
 from hilserl.train.observations import ObservationProcessor
 
 POLICY_PREFIXES = ("encoder.", "actor.", "discrete_critic.")
@@ -51,8 +52,8 @@ class EpisodeStats:
 
 def gripper_penalty(stored_state: np.ndarray, action: np.ndarray, penalty: float) -> float:
     """HIL-SERL's grasp penalty: `penalty` when the command changes the gripper's state (close while open or
-    open while closed). State index 14 of the sim state is the gripper's closed-command flag."""
-    closed = stored_state[14] > 0.5
+    open while closed), read from the closed-command flag in the state."""
+    closed = stored_state[SO101GraspCubeEnv.STATE_GRIPPER_CLOSED] > 0.5
     cmd = int(round(float(action[-1])))
     return penalty if (cmd == GRIPPER_CLOSE and not closed) or (cmd == GRIPPER_OPEN and closed) else 0.0
 

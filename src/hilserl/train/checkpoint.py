@@ -52,6 +52,26 @@ def save_checkpoint(run_dir: Path, env_step: int, agent: SACAgent, train_config:
     return final
 
 
+def save_best_model(run_dir: Path, agent: SACAgent, train_config: dict, evaluation: dict) -> Path:
+    """`<run>/best_model/`: the model (no optimizer state) of the best evaluation so far, replaced atomically."""
+    run_dir = Path(run_dir)
+    tmp, final = run_dir / ".tmp-best_model", run_dir / "best_model"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    agent.save(tmp, optimizer_directory=tmp / "unused")
+    shutil.rmtree(tmp / "unused")
+    atomic_write_json(tmp / "train_config.json", train_config)
+    atomic_write_json(tmp / "evaluation.json", evaluation)
+    old = run_dir / ".old-best_model"
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+    fsync_dir(run_dir)
+    return final
+
+
 def last_checkpoint(run_dir: Path) -> Path | None:
     ckpt_root = Path(run_dir) / "checkpoints"
     marker = ckpt_root / LAST

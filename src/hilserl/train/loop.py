@@ -24,7 +24,7 @@ from hilserl.config import to_dict
 from hilserl.sim.env import SO101GraspCubeEnv
 from hilserl.sim.human import SimulatedHuman
 from hilserl.train.actor import Actor
-from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint
+from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, save_best_model, save_checkpoint
 from hilserl.train.config import TrainConfig
 from hilserl.train.evaluate import evaluate
 from hilserl.train.learner import Learner
@@ -38,6 +38,7 @@ class TrainResult:
     learner_updates: int
     evals: list[dict] = field(default_factory=list)
     last_checkpoint: Path | None = None
+    best_model: Path | None = None  # the policy of the best evaluation so far (RL policies can get worse again)
     wall_s: float = 0.0
 
 
@@ -193,6 +194,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
             ev = {"env_step": state["env_step"], "episode": state["episode"], **res.summary()}
             state["evals"].append(ev)
             logger.log_eval(ev)
+            if res.success_rate > state.get("best_success", -1.0):
+                state["best_success"], state["best_env_step"] = res.success_rate, state["env_step"]
+                save_best_model(run_dir, learner.agent, to_dict(cfg), ev)
             log(f"Eval at step {state['env_step']}: success {res.success_rate:.0%} "
                 f"({res.successes}/{res.episodes}), mean reward {ev['mean_reward']:.2f}")
         if next_ckpt is not None and state["env_step"] >= next_ckpt:
@@ -208,5 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     eval_env.close()
     result.env_steps, result.episodes, result.learner_updates = state["env_step"], state["episode"], learner.updates
     result.evals = list(state["evals"])
+    if (run_dir / "best_model" / "agent.json").exists():
+        result.best_model = run_dir / "best_model"
     result.wall_s = time.perf_counter() - t_start
     return result
