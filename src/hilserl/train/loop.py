@@ -189,7 +189,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
             progress(state["env_step"], loop.total_env_steps)
         if next_eval is not None and state["env_step"] >= next_eval:
             next_eval += loop.eval_every
-            actor_agent.eval()
+            actor.load_policy_weights(learner.policy_weights(), learner.updates)  # evaluate what best_model saves
             res = evaluate(eval_actor, loop.eval_episodes)
             ev = {"env_step": state["env_step"], "episode": state["episode"], **res.summary()}
             state["evals"].append(ev)
