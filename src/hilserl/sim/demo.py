@@ -25,15 +25,16 @@ class DemoResult:
     steps: list[int]
 
 
-def _upscale(img: np.ndarray, k: int) -> np.ndarray:
-    return np.kron(img, np.ones((k, k, 1), dtype=np.uint8)) if k > 1 else img
-
-
-def _label(frame: np.ndarray, ok: bool) -> np.ndarray:
-    """A coloured bar at the bottom of a frame: green once the grasp succeeded."""
-    out = frame.copy()
-    out[-6:] = (40, 190, 70) if ok else (90, 90, 90)
-    return out
+def video_frame(env, gripper_image: np.ndarray | None, ok: bool, view_size: int = 256) -> np.ndarray:
+    """One video frame: the gripper camera (what the policy sees, upscaled) beside the fixed front camera, with a
+    bar at the bottom that turns green once the grasp succeeded."""
+    env = env.unwrapped
+    grip = gripper_image if gripper_image is not None else env.render_camera("gripper")
+    k = max(1, view_size // grip.shape[0])
+    grip = np.kron(grip, np.ones((k, k, 1), dtype=np.uint8)) if k > 1 else grip
+    frame = np.concatenate([grip, env.render_camera("front", view_size)], axis=1)
+    frame[-6:] = (40, 190, 70) if ok else (90, 90, 90)
+    return frame
 
 
 def run_expert_demo(out_dir: str | Path = "outputs/demo", episodes: int = 6, seed: int = 0,
@@ -50,16 +51,12 @@ def run_expert_demo(out_dir: str | Path = "outputs/demo", episodes: int = 6, see
             ep_frames = []
             done, ok, n = False, False, 0
             while not done:
-                grip = _upscale(obs["pixels"]["gripper"], view_size // env.cfg.image_size)
-                front = env.render_camera("front", view_size)
-                frame = _label(np.concatenate([grip, front], axis=1), ok)
-                ep_frames.append(frame)
+                ep_frames.append(video_frame(env, obs["pixels"]["gripper"], ok, view_size))
                 obs, _, term, trunc, info = env.step(expert.act())
                 ok = ok or info["is_success"]
                 n += 1
                 done = term or trunc
-            grip = _upscale(obs["pixels"]["gripper"], view_size // env.cfg.image_size)
-            last = _label(np.concatenate([grip, env.render_camera("front", view_size)], axis=1), ok)
+            last = video_frame(env, obs["pixels"]["gripper"], ok, view_size)
             ep_frames += [last] * 5  # hold the final frame for half a second
             frames += ep_frames
             successes += int(ok)

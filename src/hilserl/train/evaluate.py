@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hilserl.sim.demo import video_frame
+
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval for a success rate (sensible for small n and rates near 0 or 1)."""
@@ -71,12 +73,8 @@ def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_rese
                 if not record:
                     return
                 ok[0] = ok[0] or bool(info["is_success"])
-                grip = obs["pixels"]["gripper"] if "pixels" in obs else env.render_camera("gripper")
-                k = max(1, view_size // grip.shape[0])
-                frame = np.concatenate([np.kron(grip, np.ones((k, k, 1), np.uint8)),
-                                        env.render_camera("front", view_size)], axis=1)
-                frame[-6:] = (40, 190, 70) if ok[0] else (90, 90, 90)
-                frames.append(frame)
+                grip = obs["pixels"]["gripper"] if "pixels" in obs and "gripper" in obs["pixels"] else None
+                frames.append(video_frame(env, grip, ok[0], view_size))
 
             stats = actor.run_episode(seed_offset + i, 0, None, explore=False, reset_options=options,
                                       on_step=on_step)
