@@ -149,7 +149,8 @@ def _cmd_demo(args, overrides) -> int:
 
         shutil.rmtree(run_dir)  # the demo always starts from scratch
     expert = run_expert_demo(Path(args.out) / "expert", episodes=6)
-    console.print(f"[bold]hilserl demo[/bold]: HIL-SERL from the gripper camera in the SO-101 simulation, "
+    source = "the gripper camera" if cfg.env.obs_type == "pixels_state" else "proprioception and the cube position"
+    console.print(f"[bold]hilserl demo[/bold]: HIL-SERL from {source} in the SO-101 simulation, "
                   f"{steps} env steps (expert demo video: {expert.video})")
 
     def log(line: str) -> None:
