@@ -19,17 +19,8 @@ def _images(rng, n):
     return {cam: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for cam in SPEC.image_keys}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Other jobs share the cores; two threads fighting them is many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def clf(one_thread):
+def clf():
     torch.manual_seed(0)
     return RewardClassifier(SPEC, threshold=0.7)
 

@@ -5,20 +5,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from hilserl.reward.dataset import DatasetWriter, load_dataset
 from hilserl.reward.model import ClassifierSpec, RewardClassifier
 from hilserl.reward.train import ClassifierTrainConfig, classification_metrics, pick_threshold, train_classifier
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Other jobs share the cores; two threads fighting them is many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_classification_metrics_by_hand():
