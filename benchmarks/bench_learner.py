@@ -100,11 +100,11 @@ def bench_buffer() -> tuple[float | None, float | None, str]:
         buf.add({"observation": obs, "action": rng.uniform(-1, 1, 4).astype(np.float32), "reward": -0.05,
                  "terminated": False, "truncated": end, "next_observation": nxt})
         obs = frame() if end else nxt
-    times, out = [], None
+    times, out, scratch = [], None, {}
     for i in range(12):
         t0 = time.perf_counter()
         out = buf.sample(BATCH, out=out)
-        augment_batch(out, pad=4)
+        augment_batch(out, pad=4, scratch=scratch)  # memory reused across batches, as the learner does
         times.append(time.perf_counter() - t0)
     return statistics.median(times[2:]) * 1e3, float(buf.bytes_per_transition), "ReplayBuffer.sample + augment_batch"
 

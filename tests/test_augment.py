@@ -62,3 +62,32 @@ def test_is_vectorised_not_a_python_loop_over_samples():
         return sum(e.count for e in prof.key_averages())
 
     assert count_ops(4) == count_ops(256)
+
+
+def test_out_and_scratch_reuse_memory_and_match_the_reference():
+    torch.manual_seed(2)
+    images = torch.randint(0, 256, (40, 3, 12, 14), dtype=torch.uint8)
+    shifts = torch.randint(-4, 5, (40, 2))
+    ref = shift_images(images.float(), shifts)  # the float path, same semantics
+    out = torch.empty_like(images)
+    res = shift_images(images, shifts, out=out)
+    assert res.data_ptr() == out.data_ptr() and torch.equal(res.float(), ref)
+    # the general (gather) path agrees with the CPU window path
+    assert torch.equal(shift_images(images.to(torch.bfloat16), shifts).float(), ref)
+    scratch = {}
+    batch = {"observations": {"pixels.a": images}, "next_observations": {"pixels.a": images}}
+    first = augment_batch(batch, pad=4, scratch=scratch)
+    second = augment_batch(batch, pad=4, scratch=scratch)
+    assert first["observations"]["pixels.a"].data_ptr() == second["observations"]["pixels.a"].data_ptr()
+    assert first["observations"]["pixels.a"].data_ptr() != second["next_observations"]["pixels.a"].data_ptr()
+    assert torch.equal(images, batch["observations"]["pixels.a"])  # the input is never written
+
+
+def test_out_of_the_wrong_shape_is_refused():
+    images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    try:
+        shift_images(images, torch.zeros(4, 2, dtype=torch.long), out=torch.zeros(4, 3, 8, 9, dtype=torch.uint8))
+    except ValueError as exc:
+        assert "out" in str(exc) and "(4, 3, 8, 8)" in str(exc)
+    else:
+        raise AssertionError("expected a ValueError")

@@ -282,6 +282,7 @@ class SACAgent(nn.Module):
         self.num_actor_updates = 0
 
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._augment_scratch: dict[str, dict[str, Tensor]] = {"obs": {}, "next_obs": {}}
         self._optim_param_names: dict[str, list[str]] = {}
         self._add_optimizer("critic", ["encoder.", "critic."], cfg.critic_lr)
         self._add_optimizer("actor", ["actor."], cfg.actor_lr)
@@ -314,8 +315,11 @@ class SACAgent(nn.Module):
         obs = {k: v.to(dev, non_blocking=True) for k, v in batch["observations"].items()}
         next_obs = {k: v.to(dev, non_blocking=True) for k, v in batch["next_observations"].items()}
         if cfg.augmentation_pad > 0 and cfg.cameras:
-            obs = augment_observations(obs, cfg.augmentation_pad, generator)
-            next_obs = augment_observations(next_obs, cfg.augmentation_pad, generator)
+            # shifted images go into memory reused across batches: a prepared batch is consumed (backbone or
+            # critic step) before the next one is prepared
+            obs = augment_observations(obs, cfg.augmentation_pad, generator, self._augment_scratch["obs"])
+            next_obs = augment_observations(next_obs, cfg.augmentation_pad, generator,
+                                            self._augment_scratch["next_obs"])
         pre_obs, pre_next = self.encoder.backbone_features(obs, next_obs, generator=generator)
         actions = batch["actions"].to(dev).float()
         out = {
