@@ -1,0 +1,51 @@
+"""One place that turns an ``env`` config into an environment: the simulation or the real SO-101.
+
+``env.type`` picks: "sim" (`GraspCubeConfig`, the MuJoCo simulation; also any config without a type) or
+"so101" (`SO101EnvConfig`, the real arm). Everything above this call — wrappers, actor, reward classifier — is
+the same for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hilserl.config import ConfigError, from_dict
+
+ENV_TYPES = ("sim", "so101")
+
+
+def env_type(env_cfg) -> str:
+    """"sim" or "so101" for a config object or a plain dict (its "type" key; none means the simulation)."""
+    kind = env_cfg.get("type", "sim") if isinstance(env_cfg, Mapping) else getattr(env_cfg, "type", "sim")
+    if kind not in ENV_TYPES:
+        raise ConfigError(f"env.type: expected one of {list(ENV_TYPES)}, got {kind!r}")
+    return kind
+
+
+def env_config(env_cfg):
+    """A dict (from JSON) becomes the config dataclass its type names; a dataclass is returned as it is."""
+    if not isinstance(env_cfg, Mapping):
+        return env_cfg
+    kind = env_type(env_cfg)
+    if kind == "so101":
+        from hilserl.envs.so101 import SO101EnvConfig
+
+        return from_dict(SO101EnvConfig, dict(env_cfg), prefix="env")
+    from hilserl.sim.env import GraspCubeConfig
+
+    return from_dict(GraspCubeConfig, {k: v for k, v in env_cfg.items() if k != "type"}, prefix="env")
+
+
+def make_env(env_cfg, render_mode: str | None = None):
+    """The environment for `env_cfg` (a `GraspCubeConfig`, an `SO101EnvConfig` or a dict with "type")."""
+    cfg = env_config(env_cfg)
+    if env_type(cfg) == "so101":
+        from hilserl.envs.so101 import make_so101_env
+
+        return make_so101_env(cfg, render_mode=render_mode)
+    from hilserl.sim.env import SO101GraspCubeEnv
+
+    return SO101GraspCubeEnv(cfg, render_mode=render_mode)
+
+
+__all__ = ["ENV_TYPES", "env_config", "env_type", "make_env"]
