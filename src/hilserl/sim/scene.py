@@ -172,8 +172,8 @@ def build_mjcf(cfg: SceneConfig | None = None) -> str:
             # finger: the palm camera looks between the jaws and, with the jaws closed, still past them
             f'<geom name="jaw_arm" class="collision" type="box" pos="{_f((hinge[0] + 0.362) / 2, 0.014, 0.244)}" '
             f'size="{_f((0.362 - hinge[0]) / 2, 0.004, 0.007)}" material="jaw"/>',
-            f'<geom name="jaw_drop" class="collision" type="box" pos="{_f(0.358, 0.007, (0.251 + fixed_face + 0.008) / 2)}" '
-            f'size="{_f(0.004, 0.011, (0.251 - fixed_face - 0.008) / 2)}" material="jaw"/>',
+            f'<geom name="jaw_drop" class="collision" type="box" pos="{_f(0.358, 0.017, (0.251 + fixed_face + 0.008) / 2)}" '
+            f'size="{_f(0.004, 0.003, (0.251 - fixed_face - 0.008) / 2)}" material="jaw"/>',
             f'<geom name="moving_jaw" class="finger" type="box" pos="{_f((0.354 + tip_x) / 2, 0, fixed_face + 0.004)}" '
             f'size="{_f((tip_x - 0.354) / 2, 0.010, 0.004)}" material="jaw"/>',
         ]),
