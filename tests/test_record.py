@@ -1,0 +1,159 @@
+"""Demo recording: the simulation with the scripted expert as the person, and the real-arm stack end to end on an
+emulated servo bus (Feetech protocol over a pseudo-terminal, SO101Follower, SO101RealEnv, a fake camera)."""
+
+import numpy as np
+import pytest
+
+from hilserl.data.episodes import DemoDataset, observation_spec_from_space
+from hilserl.envs.so101 import SO101EnvConfig, SO101Kinematics, SO101RealEnv
+from hilserl.robot import Calibration, EmulatedBus, FeetechBus, SO101Follower
+from hilserl.robot.cameras import CameraConfig, FakeCamera
+from hilserl.robot.teleop import Event, HumanInput
+from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
+from hilserl.sim.expert import ScriptedExpert
+from hilserl.train.record import hold_still, record_demos, record_episode
+
+CAL_JSON = {
+    "shoulder_pan": {"id": 1, "drive_mode": 0, "homing_offset": -1210, "range_min": 760, "range_max": 3390},
+    "shoulder_lift": {"id": 2, "drive_mode": 0, "homing_offset": 1905, "range_min": 850, "range_max": 3270},
+    "elbow_flex": {"id": 3, "drive_mode": 0, "homing_offset": -1002, "range_min": 880, "range_max": 3090},
+    "wrist_flex": {"id": 4, "drive_mode": 0, "homing_offset": 1650, "range_min": 870, "range_max": 3240},
+    "wrist_roll": {"id": 5, "drive_mode": 0, "homing_offset": -402, "range_min": 140, "range_max": 3960},
+    "gripper": {"id": 6, "drive_mode": 0, "homing_offset": 1402, "range_min": 2010, "range_max": 3500},
+}
+
+
+def test_sim_recording_with_the_expert_as_the_person(tmp_path):
+    env = SO101GraspCubeEnv(GraspCubeConfig(cameras=("gripper",), image_size=64))
+    expert = ScriptedExpert(env, noise=0.0, rng=np.random.default_rng(0))
+
+    class Person:
+        def reset(self):
+            expert.reset()
+
+        def __call__(self, obs, info):
+            return expert.act()
+
+    person = Person()
+
+    ds = DemoDataset.create(tmp_path / "demos", observation_spec_from_space(env.observation_space), capacity=400)
+    lines = []
+    summary = record_demos(env, ds, 2, person=person, log=lines.append)
+    assert summary.saved == 2 and not summary.quit
+    ds.close()
+    episodes = list(DemoDataset.open(tmp_path / "demos").episodes())
+    assert len(episodes) == 2 and [e.length for e in episodes] == summary.lengths
+    for ep in episodes:
+        assert ep.terminated and not ep.truncated
+        assert ep.rewards[-1] == 10.0 and np.all(ep.rewards[:-1] == -0.05)
+        assert ep.is_intervention.all()  # every action was the person's
+        assert ep.observations[0]["pixels"]["gripper"].shape == (64, 64, 3)
+    assert "episode 2/2: SUCCESS" in lines[-1]
+
+
+def test_rerecord_and_failure_are_not_kept_and_quit_stops(tmp_path):
+    class ScriptedEvents:
+        """A fake env wrapper: the person presses keys at given steps of given episodes."""
+
+        def __init__(self, env, plan):
+            self.env, self.plan, self.episode, self.t = env, plan, -1, 0
+            self.observation_space = env.observation_space
+
+        def reset(self, seed=None):
+            self.episode += 1
+            self.t = 0
+            return self.env.reset(seed=seed)
+
+        def step(self, action):
+            obs, r, term, trunc, info = self.env.step(action)
+            self.t += 1
+            key = self.plan.get((self.episode, self.t))
+            info = {**info, "is_success": False, "teleop_events": [key] if key else []}
+            return obs, r, False, trunc, info
+
+    env = ScriptedEvents(SO101GraspCubeEnv(GraspCubeConfig(obs_type="state")),
+                         {(0, 3): "rerecord", (1, 4): "failure", (2, 2): "success", (3, 1): "quit"})
+    ds = DemoDataset.create(tmp_path / "d", observation_spec_from_space(env.observation_space), capacity=100)
+    summary = record_demos(env, ds, 5, log=lambda s: None)
+    assert (summary.rerecorded, summary.dropped_failed, summary.saved, summary.quit) == (1, 1, 1, True)
+    (ep,) = list(ds.episodes())
+    assert ep.length == 2 and ep.terminated and not ep.is_intervention.any()  # nobody moved: hold-still actions
+    np.testing.assert_array_equal(ep.actions, np.stack([hold_still("discrete")] * 2))
+
+
+def _calibrated_emulator(cal: Calibration) -> EmulatedBus:
+    emu = EmulatedBus([1, 2, 3, 4, 5, 6], max_step_per_tick=40).start()
+    for m in cal.motors.values():
+        emu.set_register(m.id, "Homing_Offset", m.homing_offset)
+        emu.set_register(m.id, "Min_Position_Limit", m.range_min)
+        emu.set_register(m.id, "Max_Position_Limit", m.range_max)
+    for servo_id, r in zip(cal.ids, cal.rad_to_raw(np.array([0.0, -0.5, 0.6, 0.9, 0.0, 0.5]))):
+        emu.set_present(servo_id, int(r))
+        emu.set_register(servo_id, "Goal_Position", int(r))
+    return emu
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += max(0.0, s)
+
+
+def test_real_arm_stack_on_an_emulated_bus_records_a_demo_and_leaves_torque_off(tmp_path):
+    """SO101RealEnv → SO101Follower → FeetechBus → pseudo-terminal → emulated STS3215 servos. The person lifts the
+    arm for 4 steps and presses SUCCESS; the demo lands in the dataset and closing the env turns torque off."""
+    cal = Calibration.from_dict(CAL_JSON)
+    emu = _calibrated_emulator(cal)
+    try:
+        follower = SO101Follower(emu.port, cal, bus=FeetechBus(emu.port, timeout_s=0.1))
+
+        class Person:
+            def __init__(self):
+                self.t = 0
+
+            def reset(self):
+                self.t = 0
+
+            def track(self, q):
+                pass
+
+            def step(self, follower_q, ee_reference=None, gripper_closed=None):
+                self.t += 1
+                events = [Event.SUCCESS] if self.t == 4 else []
+                return HumanInput(True, np.array([0.0, 0.0, 1.0, 1.0], np.float32), events)
+
+            def close(self):
+                pass
+
+        cfg = SO101EnvConfig(cameras={"gripper": CameraConfig(index=0, crop=(0, 80, 480, 480))}, reset_time_s=0.0,
+                             reset_joint_step=0.2, ee_reset_noise_xy=0.0, ee_reset_noise_z=0.0,
+                             ee_reset_pos=(0.22, 0.0, 0.03), intervention="none", keyboard_events=False)
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        camera = FakeCamera(lambda i: frame, crop=(0, 80, 480, 480), size=(128, 128), name="gripper")
+        clock = FakeClock()
+        env = SO101RealEnv(cfg, follower, {"gripper": camera}, human=Person(), kinematics=SO101Kinematics(),
+                           clock=clock, sleep=clock.sleep)
+        ds = DemoDataset.create(tmp_path / "real", observation_spec_from_space(env.observation_space), capacity=50)
+        outcome, episode = record_episode(env)
+        assert outcome == "success" and episode.length == 4 and episode.is_intervention.all()
+        ds.add_episode(episode)
+        assert emu.torque_enabled(1) and emu.goal_writes  # the follower was driven through the bus
+        z = [o["state"][16] for o in episode.observations]
+        assert z[-1] > z[0] + 0.01  # the arm went up as the person asked (servo lag allowed)
+        env.close()
+        assert not any(emu.torque_enabled(i) for i in range(1, 7))
+        assert [e.length for e in DemoDataset.open(tmp_path / "real").episodes()] == [4]
+    finally:
+        emu.stop()
+
+
+def test_hold_still_is_no_motion_and_gripper_unchanged():
+    np.testing.assert_array_equal(hold_still("discrete"), [0, 0, 0, 1])
+    np.testing.assert_array_equal(hold_still("continuous"), [0, 0, 0, 1])
+    with pytest.raises(ValueError):
+        record_episode(SO101GraspCubeEnv(GraspCubeConfig(obs_type="state")), person=lambda o, i: np.zeros(3))
