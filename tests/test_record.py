@@ -157,3 +157,57 @@ def test_hold_still_is_no_motion_and_gripper_unchanged():
     np.testing.assert_array_equal(hold_still("continuous"), [0, 0, 0, 1])
     with pytest.raises(ValueError):
         record_episode(SO101GraspCubeEnv(GraspCubeConfig(obs_type="state")), person=lambda o, i: np.zeros(3))
+
+
+def test_reward_recording_on_the_real_env_toggles_the_label_with_the_success_key(tmp_path):
+    """The person presses SUCCESS at step 3 (label on) and at step 6 (off); a RE-RECORD episode is dropped."""
+    from hilserl.reward.dataset import DatasetWriter, load_dataset, record_with_env
+
+    class Keys:
+        def __init__(self, plan):
+            self.plan, self.t = plan, 0
+
+        def poll(self):
+            self.t += 1
+            return list(self.plan.get(self.t, []))
+
+        def close(self):
+            pass
+
+    class Follower:
+        def __init__(self):
+            self.q = np.array([0.0, -0.5, 0.6, 0.9, 0.0, 0.5])
+
+        def connect(self):
+            pass
+
+        def read_joint_positions(self):
+            return self.q.copy()
+
+        def send_joint_targets(self, q):
+            self.q = np.asarray(q, float).copy()
+            return self.q
+
+        def torque(self, on):
+            pass
+
+        def close(self):
+            pass
+
+    cfg = SO101EnvConfig(cameras={"gripper": CameraConfig(index=0, crop=(0, 80, 480, 480))}, reset_time_s=0.0,
+                         control_time_s=0.8, intervention="none", keyboard_events=False, image_size=64)
+    clock = FakeClock()
+    frames = iter(range(10_000))
+    camera = FakeCamera(lambda i: np.full((480, 640, 3), next(frames) % 250, np.uint8), crop=(0, 80, 480, 480),
+                        size=(64, 64), name="gripper")
+    # polls: one at reset, then one per step; episode 1 is re-recorded at its 2nd step (polls 1-3), episode 2
+    # starts at poll 4, and its step k polls 4 + k
+    keys = Keys({3: [Event.RERECORD], 4 + 3: [Event.SUCCESS], 4 + 6: [Event.SUCCESS]})
+    env = SO101RealEnv(cfg, Follower(), {"gripper": camera}, event_sources=[keys], kinematics=SO101Kinematics(),
+                       clock=clock, sleep=clock.sleep)
+    writer = DatasetWriter(tmp_path / "reward", ["gripper"], (64, 64, 3), source="so101")
+    res = record_with_env(writer, env, 1, hold_action=hold_still("discrete"), log=lambda s: None)
+    assert (res["saved"], res["dropped"]) == (1, 1)
+    ds = load_dataset(tmp_path / "reward")
+    labels = ds.labels.astype(bool).tolist()
+    assert len(labels) == 8 and labels == [False, False, False, True, True, True, False, False]
