@@ -82,3 +82,23 @@ def test_train_config_sections_keep_their_parent_defaults_and_name_errors():
         load_config(TrainConfig, None, ["--env.gripper_mode=continuous"])
     with pytest.raises(ConfigError, match="^human.takeover_steps"):
         load_config(TrainConfig, None, ["--human.takeover_steps=[5, 1]"])
+
+
+def test_env_section_is_a_tagged_union_chosen_by_type():
+    from dataclasses import dataclass, field
+
+    from hilserl.config import ConfigError, from_dict
+    from hilserl.envs.so101 import SO101EnvConfig
+    from hilserl.sim.env import GraspCubeConfig
+
+    @dataclass
+    class Holder:
+        env: GraspCubeConfig | SO101EnvConfig = field(default_factory=GraspCubeConfig)
+
+    assert isinstance(from_dict(Holder, {"env": {"action_scale": 0.03}}).env, GraspCubeConfig)
+    real = from_dict(Holder, {"env": {"type": "so101", "follower_port": "/dev/ttyUSB0"}}).env
+    assert isinstance(real, SO101EnvConfig) and real.follower_port == "/dev/ttyUSB0"
+    with pytest.raises(ConfigError, match=r"env.type: expected one of \['sim', 'so101'\]"):
+        from_dict(Holder, {"env": {"type": "mujoco"}})
+    with pytest.raises(ConfigError, match="env.obs_type: unknown key"):  # the real arm has no obs_type
+        from_dict(Holder, {"env": {"type": "so101", "obs_type": "state"}})

@@ -37,6 +37,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        kinds = _tagged_dataclasses(args)
+        if kinds and isinstance(value, dict):  # a tagged union of sections: the "type" key picks the dataclass
+            kind = value.get("type", next(iter(kinds)))
+            if kind not in kinds:
+                raise ConfigError(f"{key}.type: expected one of {list(kinds)}, got {kind!r}")
+            return from_dict(kinds[kind], value, prefix=key)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -90,6 +96,21 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     return value
+
+
+def _tagged_dataclasses(args) -> dict[str, type]:
+    """{type default: dataclass} when every member of a union is a dataclass with a `type` field, else {}."""
+    kinds = {}
+    for arg in args:
+        if arg is type(None):
+            continue
+        if not dataclasses.is_dataclass(arg):
+            return {}
+        tag = {f.name: f for f in dataclasses.fields(arg)}.get("type")
+        if tag is None or not isinstance(tag.default, str):
+            return {}
+        kinds[tag.default] = arg
+    return kinds
 
 
 def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:

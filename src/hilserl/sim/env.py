@@ -30,6 +30,7 @@ DOWN = np.array([0.0, 0.0, -1.0])
 
 @dataclass
 class GraspCubeConfig:
+    type: str = "sim"  # the simulation (env.type "so101" is the real arm: hilserl.envs.so101.SO101EnvConfig)
     fps: int = 10
     control_time_s: float = 10.0
     action_scale: float = 0.02  # metres per unit action per step
@@ -57,6 +58,7 @@ class GraspCubeConfig:
             if not ok:
                 raise ValueError(f"env.{name}: expected {what}, got {getattr(self, name)!r}")
 
+        need(self.type == "sim", "type", "'sim' for the simulation")
         need(self.fps > 0, "fps", "a positive integer")
         need(self.control_time_s > 0, "control_time_s", "> 0 seconds")
         need(self.action_scale > 0, "action_scale", "> 0 metres")
