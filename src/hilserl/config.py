@@ -223,19 +223,23 @@ def validate_tree(cfg: Any, prefix: str = "") -> None:
             raise ConfigError(msg if not prefix or msg.startswith(prefix) else f"{prefix}{msg}") from None
 
 
+def read_config_file(path: str | Path) -> dict:
+    """The JSON object in a config file, with errors that say what is wrong with the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config_path: no such file {str(p)!r}")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config_path: {p} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config_path: {p} must hold a JSON object at the top level")
+    return data
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Defaults of `cls`, updated by the JSON file at `path`, updated by `--a.b=c` overrides; then validated."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config_path: no such file {str(p)!r}")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config_path: {p} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config_path: {p} must hold a JSON object at the top level")
+    data = read_config_file(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])
     cfg = from_dict(cls, data)
     validate_tree(cfg)
