@@ -61,6 +61,65 @@ def _cmd_train(args, overrides) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ learner / actor
+def _log_line(line: str) -> None:
+    print(line, flush=True)
+
+
+def _transport_logging() -> None:
+    """Transport events to stderr with timestamps; `kill -USR1 <pid>` prints every thread's stack (a stuck link)."""
+    import faulthandler
+    import logging
+    import signal
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def _cmd_learner(args, overrides) -> int:
+    from hilserl.distributed.auth import AuthError
+    from hilserl.monitor.doctor import diagnose, render_table
+    from hilserl.train.learner_process import run_learner
+
+    cfg = _load_train_config(args.config_path, overrides)
+    findings = diagnose(cfg)
+    render_table(findings, _console())
+    if any(f.severity == "error" for f in findings) and not args.ignore_doctor:
+        print("The config doctor found errors; fix them or pass --ignore_doctor.", file=sys.stderr)
+        return 1
+    _transport_logging()
+    try:
+        res = run_learner(cfg, resume=args.resume, log=_log_line)
+    except AuthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _log_line(f"done: {res.env_steps} env steps, {res.learner_updates} learner updates in {res.wall_s / 60:.1f} min; "
+              f"run folder {res.run_dir}")
+    return 0
+
+
+def _cmd_actor(args, overrides) -> int:
+    import re
+    import socket
+
+    from hilserl.distributed.auth import AuthError
+    from hilserl.distributed.client import TransportError
+    from hilserl.train.actor_process import run_actor
+
+    cfg = _load_train_config(args.config_path, overrides)
+    actor_id = args.actor_id or re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64]
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", actor_id):
+        print(f"error: --actor_id {actor_id!r}: expected 1-64 characters from A-Z a-z 0-9 _ . -", file=sys.stderr)
+        return 2
+    _transport_logging()
+    try:
+        run_actor(cfg, args.learner, actor_id, log=_log_line)
+    except (TransportError, AuthError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ eval
 def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_reset: bool, video_episodes: int,
              seed: int, console) -> dict:
@@ -196,14 +255,10 @@ def _cmd_sim_expert(args, overrides) -> int:
 
 # ------------------------------------------------------------------------------------------------ reward classifier
 def _cmd_reward_record(args, overrides) -> int:
+    if not args.sim:
+        return _reward_record_real(args, overrides)
     if overrides:
         raise SystemExit(f"hilserl reward record: unknown arguments {overrides}")
-    if not args.sim:
-        print("hilserl reward record: recording on the real arm (hold a key while the scene is a success) arrives "
-              "with the SO-101 driver, which is not in this version. Its recording API is ready: "
-              "hilserl.reward.record_episode(writer, frames, label_source). For now use --sim to record in the "
-              "simulation.", file=sys.stderr)
-        return 2
     from hilserl.reward.dataset import collect_sim_dataset, dataset_summary, load_dataset
 
     console = _console()
@@ -216,6 +271,37 @@ def _cmd_reward_record(args, overrides) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     console.print(dataset_summary(load_dataset(out)))
+    return 0
+
+
+def _reward_record_real(args, overrides) -> int:
+    """The real arm: the person moves it (leader arm, keyboard or gamepad) and switches the label with `s`."""
+    from hilserl.cli_robot import load_env_config
+    from hilserl.envs import make_env
+    from hilserl.envs.so101 import SO101EnvConfig
+    from hilserl.reward.dataset import DatasetWriter, dataset_summary, load_dataset, record_with_env
+    from hilserl.train.record import hold_still
+
+    if args.config_path is None:
+        print("error: --config_path (a config with an env section of type so101) or --sim is needed", file=sys.stderr)
+        return 2
+    env_cfg = load_env_config(args.config_path, overrides)
+    if not isinstance(env_cfg, SO101EnvConfig):
+        print("error: env.type: the config's env is the simulation; pass --sim to label from its ground truth",
+              file=sys.stderr)
+        return 2
+    cameras = list(env_cfg.cameras)
+    size = env_cfg.camera_size(cameras[0])
+    writer = DatasetWriter(args.out, cameras, (*size, 3), source="so101", overwrite=args.overwrite)
+    env = make_env(env_cfg)
+    print("Move the arm with the leader (or keys/gamepad). Press s when the cube is held up (the label turns to "
+          "success) and s again when it is not; r drops the episode, q stops.")
+    try:
+        res = record_with_env(writer, env, args.num_episodes, hold_action=hold_still(env_cfg.gripper_mode))
+    finally:
+        env.close()
+    print(f"{res['saved']} episodes saved ({res['dropped']} dropped)")
+    _console().print(dataset_summary(load_dataset(args.out)))
     return 0
 
 
@@ -257,6 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ignore_doctor", action="store_true", help="train even if the config doctor finds errors")
     t.set_defaults(func=_cmd_train)
 
+    ln = sub.add_parser("learner", help="the learner process: buffers, SAC updates, checkpoints; actors connect over "
+                        "gRPC (token: HILSERL_TOKEN or transport.token_file)")
+    ln.add_argument("--config_path", default=DEFAULT_CONFIG)
+    ln.add_argument("--resume", action="store_true", help="continue the run in output_dir/run_name (after a crash too)")
+    ln.add_argument("--ignore_doctor", action="store_true", help="start even if the config doctor finds errors")
+    ln.set_defaults(func=_cmd_learner)
+
+    ac = sub.add_parser("actor", help="an actor process: environment, policy and human, feeding a learner")
+    ac.add_argument("--config_path", default=DEFAULT_CONFIG)
+    ac.add_argument("--learner", required=True, metavar="HOST:PORT", help="address of `hilserl learner`")
+    ac.add_argument("--actor_id", default=None, help="stable name of this actor (default: the host name); a "
+                    "restarted actor with the same id continues its sequence")
+    ac.set_defaults(func=_cmd_actor)
+
     e = sub.add_parser("eval", help="evaluate a checkpoint: table, success rate with 95%% interval, video, map")
     e.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or pretrained_model folder")
     e.add_argument("--num_episodes", type=int, default=20)
@@ -294,9 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reward", help="the reward classifier: record a labelled dataset, train it")
     rsub = r.add_subparsers(dest="reward_command", required=True)
-    x = rsub.add_parser("record", help="record labelled frames (--sim: automatically, from the simulation)")
-    x.add_argument("--sim", action="store_true", help="label with the simulation's ground truth (the real-arm "
-                   "path arrives with the SO-101 driver)")
+    x = rsub.add_parser("record", help="record labelled frames: on the real arm (--config_path with env type so101; "
+                                       "the s key switches the label) or --sim (automatic, from the simulation)")
+    x.add_argument("--sim", action="store_true", help="label with the simulation's ground truth")
+    x.add_argument("--config_path", default=None, help="real arm: the training config (env section of type so101)")
+    x.add_argument("--num_episodes", type=int, default=30, help="real arm: episodes to record")
     x.add_argument("--out", required=True, help="dataset folder to create")
     x.add_argument("--num_positive", type=int, default=200)
     x.add_argument("--num_negative", type=int, default=1000)
@@ -321,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--torch_threads", type=int, default=0, help="0: torch's default")
     x.set_defaults(func=_cmd_reward_train)
+
+    from hilserl import cli_robot
+
+    cli_robot.add_parsers(sub)  # robot calibrate | robot cameras | record | dataset import-lerobot/export-lerobot
     return p
 
 

@@ -22,6 +22,12 @@ bookkeeping (write cursor, counters, spec, RNG state) is JSON written atomically
 Reopening the folder restores the buffer as of the last flush; frames written after that flush
 (a process crash between flushes) are detected by their stamp and the transitions that used them
 are dropped. Nothing is pickled.
+
+Tags and extra state (what makes exact crash accounting possible): ``tag_keys`` names int64
+values stored per transition (e.g. the actor and its sequence number) that travel in the
+transition's ``info`` but never enter sampled batches; ``flush(extra_state=...)`` stores a small
+JSON object in the same atomic metadata write as the buffer's own counters, so after a crash the
+caller's bookkeeping (e.g. which sequence numbers are stored) and the buffer contents agree.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ class ReplayBuffer:
         action_dim: length of the float32 action vector (for the discrete-gripper agent the last
             entry holds the gripper index 0/1/2 as a float).
         info_keys: names of small per-transition float scalars to store (e.g. ``gripper_penalty``).
+        tag_keys: names of per-transition int64 tags (e.g. ``actor``, ``seq``), given in the
+            transition's ``info`` like info keys; stored exactly, never sampled (see ``tags``).
         frame_stack: ``k`` most recent frames of the same episode per sample; at an episode start
             the first frame is repeated. Frames come oldest first along the channel axis.
         stack_keys: keys that are stacked (default: the image keys). A stacked key of shape
@@ -89,6 +97,7 @@ class ReplayBuffer:
         action_dim: int,
         *,
         info_keys: Iterable[str] = (),
+        tag_keys: Iterable[str] = (),
         frame_stack: int = 1,
         stack_keys: Iterable[str] | None = None,
         image_keys: Iterable[str] | None = None,
@@ -111,6 +120,13 @@ class ReplayBuffer:
                 raise ValueError(f"info key {k!r} collides with a batch field name")
         if len(set(self.info_keys)) != len(self.info_keys):
             raise ValueError(f"info_keys has duplicates: {self.info_keys}")
+        self.tag_keys: tuple[str, ...] = tuple(tag_keys)
+        if len(set(self.tag_keys)) != len(self.tag_keys):
+            raise ValueError(f"tag_keys has duplicates: {self.tag_keys}")
+        for k in self.tag_keys:
+            if k in _RESERVED or k in self.info_keys:
+                raise ValueError(f"tag key {k!r} collides with a batch field name or an info key")
+        self._extra_state: dict[str, Any] = {}
 
         if image_keys is None:
             self.image_keys = tuple(k for k, ks in self.spec.items() if is_image_spec(ks))
@@ -165,6 +181,8 @@ class ReplayBuffer:
         lay["intervention"] = ((n,), np.dtype(np.bool_))
         for i, _ in enumerate(self.info_keys):
             lay[f"info_{i:03d}"] = ((n,), np.dtype(np.float32))
+        for i, _ in enumerate(self.tag_keys):
+            lay[f"tag_{i:03d}"] = ((n,), np.dtype(np.int64))
         return lay
 
     def _bind(self, arrays: dict[str, np.ndarray]) -> None:
@@ -179,6 +197,7 @@ class ReplayBuffer:
         self._truncated = arrays["truncated"]
         self._intervention = arrays["intervention"]
         self._info = {k: arrays[f"info_{i:03d}"] for i, k in enumerate(self.info_keys)}
+        self._tags = {k: arrays[f"tag_{i:03d}"] for i, k in enumerate(self.tag_keys)}
 
     def _create(self) -> None:
         self._head = self.capacity - 1  # slot of the newest frame; first episode starts at slot 0
@@ -213,6 +232,7 @@ class ReplayBuffer:
             "action_dim": self.action_dim,
             "frame_stack": self.frame_stack,
             "info_keys": list(self.info_keys),
+            "tag_keys": list(self.tag_keys),
             "image_keys": list(self.image_keys),
             "stack_keys": list(self.stack_keys),
             "observation_spec": [  # a list: the order names the storage files frame_000, ...
@@ -246,12 +266,13 @@ class ReplayBuffer:
         for field in ("capacity", "action_dim", "frame_stack"):
             if stored.get(field) != wanted[field]:
                 diffs.append(f"{field}: stored {stored.get(field)!r}, given {wanted[field]!r}")
-        for field in ("info_keys", "image_keys", "stack_keys"):  # order does not matter
+        for field in ("info_keys", "tag_keys", "image_keys", "stack_keys"):  # order does not matter
             if sorted(stored.get(field, [])) != sorted(wanted[field]):
                 diffs.append(f"{field}: stored {stored.get(field)!r}, given {wanted[field]!r}")
         if not diffs:  # same configuration, maybe listed in another order: use the stored order
             self.spec = {k: self.spec[k] for k in s_spec}
             self.info_keys = tuple(stored["info_keys"])
+            self.tag_keys = tuple(stored.get("tag_keys", []))
             self.image_keys = tuple(stored["image_keys"])
             self.stack_keys = tuple(stored["stack_keys"])
         if diffs:
@@ -278,6 +299,7 @@ class ReplayBuffer:
         self._frames_written = int(st["frames_written"])
         self._num_added = int(st["num_added"])
         self._num_episodes = int(st["num_episodes"])
+        self._extra_state = dict(meta.get("extra_state") or {})
         if not explicit_rng and meta.get("rng_state") is not None:
             try:
                 self.rng.bit_generator.state = meta["rng_state"]
@@ -299,12 +321,25 @@ class ReplayBuffer:
         self._n_valid = int(np.count_nonzero(self._valid))
 
     # ------------------------------------------------------------------ persistence
-    def flush(self) -> None:
-        """Write memmapped arrays to disk, then the metadata JSON atomically (no-op in RAM)."""
+    @property
+    def extra_state(self) -> dict[str, Any]:
+        """The caller's JSON object stored with the last ``flush(extra_state=...)`` (a copy)."""
+        return json.loads(json.dumps(self._extra_state))
+
+    def flush(self, extra_state: Mapping[str, Any] | None = None, sync: bool = True) -> None:
+        """Write memmapped arrays to disk, then the metadata JSON atomically (no-op in RAM).
+
+        ``extra_state`` (JSON-serialisable) replaces the stored caller state in the same atomic
+        write; None keeps the previous one. ``sync=False`` skips the msync/fsync calls: the result
+        still survives a crash of this process (the kernel keeps the written pages and the rename
+        is atomic) but not a power cut or a kernel crash."""
+        if extra_state is not None:
+            self._extra_state = json.loads(json.dumps(dict(extra_state)))
         if self.storage_dir is None:
             return
-        for arr in self._arrays.values():
-            arr.flush()
+        if sync:
+            for arr in self._arrays.values():
+                arr.flush()
         try:
             rng_state = self.rng.bit_generator.state
             json.dumps(rng_state)
@@ -322,8 +357,14 @@ class ReplayBuffer:
                 "num_transitions": self._n_valid,
             },
             "rng_state": rng_state,
+            "extra_state": self._extra_state,
         }
-        _atomic_write_json(self.storage_dir / _META_FILE, meta)
+        if sync:
+            _atomic_write_json(self.storage_dir / _META_FILE, meta)
+        else:
+            tmp = self.storage_dir / f".{_META_FILE}.nosync.tmp"
+            tmp.write_text(json.dumps(meta))
+            os.replace(tmp, self.storage_dir / _META_FILE)
 
     def close(self) -> None:
         """Flush and release the memmaps; the buffer must not be used afterwards."""
@@ -331,7 +372,7 @@ class ReplayBuffer:
             return
         self.flush()
         self._arrays = None  # type: ignore[assignment]
-        self._frames, self._info = {}, {}
+        self._frames, self._info, self._tags = {}, {}, {}
         for name in ("_ep_pos", "_stamp", "_valid", "_action", "_reward", "_terminated",
                      "_truncated", "_intervention"):
             setattr(self, name, None)  # drop every memmap reference so the files are released
@@ -358,6 +399,7 @@ class ReplayBuffer:
             spec,
             cfg["action_dim"],
             info_keys=cfg["info_keys"],
+            tag_keys=cfg.get("tag_keys", ()),
             frame_stack=cfg["frame_stack"],
             stack_keys=cfg["stack_keys"],
             image_keys=cfg["image_keys"],
@@ -389,6 +431,11 @@ class ReplayBuffer:
     def bytes_per_transition(self) -> float:
         """Allocated bytes of all storage arrays divided by capacity."""
         return sum(a.nbytes for a in self._arrays.values()) / self.capacity
+
+    def tags(self) -> dict[str, np.ndarray]:
+        """``{tag key: int64 array}`` of the sampleable transitions, in slot order (copies)."""
+        slots = np.flatnonzero(self._valid)
+        return {k: np.asarray(arr[slots]).copy() for k, arr in self._tags.items()}
 
     def end_episode(self) -> None:
         """Close the current episode without a terminal flag (e.g. a demo segment ends because
@@ -447,12 +494,19 @@ class ReplayBuffer:
         if action.shape != (self.action_dim,):
             raise ValueError(f"action: expected shape ({self.action_dim},), got {action.shape}")
         info = dict(t.info or {})
-        unknown = [k for k in info if k not in self.info_keys]
+        expected = [*self.info_keys, *self.tag_keys]
+        unknown = [k for k in info if k not in expected]
         if unknown:
-            raise ValueError(f"info has unexpected key {unknown[0]!r} (expected {list(self.info_keys)})")
-        missing = [k for k in self.info_keys if k not in info]
+            raise ValueError(f"info has unexpected key {unknown[0]!r} (expected {expected})")
+        missing = [k for k in expected if k not in info]
         if missing:
-            raise ValueError(f"info is missing key {missing[0]!r} (expected {list(self.info_keys)})")
+            raise ValueError(f"info is missing key {missing[0]!r} (expected {expected})")
+        tag_vals = {}
+        for k in self.tag_keys:
+            v = np.asarray(info[k])
+            if v.shape != () or v.dtype.kind not in "iu" or not -(2**63) <= int(v) < 2**63:
+                raise ValueError(f"tag {k!r}: expected an int64 integer, got {info[k]!r}")
+            tag_vals[k] = int(v)
         info_vals = {}
         for k in self.info_keys:
             v = np.asarray(info[k])
@@ -487,6 +541,8 @@ class ReplayBuffer:
         self._intervention[slot] = bool(t.is_intervention)
         for k, v in info_vals.items():
             self._info[k][slot] = v
+        for k, v in tag_vals.items():
+            self._tags[k][slot] = v
         self._valid[slot] = True
         self._n_valid += 1
         self._head = nxt

@@ -1,13 +1,16 @@
 """The actor: runs the policy in the environment, lets the human intervene, and emits transitions.
 
 It holds its own copy of the policy and only ever receives weights (`load_policy_weights`), and it only ever
-hands out transitions and episode statistics. That seam is what later puts the actor beside the robot and the
-learner on another machine.
+hands out transitions and episode statistics. That seam is what puts the actor beside the robot and the learner on
+another machine (`hilserl.train.actor_process`); `hilserl train` uses the same class in one process.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +28,23 @@ def policy_weights(agent: SACAgent) -> dict[str, torch.Tensor]:
     (the actor has its own copy) and not the continuous critics."""
     return {k: v.detach().clone() for k, v in agent.state_dict().items()
             if k.startswith(POLICY_PREFIXES) and not k.startswith("encoder.backbone.")}
+
+
+def policy_fingerprint(policy) -> str:
+    """The policy settings an actor and its learner must share beyond the weights' names and shapes (checked
+    when an actor connects): what the frozen backbone is and how the actor turns frames into stored features."""
+    keys = ("encoder", "backbone_trim_head", "backbone_dtype", "cached_features", "num_cached_shifts",
+            "augmentation_pad", "cameras", "image_size", "discrete_gripper", "action_dim", "state_dim",
+            "environment_state_dim")
+    d = {k: getattr(policy, k) for k in keys}
+    d["backbone_weights"] = Path(policy.backbone_weights).name if policy.backbone_weights else None
+    return json.dumps(d, sort_keys=True, default=list)
+
+
+def demo_human_config(human):
+    """The simulated human as a demonstrator: watches every episode and takes over from the first step to the end."""
+    return dataclasses.replace(human, enabled=True, watch_probability_start=1.0, watch_probability_end=1.0,
+                               first_takeover_after=(0, 0), takeover_steps=(10_000, 10_000))
 
 
 @dataclass
@@ -76,10 +96,12 @@ class Actor:
         self.weights_version = version
 
     def run_episode(self, episode: int, env_step: int, on_transition, explore: bool = True,
-                    reset_options: dict | None = None, random_actions: bool = False, on_step=None) -> EpisodeStats:
+                    reset_options: dict | None = None, random_actions: bool = False, on_step=None,
+                    before_step=None) -> EpisodeStats:
         """One episode. `on_transition(transition)` is called after every step (the learner's inbox), `on_step(obs,
-        info)` after the reset and every step (videos). Episode seeds come from (seed, episode), so a resumed run
-        sees the same sequence of episodes."""
+        info)` after the reset and every step (videos), `before_step()` before every step (new weights take effect
+        there; a disconnected actor may hold still there). Episode seeds come from (seed, episode), so a resumed
+        run sees the same sequence of episodes."""
         env = self.env
         obs, info = env.reset(seed=self.seed * 1_000_003 + episode, options=reset_options)
         if self.human is not None:
@@ -91,6 +113,8 @@ class Actor:
         cube0, ee0 = info["cube_pos"][:2].copy(), info["ee_pos"].copy()
         rng = np.random.default_rng(self.seed * 7919 + episode)
         while True:
+            if before_step is not None:
+                before_step()
             human_action = self.human.act(steps) if self.human is not None else None
             if human_action is not None:
                 action, is_intervention = np.asarray(human_action, dtype=np.float32), True
@@ -124,3 +148,11 @@ class Actor:
             extra["classifier_disagreements"] = int(info["classifier_disagreements"])
         return EpisodeStats(episode, env_step + steps, total, steps, success, interventions,
                             (float(cube0[0]), float(cube0[1])), tuple(float(v) for v in ee0), extra)
+
+
+def record_demo(demo_actor: Actor, episode: int) -> tuple[list[Transition], EpisodeStats]:
+    """One demonstration episode by `demo_actor` (its human takes over throughout): its transitions and stats.
+    Callers keep successful ones only."""
+    pending: list[Transition] = []
+    stats = demo_actor.run_episode(episode, 0, pending.append)
+    return pending, stats

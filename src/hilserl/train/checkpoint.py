@@ -5,10 +5,12 @@ Layout of ``<run>/checkpoints/<env_step:07d>/``:
     pretrained_model/   model.safetensors, agent.json (agent config + counters), train_config.json
     training_state/     optimizer.safetensors, state.json (loop counters, buffer sizes), rng.safetensors
 
-A checkpoint is first written to a hidden temporary folder and then renamed into place, and ``checkpoints/last``
-(a small JSON file, replaced atomically) names the newest one; a crash during a write leaves the previous
-checkpoint intact and ``last`` pointing at it. The replay buffers live in ``<run>/buffers`` as memory-mapped files
-and are flushed right before the checkpoint is written, so the buffer state on disk matches the counters.
+A checkpoint is first written to a hidden temporary folder, its files fsynced, and then renamed into place, and
+``checkpoints/last`` (a small JSON file, replaced atomically) names the newest one; a crash during a write leaves
+the previous checkpoint intact and ``last`` pointing at it. Re-saving a step moves the old folder aside before the
+new one is renamed in, so a numbered folder is always complete. The replay buffers live in ``<run>/buffers`` as
+memory-mapped files and are flushed right before the checkpoint is written, so the buffer state on disk matches the
+counters (`hilserl train`; `hilserl learner` commits them with every acknowledged batch anyway).
 """
 
 from __future__ import annotations
@@ -27,6 +29,22 @@ from hilserl.fileio import atomic_write_json, fsync_dir
 LAST = "last.json"
 
 
+def _fsync_tree(root: Path) -> None:
+    """Every file and folder under `root` on disk (before the folder is renamed into place)."""
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            fsync_dir(path)
+    fsync_dir(root)
+
+
+def _complete(path: Path) -> bool:
+    return (path / "training_state" / "state.json").exists() and (path / "pretrained_model" / "agent.json").exists()
 
 
 def save_checkpoint(run_dir: Path, env_step: int, agent: SACAgent, train_config: dict, state: dict,
@@ -44,10 +62,16 @@ def save_checkpoint(run_dir: Path, env_step: int, agent: SACAgent, train_config:
     atomic_write_json(model_dir / "train_config.json", train_config)
     atomic_write_json(state_dir / "state.json", state)
     save_file({k: torch.as_tensor(np.asarray(v)) for k, v in rng.items()}, str(state_dir / "rng.safetensors"))
-    if final.exists():  # re-saving the same step (e.g. after a resume): replace it
-        shutil.rmtree(final)
+    _fsync_tree(tmp)
+    old = ckpt_root / f".old-{env_step:07d}"
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():  # re-saving the same step (e.g. after a resume): move the old one aside, atomically
+        os.rename(final, old)
     os.rename(tmp, final)
     fsync_dir(ckpt_root)
+    if old.exists():
+        shutil.rmtree(old)
     atomic_write_json(ckpt_root / LAST, {"env_step": env_step, "path": final.name})
     return final
 
@@ -77,9 +101,9 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     marker = ckpt_root / LAST
     if marker.exists():
         path = ckpt_root / json.loads(marker.read_text())["path"]
-        if (path / "training_state" / "state.json").exists():
+        if _complete(path):
             return path
-    done = sorted(p for p in ckpt_root.glob("[0-9]*") if (p / "training_state" / "state.json").exists())
+    done = sorted(p for p in ckpt_root.glob("[0-9]*") if _complete(p))
     return done[-1] if done else None
 
 

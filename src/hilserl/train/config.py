@@ -1,8 +1,9 @@
 """The training configuration: one JSON file (``configs/*.json``) plus ``--a.b=c`` overrides.
 
 Sections: ``env`` (the simulation or the real arm), ``policy`` (the SAC agent; its shape fields are filled in
-from the environment), ``buffers``, ``human`` (the simulated human who intervenes), ``reward`` and ``train``
-(the loop). Defaults follow the HIL-SERL reference and the user's SO-101 setup; `hilserl doctor` explains them.
+from the environment), ``buffers``, ``human`` (the simulated human who intervenes), ``reward``, ``train``
+(the loop) and ``transport`` (the actor <-> learner link of `hilserl learner` / `hilserl actor`). Defaults follow
+the HIL-SERL reference and the user's SO-101 setup; `hilserl doctor` explains them.
 """
 
 from __future__ import annotations
@@ -90,6 +91,66 @@ class LoopConfig:
             raise ValueError(f"updates_per_env_step: expected > 0, got {self.updates_per_env_step}")
 
 
+DISCONNECTED_BEHAVIORS = ("keep_acting", "hold")
+
+
+@dataclass
+class TransportConfig:
+    """The gRPC link between `hilserl learner` and `hilserl actor`. There is deliberately no token setting: the
+    shared token comes from the environment variable HILSERL_TOKEN or from the file `token_file`, never from the
+    command line (which `ps` and shell histories show)."""
+
+    host: str = "127.0.0.1"  # where the learner listens; any non-loopback address requires a token
+    port: int = 50051  # 0: any free port (the learner writes the one it got to <run>/learner.json)
+    token_file: str | None = None  # file holding the shared token (alternative: HILSERL_TOKEN)
+    tls: bool = False  # encrypt the link (learner: tls_cert + tls_key; actor: verifies with tls_ca)
+    tls_cert: str | None = None  # PEM; learner: its certificate; actor: its client certificate (mutual TLS)
+    tls_key: str | None = None
+    tls_ca: str | None = None  # PEM; actor: CA of the learner's certificate; learner: CA of client certificates
+    tls_server_name: str | None = None  # actor: the name in the learner's certificate, if not the address
+    max_message_mb: float = 64.0  # largest message either side accepts (a batch of transitions, the weights)
+    max_actors: int = 8
+    heartbeat_s: float = 1.0  # an idle actor sends a heartbeat this often
+    dead_actor_timeout_s: float = 10.0  # learner: an actor silent this long is dropped (and may reconnect)
+    disconnected_behavior: str = "keep_acting"  # actor while the learner is away: "keep_acting" or "hold" (still)
+    max_unacked_mb: float = 1024.0  # actor: transitions kept until acked; beyond it the actor holds still
+    reconnect_min_s: float = 0.2  # actor: first reconnect delay, doubling up to reconnect_max_s (with jitter)
+    reconnect_max_s: float = 5.0
+    give_up_after_s: float = 0.0  # actor: exit with an error after this long without the learner (0: never)
+    max_updates_behind: int = 0  # actor: pause while the learner owes more updates than this (0: never pause;
+    #                              a simulated actor that outruns the learner would otherwise act on stale weights)
+    # learner: acks always follow the write of the transitions and the ledger to the buffer files (survives kill -9
+    # of the learner at any moment); fsync=true also waits for the disk before each ack (survives a power cut too,
+    # but each commit then takes ~100 ms on a typical VM disk: 2 buffers x 13 files)
+    fsync: bool = False
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: expected 0-65535, got {self.port}")
+        if not 0 < self.max_message_mb <= 2000:
+            raise ValueError(f"max_message_mb: expected a size in (0, 2000] MB, got {self.max_message_mb}")
+        if self.max_actors < 1:
+            raise ValueError(f"max_actors: expected >= 1, got {self.max_actors}")
+        if not 0 < self.heartbeat_s <= self.dead_actor_timeout_s / 2:
+            raise ValueError(f"heartbeat_s: expected > 0 and at most half of dead_actor_timeout_s "
+                             f"({self.dead_actor_timeout_s}), got {self.heartbeat_s}")
+        if self.disconnected_behavior not in DISCONNECTED_BEHAVIORS:
+            raise ValueError(f"disconnected_behavior: expected one of {list(DISCONNECTED_BEHAVIORS)}, "
+                             f"got {self.disconnected_behavior!r}")
+        if self.max_unacked_mb < self.max_message_mb:
+            raise ValueError(f"max_unacked_mb: expected at least max_message_mb ({self.max_message_mb}), "
+                             f"got {self.max_unacked_mb}")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise ValueError(f"reconnect_min_s: expected 0 < reconnect_min_s <= reconnect_max_s, got "
+                             f"{self.reconnect_min_s} and {self.reconnect_max_s}")
+        if self.max_updates_behind < 0:
+            raise ValueError(f"max_updates_behind: expected >= 0, got {self.max_updates_behind}")
+        if self.give_up_after_s < 0:
+            raise ValueError(f"give_up_after_s: expected >= 0, got {self.give_up_after_s}")
+        if self.tls and self.tls_key and not self.tls_cert:
+            raise ValueError("tls_cert: required with tls_key")
+
+
 @dataclass
 class TrainConfig:
     env: GraspCubeConfig = field(default_factory=GraspCubeConfig)
@@ -100,6 +161,7 @@ class TrainConfig:
     human: SimHumanConfig = field(default_factory=SimHumanConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
     output_dir: str = "outputs/train"
     run_name: str | None = None  # default: a timestamp
 

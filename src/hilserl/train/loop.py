@@ -5,6 +5,10 @@ simulated human). Every environment step hands its transition to the learner, wh
 `updates_per_env_step` updates (each: `utd_ratio` critic steps on mixed 50/50 batches, then one actor and
 temperature step) once `training_starts` online transitions exist, and sends the actor fresh policy weights every
 `push_weights_every` updates. Evaluations and checkpoints happen at episode boundaries.
+
+This is the one-process mode of `hilserl learner` + `hilserl actor`: the same `Actor`, the same `Learner` (its
+ledger numbers this process's transitions as actor "local"), the same environment factory and demonstrations,
+without the network in between (fastest on a small machine).
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import torch
 
 from hilserl.agents.sac import SACAgent
 from hilserl.config import to_dict
-from hilserl.sim.env import SO101GraspCubeEnv
 from hilserl.sim.human import SimulatedHuman
-from hilserl.train.actor import Actor
+from hilserl.train.actor import Actor, demo_human_config, record_demo
+from hilserl.train.actor_process import make_env, resolve_policy_config
 from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, save_best_model, save_checkpoint
 from hilserl.train.config import TrainConfig
 from hilserl.train.evaluate import evaluate
@@ -40,17 +44,6 @@ class TrainResult:
     last_checkpoint: Path | None = None
     best_model: Path | None = None  # the policy of the best evaluation so far (RL policies can get worse again)
     wall_s: float = 0.0
-
-
-def resolve_policy_config(cfg: TrainConfig, env: SO101GraspCubeEnv):
-    """Fill the policy's shape fields from the environment (the user never has to)."""
-    spaces = env.observation_space.spaces
-    cameras = tuple(spaces["pixels"].spaces) if "pixels" in spaces else ()
-    env_state = spaces["environment_state"].shape[0] if "environment_state" in spaces else 0
-    image = spaces["pixels"][cameras[0]].shape[:2] if cameras else cfg.policy.image_size
-    return dataclasses.replace(cfg.policy, state_dim=spaces["state"].shape[0], action_dim=3,
-                               discrete_gripper=cfg.env.gripper_mode == "discrete", cameras=cameras,
-                               image_size=tuple(image), environment_state_dim=env_state)
 
 
 def run_dir_for(cfg: TrainConfig) -> Path:
@@ -84,12 +77,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run_name")
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    env = SO101GraspCubeEnv(cfg.env)
-    if cfg.reward.type == "classifier":  # the learned reward (hilserl.reward): ignores the sim's own termination
-        from hilserl.reward import load_classifier, wrap_with_classifier
-
-        classifier = load_classifier(cfg.reward.classifier_path)
-        env = wrap_with_classifier(env, cfg.reward, classifier)
+    env = make_env(cfg)
     policy_cfg = resolve_policy_config(cfg, env)
     cfg = dataclasses.replace(cfg, policy=policy_cfg)
     (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
@@ -122,21 +110,16 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     learner.updates = state["learner_updates"]
     actor.load_policy_weights(learner.policy_weights(), learner.updates)
     logger = logger or MetricsLogger(run_dir)
-    eval_env = SO101GraspCubeEnv(cfg.env)
-    if cfg.reward.type == "classifier":
-        eval_env = wrap_with_classifier(eval_env, cfg.reward, classifier)
+    eval_env = make_env(cfg)
     eval_actor = Actor(eval_env, actor_agent, None, seed=loop.seed + 1)
 
     # ---- demonstrations
     expert_rng = np.random.default_rng(loop.seed + 202)
-    demo_human_cfg = dataclasses.replace(cfg.human, enabled=True, watch_probability_start=1.0,
-                                         watch_probability_end=1.0, first_takeover_after=(0, 0),
-                                         takeover_steps=(10_000, 10_000))
     while state["demo_episodes"] < loop.num_demos:
-        demo_actor = Actor(env, actor_agent, SimulatedHuman(env, demo_human_cfg, expert_rng), seed=loop.seed + 3)
-        pending = []
-        stats = demo_actor.run_episode(state["demo_episodes"] + 1000 * state.get("demo_attempts", 0), 0,
-                                       pending.append)
+        demo_actor = Actor(env, actor_agent, SimulatedHuman(env, demo_human_config(cfg.human), expert_rng),
+                           seed=loop.seed + 3)
+        demo_episode = state["demo_episodes"] + 1000 * state.get("demo_attempts", 0)
+        pending, stats = record_demo(demo_actor, demo_episode)
         state["demo_attempts"] = state.get("demo_attempts", 0) + (0 if stats.success else 1)
         if stats.success:  # keep successful demonstrations only
             for t in pending:
@@ -156,7 +139,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
 
     def on_transition(t):
         nonlocal pending_updates, last_metrics
-        learner.add(t)
+        learner.add(t, episode=state["episode"])
         state["env_step"] += 1
         if not learner.ready(loop.training_starts):
             return

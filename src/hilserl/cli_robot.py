@@ -1,0 +1,227 @@
+"""The real-arm and dataset commands of `hilserl` (registered by `hilserl.cli`):
+
+  hilserl robot calibrate --port /dev/ttyACM0 --out calibration/follower.json
+  hilserl robot cameras --config_path configs/so101_grasp.json [--out outputs/cameras]
+  hilserl record --config_path configs/so101_grasp.json --num_episodes 20 --out data/demos
+  hilserl dataset import-lerobot LEROBOT_FOLDER --out data/demos --config_path configs/so101_grasp.json
+  hilserl dataset export-lerobot data/demos --out LEROBOT_FOLDER [--lossless]
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hilserl.config import ConfigError, from_dict, validate_tree
+from hilserl.envs.so101 import SO101EnvConfig
+from hilserl.sim.env import GraspCubeConfig
+
+
+@dataclass
+class _EnvSection:
+    env: GraspCubeConfig | SO101EnvConfig = field(default_factory=GraspCubeConfig)
+
+
+def load_env_config(path: str | None, overrides: list[str]):
+    """The `env` section of a training config (other sections are ignored here), with `--env.key=value`."""
+    from hilserl.config import apply_overrides, read_config_file
+
+    data = read_config_file(path) if path is not None else {}
+    bad = [o for o in overrides if not o.startswith("--env.")]
+    if bad:
+        raise ConfigError(f"{bad[0]}: only --env.key=value overrides apply here")
+    section = apply_overrides({"env": data.get("env", {})}, overrides)
+    cfg = from_dict(_EnvSection, section).env
+    validate_tree(cfg, "env")
+    return cfg
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _clear_errors(command):
+    """Bad datasets, files and settings end the command with their message (which names the file and field),
+    not a traceback."""
+
+    def run(args, overrides) -> int:
+        try:
+            return command(args, overrides)
+        except (ValueError, OSError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            return _err(str(e))
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------- robot
+def cmd_calibrate(args, overrides) -> int:
+    from hilserl.robot import FeetechBus, calibrate
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        return _err(f"--out: {out} exists (pass --overwrite to replace it; keep a copy of the old one)")
+    with FeetechBus(args.port) as bus:
+        calibrate(bus, path=out)
+    print(f"calibration written to {out} (LeRobot's SO-101 calibration format)")
+    return 0
+
+
+def cmd_cameras(args, overrides) -> int:
+    from hilserl.robot.cameras import check_cameras, format_camera_checks
+
+    env = load_env_config(args.config_path, overrides)
+    if not isinstance(env, SO101EnvConfig):
+        return _err("env.type: the camera check is for the real arm; set \"type\": \"so101\" in the env section")
+    cams = {name: cam.build(name, env.camera_size(name)) for name, cam in env.cameras.items()}
+    checks = check_cameras(cams, Path(args.out), frames=args.frames)
+    print(format_camera_checks(checks))
+    print(f"what the policy sees: {args.out}/<camera>.png; the full frame with the crop drawn: <camera>_raw.png")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------- record
+class _SimPerson:
+    """The scripted expert playing the person in the simulation."""
+
+    def __init__(self, env, seed: int):
+        import numpy as np
+
+        from hilserl.sim.expert import ScriptedExpert
+
+        self.expert = ScriptedExpert(env, noise=0.05, rng=np.random.default_rng(seed))
+
+    def reset(self):
+        self.expert.reset()
+
+    def __call__(self, obs, info):
+        return self.expert.act()
+
+
+def cmd_record(args, overrides) -> int:
+    from hilserl.data.episodes import DemoDataset, observation_spec_from_space
+    from hilserl.envs import make_env
+    from hilserl.train.record import record_demos
+
+    env_cfg = load_env_config(args.config_path, overrides)
+    real = isinstance(env_cfg, SO101EnvConfig)
+    env = make_env(env_cfg)
+    try:
+        steps = int(round(env_cfg.control_time_s * env_cfg.fps))
+        ds = DemoDataset.create(args.out, observation_spec_from_space(env.observation_space),
+                                capacity=args.num_episodes * (steps + 1), fps=env_cfg.fps,
+                                robot_type="so101" if real else "so101_sim", task=args.task,
+                                created_by="hilserl record")
+        if real:
+            print("Recording: grab the leader arm (or take over with the keyboard/gamepad), grasp and lift the "
+                  "cube, then press s (success). f = failure, r = re-record, q = quit.")
+        person = None if real else _SimPerson(env, args.seed)
+        summary = record_demos(env, ds, args.num_episodes, person=person, gripper_mode=env_cfg.gripper_mode,
+                               keep_failed=args.keep_failed, seed=args.seed, task=args.task)
+        ds.close()
+    finally:
+        env.close()
+    print(f"{summary.saved} episodes saved in {args.out} ({summary.dropped_failed} failed and "
+          f"{summary.rerecorded} re-recorded ones not kept). Train with --train.demo_dataset={args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------- dataset
+def cmd_import_lerobot(args, overrides) -> int:
+    from hilserl.data.episodes import DemoDataset, observation_spec_from_space
+    from hilserl.data.lerobot_format import import_lerobot
+    from hilserl.envs import make_env
+
+    env_cfg = load_env_config(args.config_path, overrides)
+    if isinstance(env_cfg, SO101EnvConfig):  # the spaces are what matter: build the simulation's twin, no hardware
+        env_cfg = from_dict(GraspCubeConfig, {"cameras": list(env_cfg.cameras), "image_size": env_cfg.image_size,
+                                              "gripper_mode": env_cfg.gripper_mode, "fps": env_cfg.fps})
+    env = make_env(env_cfg)
+    spaces = env.observation_space.spaces
+    cameras = list(spaces["pixels"].spaces) if "pixels" in spaces else []
+    image_keys = [f"observation.images.{c}" for c in cameras] if cameras else []
+    if args.camera_map:
+        mapping = dict(item.split("=", 1) for item in args.camera_map.split(","))  # lerobot_key=camera
+        image_keys = list(mapping)
+    else:
+        mapping = None
+    episodes = import_lerobot(args.source, image_keys=image_keys, camera_names=mapping,
+                              expect_state_dim=spaces["state"].shape[0], expect_action_dim=4,
+                              expect_image_shape=tuple(spaces["pixels"][cameras[0]].shape) if cameras else None,
+                              expect_discrete_gripper=env_cfg.gripper_mode == "discrete",
+                              gripper="to_discrete" if args.gripper_to_discrete else "keep")
+    episodes = list(episodes)
+    steps = sum(e.length + 1 for e in episodes)
+    ds = DemoDataset.create(args.out, observation_spec_from_space(env.observation_space), capacity=max(1, steps),
+                            fps=env_cfg.fps, task=episodes[0].task if episodes else "",
+                            created_by=f"hilserl dataset import-lerobot {args.source}")
+    for e in episodes:
+        ds.add_episode(e)
+    ds.close()
+    env.close()
+    print(f"{len(episodes)} episodes ({steps - len(episodes)} transitions) imported into {args.out}")
+    return 0
+
+
+def cmd_export_lerobot(args, overrides) -> int:
+    from hilserl.data.episodes import DemoDataset
+    from hilserl.data.lerobot_format import export_lerobot
+
+    ds = DemoDataset.open(args.source)
+    try:
+        summary = export_lerobot(ds.episodes(), args.out, fps=int(ds.manifest.get("fps", 10)),
+                                 robot_type=ds.manifest.get("robot_type"), lossless=args.lossless,
+                                 gripper="to_continuous" if args.gripper_to_continuous else "keep")
+    finally:
+        ds.close()
+    print(f"LeRobot v3.0 dataset written to {args.out}: {summary}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    r = sub.add_parser("robot", help="the real SO-101: calibrate an arm, check the cameras")
+    rsub = r.add_subparsers(dest="robot_command", required=True)
+    x = rsub.add_parser("calibrate", help="calibrate a follower or leader arm (LeRobot-compatible JSON)")
+    x.add_argument("--port", required=True, help="serial port of the arm, e.g. /dev/ttyACM0")
+    x.add_argument("--out", required=True, help="calibration file to write")
+    x.add_argument("--overwrite", action="store_true")
+    x.set_defaults(func=_clear_errors(cmd_calibrate))
+    x = rsub.add_parser("cameras", help="open every configured camera, report resolution/fps, save what the policy "
+                                        "sees")
+    x.add_argument("--config_path", required=True)
+    x.add_argument("--out", default="outputs/cameras")
+    x.add_argument("--frames", type=int, default=10)
+    x.set_defaults(func=_clear_errors(cmd_cameras))
+
+    x = sub.add_parser("record", help="record demonstrations into a demo dataset (real arm: leader arm/keys; "
+                                      "simulation: the scripted expert)")
+    x.add_argument("--config_path", required=True)
+    x.add_argument("--num_episodes", type=int, default=20)
+    x.add_argument("--out", required=True, help="new demo dataset folder")
+    x.add_argument("--task", default="grasp the cube")
+    x.add_argument("--keep_failed", action="store_true", help="also keep episodes that ended without success")
+    x.add_argument("--seed", type=int, default=0)
+    x.set_defaults(func=_clear_errors(cmd_record))
+
+    d = sub.add_parser("dataset", help="demo datasets: LeRobot v3.0 import and export")
+    dsub = d.add_subparsers(dest="dataset_command", required=True)
+    x = dsub.add_parser("import-lerobot", help="a local LeRobot v3.0 dataset → a demo dataset for training")
+    x.add_argument("source")
+    x.add_argument("--out", required=True)
+    x.add_argument("--config_path", required=True, help="the training config whose env the demos must fit")
+    x.add_argument("--camera_map", default="", help="lerobot_key=camera,... (default observation.images.<camera>)")
+    x.add_argument("--gripper_to_discrete", action="store_true",
+                   help="threshold a continuous gripper column into close/stay/open")
+    x.set_defaults(func=_clear_errors(cmd_import_lerobot))
+    x = dsub.add_parser("export-lerobot", help="a demo dataset → a LeRobot v3.0 dataset (parquet + mp4)")
+    x.add_argument("source")
+    x.add_argument("--out", required=True)
+    x.add_argument("--lossless", action="store_true", help="bit-exact video (larger files)")
+    x.add_argument("--gripper_to_continuous", action="store_true")
+    x.set_defaults(func=_clear_errors(cmd_export_lerobot))
+
+
+__all__ = ["add_parsers", "load_env_config"]
