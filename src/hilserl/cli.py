@@ -122,11 +122,13 @@ def _cmd_actor(args, overrides) -> int:
 
 # ------------------------------------------------------------------------------------------------ eval
 def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_reset: bool, video_episodes: int,
-             seed: int, console) -> dict:
+             seed: int, console, config_path: str | None = None, overrides: list[str] | None = None) -> dict:
+    """Evaluate a policy in the env of its training config, or in the env (and reward) of `config_path`: the
+    real arm for a policy trained there or pretrained in the simulation."""
     from hilserl.agents.sac import SACAgent
-    from hilserl.config import from_dict
-    from hilserl.sim.env import SO101GraspCubeEnv
+    from hilserl.config import ConfigError, from_dict
     from hilserl.train.actor import Actor
+    from hilserl.train.actor_process import make_env
     from hilserl.train.checkpoint import resolve_model_dir
     from hilserl.train.config import TrainConfig
     from hilserl.train.evaluate import evaluate, plot_success_map, print_table
@@ -136,8 +138,14 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
     if not cfg_file.exists():
         raise FileNotFoundError(f"{model_dir}: no train_config.json next to the model (not a hilserl checkpoint?)")
     cfg = from_dict(TrainConfig, json.loads(cfg_file.read_text()))
+    if config_path is not None:
+        from hilserl.config import load_config
+
+        cfg = load_config(TrainConfig, config_path, overrides or [])
+    elif overrides:
+        raise ConfigError(f"{overrides[0]}: overrides need --config_path (the checkpoint's own config is used as is)")
     agent = SACAgent.load(model_dir)
-    env = SO101GraspCubeEnv(cfg.env)
+    env = make_env(cfg)
     actor = Actor(env, agent, None, seed=seed)
     out_dir = Path(out_dir) if out_dir else model_dir.parent / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,10 +166,8 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
 
 
 def _cmd_eval(args, overrides) -> int:
-    if overrides:
-        raise SystemExit(f"hilserl eval: unknown arguments {overrides}")
     run_eval(args.checkpoint, args.num_episodes, args.out, args.fixed_reset, args.video_episodes, args.seed,
-             _console())
+             _console(), args.config_path, overrides)
     return 0
 
 
@@ -364,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--video_episodes", type=int, default=5, help="episodes recorded to mp4 (0: none)")
     e.add_argument("--out", default=None, help="output folder (default: <checkpoint>/eval)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--config_path", default=None, help="evaluate in this config's env and reward (e.g. the real arm: "
+                   "configs/so101_grasp.json) instead of the checkpoint's own; takes --env.key=value overrides")
     e.set_defaults(func=_cmd_eval)
 
     d = sub.add_parser("doctor", help="check a training config against HIL-SERL recommendations")

@@ -48,4 +48,21 @@ def make_env(env_cfg, render_mode: str | None = None):
     return SO101GraspCubeEnv(cfg, render_mode=render_mode)
 
 
-__all__ = ["ENV_TYPES", "env_config", "env_type", "make_env"]
+def env_spaces(env_cfg):
+    """(observation_space, action_space) of the env `env_cfg` describes, without building it: the learner needs
+    the shapes, and must not open the robot's serial port or cameras to learn them."""
+    cfg = env_config(env_cfg)
+    if env_type(cfg) == "so101":
+        from hilserl.envs.so101 import so101_spaces
+
+        return so101_spaces(cfg)
+    from hilserl.sim.env import SO101GraspCubeEnv
+
+    env = SO101GraspCubeEnv(cfg)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+__all__ = ["ENV_TYPES", "env_config", "env_spaces", "env_type", "make_env"]

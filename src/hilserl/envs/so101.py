@@ -154,6 +154,19 @@ class SO101Kinematics:
         return q
 
 
+def so101_spaces(cfg: SO101EnvConfig) -> tuple[spaces.Dict, spaces.Box]:
+    """The real env's (observation_space, action_space): the simulation's for the same settings."""
+    if cfg.gripper_mode == "discrete":
+        action_space = spaces.Box(np.array([-1, -1, -1, 0], np.float32), np.array([1, 1, 1, 2], np.float32))
+    else:
+        action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+    obs = {"state": spaces.Box(-np.inf, np.inf, shape=(SO101GraspCubeEnv.state_dim,), dtype=np.float32)}
+    if cfg.cameras:
+        obs["pixels"] = spaces.Dict({name: spaces.Box(0, 255, (*cfg.camera_size(name), 3), np.uint8)
+                                     for name in cfg.cameras})
+    return spaces.Dict(obs), action_space
+
+
 class SO101RealEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
@@ -193,15 +206,7 @@ class SO101RealEnv(gym.Env):
         home[5] = JAW_OPEN_ANGLE
         self.home_q = home
 
-        if cfg.gripper_mode == "discrete":
-            self.action_space = spaces.Box(np.array([-1, -1, -1, 0], np.float32), np.array([1, 1, 1, 2], np.float32))
-        else:
-            self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
-        obs = {"state": spaces.Box(-np.inf, np.inf, shape=(self.state_dim,), dtype=np.float32)}
-        if cfg.cameras:
-            obs["pixels"] = spaces.Dict({name: spaces.Box(0, 255, (*cfg.camera_size(name), 3), np.uint8)
-                                         for name in cfg.cameras})
-        self.observation_space = spaces.Dict(obs)
+        self.observation_space, self.action_space = so101_spaces(cfg)
 
         self._q = home.copy()
         self._q_prev = home.copy()
@@ -463,5 +468,5 @@ def make_so101_env(cfg: SO101EnvConfig, render_mode: str | None = None) -> SO101
                         render_mode=render_mode)
 
 
-__all__ = ["SO101EnvConfig", "SO101Kinematics", "SO101RealEnv", "make_so101_env",
+__all__ = ["SO101EnvConfig", "SO101Kinematics", "SO101RealEnv", "make_so101_env", "so101_spaces",
            "INTERVENTION_SOURCES"]

@@ -21,6 +21,7 @@ from hilserl.sim.env import SO101GraspCubeEnv
 from hilserl.train.observations import ObservationProcessor
 
 POLICY_PREFIXES = ("encoder.", "actor.", "discrete_critic.")
+EE_POS = slice(14, 17)  # the end-effector position in the state (SO101GraspCubeEnv.STATE_LAYOUT)
 
 
 def policy_weights(agent: SACAgent) -> dict[str, torch.Tensor]:
@@ -110,7 +111,9 @@ class Actor:
         if on_step is not None:
             on_step(obs, info)
         total, steps, interventions, success = 0.0, 0, 0, False
-        cube0, ee0 = info["cube_pos"][:2].copy(), info["ee_pos"].copy()
+        # the real arm knows no cube position (nan), and its end-effector position is in the state
+        cube0 = np.asarray(info.get("cube_pos", (np.nan, np.nan)), dtype=float)[:2].copy()
+        ee0 = np.asarray(info.get("ee_pos", obs["state"][EE_POS]), dtype=float).copy()
         rng = np.random.default_rng(self.seed * 7919 + episode)
         while True:
             if before_step is not None:
@@ -127,6 +130,9 @@ class Actor:
                 action = self.agent.select_action(self.processor.to_policy(stored), deterministic=not explore)
                 is_intervention = False
             next_obs, reward, terminated, truncated, info = env.step(action)
+            if info.get("is_intervention") and "intervention_action" in info:
+                # the real arm: the person took over inside the env (leader arm, keys, gamepad); store what ran
+                action, is_intervention = np.asarray(info["intervention_action"], dtype=np.float32), True
             next_stored = self.processor.to_stored(next_obs)
             if on_step is not None:
                 on_step(next_obs, info)
@@ -139,7 +145,7 @@ class Actor:
             total += float(reward)
             steps += 1
             interventions += int(is_intervention)
-            success = success or bool(info["is_success"])
+            success = success or bool(info.get("is_success", info.get("classifier_success", False)))
             stored = next_stored
             if terminated or truncated:
                 break

@@ -25,24 +25,34 @@ from hilserl.agents.sac import SACAgent
 from hilserl.distributed import codec
 from hilserl.distributed.auth import load_token
 from hilserl.distributed.client import ClientSettings, LearnerClient, TransportError
-from hilserl.sim.env import SO101GraspCubeEnv
+from hilserl.config import ConfigError
 from hilserl.sim.human import SimulatedHuman
 from hilserl.train.actor import Actor, demo_human_config, policy_fingerprint, policy_weights, record_demo
 from hilserl.train.config import TrainConfig
 
 
 def make_env(cfg: TrainConfig):
-    """The environment the actor acts in, with the configured reward. The one place an environment is built, so
-    the real SO-101 plugs in here (selected by ``env.type``)."""
-    env_type = getattr(cfg.env, "type", "sim")
-    if env_type != "sim":
-        raise ValueError(f"env.type: {env_type!r} is not available here (this version builds 'sim')")
-    env = SO101GraspCubeEnv(cfg.env)
+    """The environment the actor acts in (the simulation or the real SO-101, by ``env.type``), with the configured
+    reward. The one place an actor's environment is built."""
+    from hilserl.envs import env_type
+    from hilserl.envs import make_env as build_env
+
+    if env_type(cfg.env) == "so101" and cfg.reward.type != "classifier":
+        raise ConfigError("reward.type: the real arm has no ground truth; train a classifier (hilserl reward train) "
+                          "and set reward.type=classifier with reward.classifier_path")
+    env = build_env(cfg.env)
     if cfg.reward.type == "classifier":  # the learned reward (hilserl.reward): ignores the sim's own termination
         from hilserl.reward import load_classifier, wrap_with_classifier
 
         env = wrap_with_classifier(env, cfg.reward, load_classifier(cfg.reward.classifier_path))
     return env
+
+
+def make_human(cfg: TrainConfig, env, rng):
+    """The simulated person (simulation only; on the real arm the person is in the env: leader arm, keys)."""
+    from hilserl.envs import env_type
+
+    return SimulatedHuman(env, cfg.human, rng) if env_type(cfg.env) == "sim" else None
 
 
 def resolve_policy_config(cfg: TrainConfig, env):
@@ -142,7 +152,7 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
     env = make_env(cfg)
     policy_cfg = resolve_policy_config(cfg, env)
     agent = SACAgent(policy_cfg).to(loop.device)
-    human = SimulatedHuman(env, cfg.human, np.random.default_rng(seed + 101))
+    human = make_human(cfg, env, np.random.default_rng(seed + 101))
     actor = Actor(env, agent, human, seed=seed, grasp_penalty=policy_cfg.grasp_penalty)
     client = LearnerClient(client_settings(cfg, learner_address, actor_id), actor.processor.spec,
                            codec.weights_spec(policy_weights(agent)), policy_fingerprint(policy_cfg),
@@ -161,6 +171,10 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
                 raise TransportError(f"no policy weights from the learner within {first_weights_timeout_s} s")
             client.flush(timeout=0.05)
         episode, demos, episodes, steps = hello.last_episode, 0, 0, 0
+        if hello.demos_wanted and not client.training_done and human is None:
+            raise RuntimeError(f"the learner wants {hello.demos_wanted} demonstrations, which only the simulation "
+                               "can make by itself; on the real arm record them (hilserl record) and start the "
+                               "learner with --train.demo_dataset=FOLDER")
         if hello.demos_wanted and not client.training_done:
             demo_actor = Actor(env, agent, SimulatedHuman(env, demo_human_config(cfg.human),
                                                           np.random.default_rng(seed + 202)), seed=seed + 3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hilserl.agents.sac import SACConfig
+from hilserl.envs.so101 import SO101EnvConfig
 from hilserl.sim.env import GraspCubeConfig
 from hilserl.sim.human import SimHumanConfig
 
@@ -67,7 +68,9 @@ class RewardConfig:
 class LoopConfig:
     seed: int = 0
     total_env_steps: int = 10_000
-    num_demos: int = 20  # scripted-expert episodes in the demo buffer before online training
+    num_demos: int = 20  # scripted-expert episodes in the demo buffer before online training (simulation)
+    demo_dataset: str | None = None  # a recorded demo dataset (hilserl record / dataset import-lerobot) for the
+    #                                  demo buffer instead of scripted-expert episodes (the real arm needs one)
     batch_size: int = 256
     training_starts: int = 100  # online transitions before the first update
     updates_per_env_step: float = 1.0  # learner updates (each = utd_ratio critic steps + 1 actor step) per env step
@@ -153,7 +156,7 @@ class TransportConfig:
 
 @dataclass
 class TrainConfig:
-    env: GraspCubeConfig = field(default_factory=GraspCubeConfig)
+    env: GraspCubeConfig | SO101EnvConfig = field(default_factory=GraspCubeConfig)  # by env.type: sim | so101
     policy: SACConfig = field(default_factory=lambda: SACConfig(
         encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True, discrete_gripper=True,
         action_dim=3))
@@ -166,6 +169,12 @@ class TrainConfig:
     run_name: str | None = None  # default: a timestamp
 
     def validate(self) -> None:
+        if self.env.type == "so101" and self.reward.type != "classifier":
+            raise ValueError("reward.type: the real arm (env.type so101) has no ground truth; train a classifier "
+                             "(hilserl reward train) and set reward.type=classifier and reward.classifier_path")
+        if self.env.type == "so101" and self.train.num_demos and not self.train.demo_dataset:
+            raise ValueError("train.demo_dataset: the real arm cannot make demonstrations by itself; record them "
+                             "(hilserl record --out FOLDER) and pass --train.demo_dataset=FOLDER (or num_demos=0)")
         if self.policy.discrete_gripper != (self.env.gripper_mode == "discrete"):
             raise ValueError("policy.discrete_gripper: must be true exactly when env.gripper_mode is 'discrete' "
                              f"(got {self.policy.discrete_gripper} with env.gripper_mode={self.env.gripper_mode!r})")

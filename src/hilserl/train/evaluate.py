@@ -52,6 +52,19 @@ class EvalResult:
                 "mean_length": round(float(np.mean([r["steps"] for r in self.rows])) if self.rows else 0.0, 2)}
 
 
+def camera_frame(images: dict, ok: bool, view_size: int = 256) -> np.ndarray:
+    """A video frame of the real arm: every camera image upscaled to `view_size`, with the success bar."""
+    tiles = []
+    for image in images.values():
+        k = max(1, view_size // image.shape[0])
+        tiles.append(np.kron(image, np.ones((k, k, 1), dtype=np.uint8)) if k > 1 else image)
+    height = max(t.shape[0] for t in tiles)
+    tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in tiles]
+    frame = np.concatenate(tiles, axis=1)
+    frame[-6:] = (40, 190, 70) if ok else (90, 90, 90)
+    return frame
+
+
 def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_reset: bool = False,
              video_path: Path | None = None, video_episodes: int = 5, view_size: int = 256) -> EvalResult:
     """Run `num_episodes` deterministic episodes with `actor` (no human). `fixed_reset` puts the gripper and the
@@ -72,9 +85,12 @@ def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_rese
             def on_step(obs, info, record=record, ok=ok):
                 if not record:
                     return
-                ok[0] = ok[0] or bool(info["is_success"])
-                grip = obs["pixels"]["gripper"] if "pixels" in obs and "gripper" in obs["pixels"] else None
-                frames.append(video_frame(env, grip, ok[0], view_size))
+                ok[0] = ok[0] or bool(info.get("is_success", info.get("classifier_success", False)))
+                if hasattr(env, "render_camera"):  # the simulation: gripper camera beside the front view
+                    grip = obs["pixels"]["gripper"] if "pixels" in obs and "gripper" in obs["pixels"] else None
+                    frames.append(video_frame(env, grip, ok[0], view_size))
+                else:  # the real arm: its cameras side by side
+                    frames.append(camera_frame(obs["pixels"], ok[0], view_size))
 
             stats = actor.run_episode(seed_offset + i, 0, None, explore=False, reset_options=options,
                                       on_step=on_step)

@@ -165,6 +165,40 @@ class Learner:
     def add_demo(self, transition: Transition, actor: str = "local", episode: int = 0) -> None:
         self.ingest(actor, self.acked_seq(actor) + 1, transition, episode, demo=True)
 
+    def load_demo_dataset(self, path: str, processor, grasp_penalty: float = -0.02) -> int:
+        """Fill the demo buffer from a recorded demo dataset (`hilserl record`, or a LeRobot import), converting
+        each frame as the actor does (`ObservationProcessor.to_stored`). Loaded once per run: a resumed run has
+        them already. Returns the number of transitions added."""
+        from hilserl.data.episodes import DemoDataset
+        from hilserl.train.actor import gripper_penalty
+
+        source = f"demos:{Path(path).resolve().name}"
+        if self.acked_seq(source) > 0:
+            return 0
+        policy = self.agent.config
+        ds = DemoDataset.open(path)
+        try:
+            cameras = sorted(ds.manifest.get("cameras", []))
+            if cameras != sorted(policy.cameras):
+                raise ValueError(f"train.demo_dataset: {path} holds cameras {cameras}, the policy uses "
+                                 f"{sorted(policy.cameras)}")
+            info = None
+            if policy.discrete_gripper:
+                def info(stored, action):
+                    return {"gripper_penalty": gripper_penalty(stored["state"], action, grasp_penalty)}
+            added = 0
+            for episode, ep in enumerate(ds.episodes(), start=1):
+                if ep.action_dim != policy.full_action_dim:
+                    raise ValueError(f"train.demo_dataset: {path} episode {episode} has {ep.action_dim}-D actions, "
+                                     f"the policy {policy.full_action_dim}-D")
+                for t in ep.transitions(processor.to_stored, info):
+                    self.add_demo(t, actor=source, episode=episode)
+                    added += 1
+        finally:
+            ds.close()
+        self.commit()
+        return added
+
     def commit(self, sync: bool = True) -> None:
         """Make everything ingested durable: demo buffer first, then the online buffer (see module docstring).
         `sync=False`: durable against a crash of this process, not against a power cut."""

@@ -36,13 +36,20 @@ from hilserl.distributed.auth import check_bind, load_token, server_credentials
 from hilserl.distributed.server import ActorStart, IngestResult, LearnerServer, Refused, WeightsBoard, settings_from
 from hilserl.fileio import atomic_write_json
 from hilserl.train.actor import policy_fingerprint
-from hilserl.train.actor_process import make_env, resolve_policy_config
+from hilserl.envs import env_spaces
+from hilserl.train.actor_process import resolve_policy_config
 from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint
 from hilserl.train.config import TrainConfig
 from hilserl.train.learner import Learner, SequenceError
 from hilserl.train.observations import ObservationProcessor
 
 LOCK_FILE = ".learner.lock"
+
+
+@dataclass
+class _Spaces:
+    observation_space: object
+    action_space: object
 ADDRESS_FILE = "learner.json"
 
 
@@ -74,7 +81,8 @@ class LearnerSink:
             rec = self.learner.actors.get(actor_id)
             self._demo_quota.pop(actor_id, None)
             others = sum(self._outstanding(a) for a in self._demo_quota)
-            wanted = max(0, self.cfg.train.num_demos - self.learner.demo_episodes - others)
+            wanted = 0 if self.cfg.train.demo_dataset else max(
+                0, self.cfg.train.num_demos - self.learner.demo_episodes - others)
             self._demo_quota[actor_id] = (wanted, rec.demo_episodes if rec else 0)
             return ActorStart(rec.seq if rec else 0, rec.episode if rec else 0, wanted)
 
@@ -160,7 +168,7 @@ def _open_run(cfg: TrainConfig, resume: bool):
 def _open_learner(cfg: TrainConfig, run_dir: Path, resume: bool, log):
     """(config with the policy's shapes filled in, Learner with the agent of the last checkpoint, that checkpoint)."""
     loop = cfg.train
-    env = make_env(cfg)  # only to learn the observation and action shapes
+    env = _Spaces(*env_spaces(cfg.env))  # the shapes only: never opens the robot's port or cameras
     policy_cfg = resolve_policy_config(cfg, env)
     cfg = dataclasses.replace(cfg, policy=policy_cfg)
     atomic_write_json(run_dir / "config.json", to_dict(cfg))
@@ -171,10 +179,13 @@ def _open_learner(cfg: TrainConfig, run_dir: Path, resume: bool, log):
         if "torch_rng" in rng:
             torch.set_rng_state(torch.from_numpy(rng["torch_rng"].astype("uint8")))
     agent = agent or SACAgent(policy_cfg).to(loop.device)
-    spec = ObservationProcessor(agent, env.observation_space).spec
-    env.close()
-    learner = Learner(policy_cfg, cfg.buffers, spec, loop.batch_size, run_dir / "buffers", loop.seed, loop.device,
-                      agent=agent)
+    processor = ObservationProcessor(agent, env.observation_space)
+    learner = Learner(policy_cfg, cfg.buffers, processor.spec, loop.batch_size, run_dir / "buffers", loop.seed,
+                      loop.device, agent=agent)
+    if loop.demo_dataset:  # recorded demonstrations: the learner loads them, actors are asked for none
+        added = learner.load_demo_dataset(loop.demo_dataset, processor, policy_cfg.grasp_penalty)
+        if added:
+            log(f"demo buffer: {added} transitions from {loop.demo_dataset}")
     learner.updates = int(state.get("learner_updates", 0))
     if resume:
         log(f"resumed {run_dir}: agent from {ckpt or 'scratch (no checkpoint yet)'} at {learner.updates} updates; "

@@ -27,7 +27,7 @@ from hilserl.agents.sac import SACAgent
 from hilserl.config import to_dict
 from hilserl.sim.human import SimulatedHuman
 from hilserl.train.actor import Actor, demo_human_config, record_demo
-from hilserl.train.actor_process import make_env, resolve_policy_config
+from hilserl.train.actor_process import make_env, make_human, resolve_policy_config
 from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, save_best_model, save_checkpoint
 from hilserl.train.config import TrainConfig
 from hilserl.train.evaluate import evaluate
@@ -97,7 +97,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
         log(f"resumed from {ckpt} at env step {state['env_step']}, episode {state['episode']}")
 
     actor_agent = SACAgent(policy_cfg).to(loop.device)
-    human = SimulatedHuman(env, cfg.human, human_rng)
+    human = make_human(cfg, env, human_rng)
     actor = Actor(env, actor_agent, human, seed=loop.seed, grasp_penalty=policy_cfg.grasp_penalty)
     buffer_dir = run_dir / "buffers" if cfg.buffers.on_disk else None
     learner = Learner(policy_cfg, cfg.buffers, actor.processor.spec, loop.batch_size, buffer_dir, loop.seed,
@@ -115,7 +115,11 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
 
     # ---- demonstrations
     expert_rng = np.random.default_rng(loop.seed + 202)
-    while state["demo_episodes"] < loop.num_demos:
+    if loop.demo_dataset:  # recorded demonstrations (the real arm, or a LeRobot import) instead of the expert
+        added = learner.load_demo_dataset(loop.demo_dataset, actor.processor, policy_cfg.grasp_penalty)
+        if added:
+            log(f"demo buffer: {added} transitions from {loop.demo_dataset}")
+    while not loop.demo_dataset and state["demo_episodes"] < loop.num_demos:
         demo_actor = Actor(env, actor_agent, SimulatedHuman(env, demo_human_config(cfg.human), expert_rng),
                            seed=loop.seed + 3)
         demo_episode = state["demo_episodes"] + 1000 * state.get("demo_attempts", 0)
@@ -127,7 +131,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
             state["demo_episodes"] += 1
         if state.get("demo_attempts", 0) > 5 * max(1, loop.num_demos):
             raise RuntimeError("the scripted expert keeps failing; check env settings (workspace, cube offsets)")
-    if loop.num_demos:
+    if loop.num_demos and not loop.demo_dataset:
         log(f"demo buffer: {len(learner.demo)} transitions from {state['demo_episodes']} expert episodes")
 
     # ---- online training
