@@ -106,3 +106,23 @@ def test_render_table_without_findings_prints_summary():
     console = Console(record=True, width=100, color_system=None)
     render_table([], console=console)
     assert console.export_text().strip() == "doctor: no problems found - the settings match the HIL-SERL reference."
+
+
+def test_real_arm_config_missing_files_are_errors_and_present_files_are_not(tmp_path):
+    from hilserl.config import load_config
+    from hilserl.monitor.doctor import diagnose
+    from hilserl.train.config import TrainConfig
+
+    cfg = load_config(TrainConfig, "configs/so101_grasp.json", [
+        f"--env.follower_calibration={tmp_path / 'f.json'}", f"--env.leader_calibration={tmp_path / 'l.json'}",
+        f"--reward.classifier_path={tmp_path / 'clf'}", f"--train.demo_dataset={tmp_path / 'demos'}"])
+    errors = {f.setting for f in diagnose(cfg) if f.severity == "error"}
+    assert errors == {"env.follower_calibration", "env.leader_calibration", "reward.classifier_path",
+                      "train.demo_dataset"}
+    for name in ("f.json", "l.json"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "clf").mkdir()
+    (tmp_path / "demos").mkdir()
+    findings = diagnose(cfg)
+    assert not [f for f in findings if f.severity == "error"]
+    assert not any(f.setting.startswith("human.") for f in findings)  # no simulated human on the real arm

@@ -70,7 +70,11 @@ def diagnose(cfg: TrainConfig) -> list[Finding]:
         out.append(Finding(setting, value, recommended, severity, why))
 
     p, env, buf, loop, human = cfg.policy, cfg.env, cfg.buffers, cfg.train, cfg.human
-    pixels = env.obs_type == "pixels_state"
+    real = getattr(env, "type", "sim") == "so101"
+    pixels = bool(env.cameras) and getattr(env, "obs_type", "pixels_state") == "pixels_state"
+    # the reward's shape: the classifier wrapper's settings when it gives the reward, else the simulation's
+    rew, rew_key = (cfg.reward, "reward") if cfg.reward.type == "classifier" else (env, "env")
+    reward_type = getattr(rew, "reward_type", "shaped")
     n = continuous_action_dims(cfg)
 
     # ---- temperature
@@ -121,34 +125,34 @@ def diagnose(cfg: TrainConfig) -> list[Finding]:
             f"{p.utd_ratio / 2:.0f}x the learner time of the reference on this CPU-only machine.")
 
     # ---- reward
-    if env.reward_type == "sparse":
+    if reward_type == "sparse":
         add("env.reward_type", "sparse", "shaped", "warning",
             f"sparse 1/0 rewards without a step penalty left the arm shaking and stalling in {DEVLOG_048}; the "
             "user's setup uses +10 on success and -0.05 per other step.")
     else:
         max_steps = max(1, round(env.control_time_s * env.fps))
-        if env.step_penalty > 0:
-            add("env.step_penalty", env.step_penalty, -0.05, "error",
+        if rew.step_penalty > 0:
+            add(f"{rew_key}.step_penalty", rew.step_penalty, -0.05, "error",
                 "a positive step penalty pays the policy for every step it does NOT succeed; use -0.05 "
                 f"({DEVLOG_048}).")
-        elif env.step_penalty == 0:
-            add("env.step_penalty", 0.0, -0.05, "warning",
+        elif rew.step_penalty == 0:
+            add(f"{rew_key}.step_penalty", 0.0, -0.05, "warning",
                 f"without a step penalty there is no signal between successes; adding -0.05 per step fixed the "
                 f"shaking, stalling arm in {DEVLOG_048}.")
-        total_penalty = abs(env.step_penalty) * max_steps
-        if env.success_reward <= 0:
-            add("env.success_reward", env.success_reward, 10.0, "error",
+        total_penalty = abs(rew.step_penalty) * max_steps
+        if rew.success_reward <= 0:
+            add(f"{rew_key}.success_reward", rew.success_reward, 10.0, "error",
                 "success must be rewarded; the user's setup uses +10 on success.")
-        elif env.success_reward < 5:
-            add("env.success_reward", env.success_reward, 10.0, "warning",
+        elif rew.success_reward < 5:
+            add(f"{rew_key}.success_reward", rew.success_reward, 10.0, "warning",
                 f"a small success reward is easily outweighed by Q-value noise; {DEVLOG_048} raised it from 1 to "
                 "the user's +10.")
-        elif env.success_reward <= total_penalty:
-            add("env.success_reward", env.success_reward, 10.0, "warning",
+        elif rew.success_reward <= total_penalty:
+            add(f"{rew_key}.success_reward", rew.success_reward, 10.0, "warning",
                 f"it is no larger than one failed episode's step penalties ({_fmt(total_penalty)} over {max_steps} "
                 f"steps); the user's setup uses +10 against -0.05 per step ({DEVLOG_048}).")
-        elif env.success_reward != 10:
-            add("env.success_reward", env.success_reward, 10.0, "info",
+        elif rew.success_reward != 10:
+            add(f"{rew_key}.success_reward", rew.success_reward, 10.0, "info",
                 "differs from the user's +10 on success; rewards, Q values and critic losses scale with it.")
 
     # ---- images
@@ -226,7 +230,23 @@ def diagnose(cfg: TrainConfig) -> list[Finding]:
             "position-controlled SO-101 relies on small per-step deltas for safety.")
 
     # ---- the (simulated) human
-    if human.enabled:
+    if real:
+        for key in ("follower_calibration", "leader_calibration"):
+            path = getattr(env, key)
+            needed = key == "follower_calibration" or env.intervention == "leader"
+            if needed and (not path or not Path(path).is_file()):
+                add(f"env.{key}", path, "a calibration file", "error",
+                    "the arm cannot be driven without its calibration; run `hilserl robot calibrate --port "
+                    f"{env.follower_port if key.startswith('follower') else env.leader_port} --out FILE` or point "
+                    "this at your LeRobot calibration JSON.")
+        if cfg.reward.type == "classifier" and not Path(cfg.reward.classifier_path or "").exists():
+            add("reward.classifier_path", cfg.reward.classifier_path, "a trained classifier", "error",
+                "on the real arm only the classifier says when the grasp succeeded; record and train one "
+                "(`hilserl reward record`, `hilserl reward train`).")
+        if loop.demo_dataset and not Path(loop.demo_dataset).exists():
+            add("train.demo_dataset", loop.demo_dataset, "recorded demos", "error",
+                "record the demonstrations first: `hilserl record --out " + str(loop.demo_dataset) + "`.")
+    if human.enabled and not real:
         max_steps = max(1, round(env.control_time_s * env.fps))
         if human.takeover_steps[1] > 0.3 * max_steps:
             add("human.takeover_steps", list(human.takeover_steps), [5, 15], "warning",
