@@ -91,3 +91,15 @@ def test_out_of_the_wrong_shape_is_refused():
         assert "out" in str(exc) and "(4, 3, 8, 8)" in str(exc)
     else:
         raise AssertionError("expected a ValueError")
+
+
+def test_extreme_shifts_at_the_ends_of_the_batch_match_the_reference():
+    """The largest shift on the last sample reaches the very end of the padded scratch."""
+    torch.manual_seed(3)
+    images = torch.randint(0, 256, (5, 3, 9, 11), dtype=torch.uint8)
+    padded = torch.nn.functional.pad(images.float(), (4, 4, 4, 4), mode="replicate")
+    for dy, dx in ((4, 4), (-4, -4), (4, -4), (-4, 4)):
+        shifts = torch.tensor([[dy, dx]] * 5)
+        out = shift_images(images, shifts)
+        ref = padded[:, :, 4 + dy: 4 + dy + 9, 4 + dx: 4 + dx + 11]
+        assert torch.equal(out.float(), ref)
