@@ -211,3 +211,39 @@ def test_reward_recording_on_the_real_env_toggles_the_label_with_the_success_key
     ds = load_dataset(tmp_path / "reward")
     labels = ds.labels.astype(bool).tolist()
     assert len(labels) == 8 and labels == [False, False, False, True, True, True, False, False]
+
+
+def test_hilserl_record_on_the_real_arm_path_end_to_end(tmp_path):
+    """`hilserl record` with an `env.type: so101` config: the factory builds SO101Follower on the emulator's
+    serial port (from a calibration file), an OpenCV camera (a video file OpenCV opens like a device), and records
+    an episode; torque is off when the command ends."""
+    import json
+
+    import cv2
+
+    from hilserl.cli import main
+
+    cal = Calibration.from_dict(CAL_JSON)
+    cal.save(tmp_path / "follower.json")
+    video = tmp_path / "cam.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    for i in range(5):
+        writer.write(np.full((480, 640, 3), 40 * i, np.uint8))
+    writer.release()
+    emu = _calibrated_emulator(cal)
+    try:
+        cfg = {"env": {"type": "so101", "follower_port": str(emu.port),
+                       "follower_calibration": str(tmp_path / "follower.json"), "intervention": "none",
+                       "keyboard_events": False, "reset_time_s": 0.0, "reset_joint_step": 0.2,
+                       "control_time_s": 0.3, "ee_reset_noise_xy": 0.0, "ee_reset_noise_z": 0.0,
+                       "image_size": 64, "cameras": {"gripper": {"index": str(video), "crop": [0, 80, 480, 480]}}}}
+        (tmp_path / "so101.json").write_text(json.dumps(cfg))
+        code = main(["record", "--config_path", str(tmp_path / "so101.json"), "--num_episodes", "1",
+                     "--out", str(tmp_path / "demos"), "--keep_failed"])
+        assert code == 0
+        (ep,) = list(DemoDataset.open(tmp_path / "demos").episodes())
+        assert ep.length == 3 and ep.truncated and not ep.is_intervention.any()  # nobody took over: held still
+        assert ep.observations[0]["pixels"]["gripper"].shape == (64, 64, 3)
+        assert emu.goal_writes and not any(emu.torque_enabled(i) for i in range(1, 7))
+    finally:
+        emu.stop()
