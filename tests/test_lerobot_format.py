@@ -17,14 +17,13 @@ from hilserl.data import ReplayBuffer
 from hilserl.data.episodes import DemoDataset, Episode, episodes_from_buffer, fill_buffer
 from hilserl.data.lerobot_format import (
     VIDEO_TOLERANCE,
-    _VideoReader,
-    _ffmpeg,
     export_lerobot,
     export_replay_buffer,
     gripper_to_continuous,
     gripper_to_discrete,
     import_lerobot,
 )
+from hilserl.data.video import VideoReader, ffmpeg_exe
 
 FPS = 10
 STATE = 17
@@ -124,7 +123,7 @@ def test_lossless_round_trip_is_exact_and_splits_one_mp4_by_timestamps(lossless)
     np.testing.assert_allclose(starts, bounds[:-1], atol=1e-12)
     np.testing.assert_allclose(ends, bounds[1:], atol=1e-12)
     # the file holds exactly the episodes' frames, back to back, at k / fps
-    reader = _VideoReader(lossless / "videos/observation.images.front/chunk-000/file-000.mp4")
+    reader = VideoReader(lossless / "videos/observation.images.front/chunk-000/file-000.mp4")
     times = []
     while (got := reader.next_frame()) is not None:
         times.append(got[0])
@@ -365,14 +364,14 @@ def test_image_features_stored_in_the_parquet_rows(lossless, tmp_path):
         np.testing.assert_array_equal(a.stacked("pixels.gripper"), b.stacked("pixels.gripper"))
 
 
-@pytest.mark.skipif(b"libsvtav1" not in subprocess.run([_ffmpeg(), "-hide_banner", "-encoders"],
+@pytest.mark.skipif(b"libsvtav1" not in subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"],
                                                        capture_output=True).stdout,
                     reason="this ffmpeg build has no AV1 encoder")
 def test_reads_av1_video_as_lerobot_writes_it(lossless, tmp_path):
     root = corrupt_copy(lossless, tmp_path)
     for path in root.rglob("*.mp4"):
         av1 = path.with_suffix(".av1.mp4")
-        res = subprocess.run([_ffmpeg(), "-nostdin", "-loglevel", "error", "-i", str(path), "-c:v", "libsvtav1",
+        res = subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(path), "-c:v", "libsvtav1",
                               "-preset", "10", "-crf", "20", "-g", "2", "-pix_fmt", "yuv420p", str(av1)],
                              capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
@@ -423,7 +422,7 @@ def test_corrupt_files_are_named(lossy, tmp_path):
 
     root = corrupt_copy(lossy, tmp_path / "b")
     video = root / "videos/observation.images.front/chunk-000/file-000.mp4"
-    cut = subprocess.run([_ffmpeg(), "-nostdin", "-loglevel", "error", "-i", str(video), "-frames:v", "10",
+    cut = subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(video), "-frames:v", "10",
                           "-c", "copy", str(video.with_suffix(".cut.mp4"))], capture_output=True)
     assert cut.returncode == 0
     video.with_suffix(".cut.mp4").replace(video)
