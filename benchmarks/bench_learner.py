@@ -4,6 +4,7 @@ one thread, CPU. Prints one JSON object as its last line.
 Configurations:
   state                   18-D state, 4-D continuous action
   state_gripper           18-D state, 3-D continuous action + discrete gripper critic
+  state_mixed, state_gripper_mixed   the same with bf16 matrix products (policy.mixed_precision=true)
   pixels_conv             + one 128x128 camera, small trainable conv encoder (augmentation every update)
   pixels_resnet10_frozen  + one 128x128 camera, frozen ResNet-10, faithful mode (augment pixels, backbone on obs
                           and next_obs every update)
@@ -122,6 +123,11 @@ def main():
     grip = SACConfig(state_dim=STATE_DIM, action_dim=3, discrete_gripper=True)
     agent = SACAgent(grip)
     results["state_gripper"] = updates_per_second(agent, synthetic_batch(grip), budget_s=6.0, warmup=10)
+
+    # the same two with bf16 matrix products (policy.mixed_precision=true; float32 weights, optimizer and losses)
+    for name, cfg in (("state_mixed", state), ("state_gripper_mixed", grip)):
+        mixed = SACConfig(**{**cfg.to_dict(), "mixed_precision": True})
+        results[name] = updates_per_second(SACAgent(mixed), synthetic_batch(mixed), budget_s=6.0, warmup=10)
 
     conv = SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE, encoder="conv")
     agent = SACAgent(conv)

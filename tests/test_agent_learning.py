@@ -6,6 +6,7 @@ A random policy scores about -20; moving straight to the goal scores about -3.
 """
 
 import numpy as np
+import pytest
 import torch
 
 from hilserl.agents import SACAgent, SACConfig
@@ -45,10 +46,12 @@ def evaluate(policy, episodes=30, seed=123):
     return float(np.mean(returns))
 
 
-def test_sac_learns_point_reaching():
+@pytest.mark.parametrize("mixed_precision", [False, True], ids=["float32", "bf16-mixed"])
+def test_sac_learns_point_reaching(mixed_precision):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    cfg = SACConfig(state_dim=4, action_dim=2, hidden_dims=(64, 64), state_feature_dim=32, utd_ratio=1)
+    cfg = SACConfig(state_dim=4, action_dim=2, hidden_dims=(64, 64), state_feature_dim=32, utd_ratio=1,
+                    mixed_precision=mixed_precision)
     agent = SACAgent(cfg)
     env = PointReach(0)
     n = 3000

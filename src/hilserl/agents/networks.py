@@ -100,8 +100,9 @@ class TanhGaussianActor(nn.Module):
 
     def distribution_params(self, features: Tensor) -> tuple[Tensor, Tensor]:
         h = self.trunk(features)
-        log_std = self.log_std(h).clamp(self.log_std_min, self.log_std_max)
-        return self.mean(h), log_std
+        # float32 from here on: under bf16 mixed precision the log-probabilities and entropy stay exact enough
+        log_std = self.log_std(h).float().clamp(self.log_std_min, self.log_std_max)
+        return self.mean(h).float(), log_std
 
     def forward(self, features: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
         """Returns (action in [-1, 1], log-probability of that action [B])."""
@@ -152,7 +153,7 @@ class CriticEnsemble(nn.Module):
         self.net = EnsembleMLP(ensemble_size, in_dim + action_dim, 1, hidden_dims, activation)
 
     def forward(self, features: Tensor, actions: Tensor) -> Tensor:
-        return self.net(torch.cat([features, actions], dim=-1)).squeeze(-1)
+        return self.net(torch.cat([features, actions.to(features.dtype)], dim=-1)).squeeze(-1).float()
 
 
 class DiscreteCritic(nn.Module):
@@ -164,7 +165,7 @@ class DiscreteCritic(nn.Module):
         self.net = EnsembleMLP(ensemble_size, in_dim, num_actions, hidden_dims, activation)
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.net(features)
+        return self.net(features).float()
 
 
 @torch.no_grad()

@@ -124,6 +124,9 @@ class SACConfig:
     discrete_critic_lr: float = 3e-4
     grad_clip_norm: float | None = None
     utd_ratio: int = 2  # critic steps per actor step (HIL-SERL reference 2; the user's SO-101 runs use 20)
+    # bf16 matrix products in the updates (weights, optimizer state and losses stay float32): about 1.5x the
+    # updates/s on CPUs with AVX512-BF16 or AMX, where a bf16 matmul runs ~4x faster; off by default
+    mixed_precision: bool = False
 
     def __post_init__(self):
         for name in ("cameras", "image_size", "conv_channels", "conv_strides", "hidden_dims",
@@ -427,6 +430,12 @@ class SACAgent(nn.Module):
         if isinstance(batches, dict):
             batches = [batches]
         self.train()
+        if self.config.mixed_precision:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                return self._update(batches)
+        return self._update(batches)
+
+    def _update(self, batches: list[dict]) -> dict[str, float]:
         for batch in batches[:-1]:
             self.update_critic(batch)
         metrics, obs_emb = self.critic_step(self.prepare_batch(batches[-1]))
