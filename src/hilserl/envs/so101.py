@@ -34,8 +34,8 @@ from hilserl.kinematics import DampedLeastSquaresIK
 from hilserl.robot.cameras import CameraConfig
 from hilserl.robot.intervention import DetectorConfig
 from hilserl.robot.teleop import Event, HumanInput
-from hilserl.sim.env import GRIPPER_CLOSE, GRIPPER_OPEN, SO101GraspCubeEnv
-from hilserl.sim.scene import JAW_CLOSED_ANGLE, JAW_OPEN_ANGLE, JOINT_NAMES, SceneConfig, build_mjcf
+from hilserl.sim.env import SO101GraspCubeEnv, jaw_target
+from hilserl.sim.scene import JAW_OPEN_ANGLE, JOINT_NAMES, SceneConfig, build_mjcf
 
 DOWN = np.array([0.0, 0.0, -1.0])
 INTERVENTION_SOURCES = ("leader", "keyboard", "gamepad", "none")
@@ -342,15 +342,7 @@ class SO101RealEnv(gym.Env):
         return targets
 
     def _apply_gripper(self, g: float) -> None:
-        if self.cfg.gripper_mode == "discrete":
-            cmd = int(np.clip(np.rint(g), 0, 2))
-            if cmd == GRIPPER_CLOSE:
-                self._jaw_target = JAW_CLOSED_ANGLE
-            elif cmd == GRIPPER_OPEN:
-                self._jaw_target = JAW_OPEN_ANGLE
-        else:
-            u = (float(np.clip(g, -1.0, 1.0)) + 1.0) / 2.0
-            self._jaw_target = JAW_CLOSED_ANGLE + u * (JAW_OPEN_ANGLE - JAW_CLOSED_ANGLE)
+        self._jaw_target = jaw_target(g, self.cfg.gripper_mode, self._jaw_target)
 
     def _read_joints(self) -> np.ndarray:
         q = np.asarray(self.follower.read_joint_positions(), dtype=float).reshape(-1)

@@ -72,6 +72,16 @@ class GraspCubeConfig:
              "each bound below workspace_high")
 
 
+def jaw_target(command: float, gripper_mode: str, current: float) -> float:
+    """The jaw angle a gripper command asks for (sim and real arm alike): discrete 0 close / 1 stay / 2 open, or a
+    continuous command in [-1, 1] from closed to open."""
+    if gripper_mode == "discrete":
+        cmd = int(np.clip(np.rint(command), 0, 2))
+        return JAW_CLOSED_ANGLE if cmd == GRIPPER_CLOSE else JAW_OPEN_ANGLE if cmd == GRIPPER_OPEN else current
+    u = (float(np.clip(command, -1.0, 1.0)) + 1.0) / 2.0
+    return JAW_CLOSED_ANGLE + u * (JAW_OPEN_ANGLE - JAW_CLOSED_ANGLE)
+
+
 class SO101GraspCubeEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
@@ -234,15 +244,7 @@ class SO101GraspCubeEnv(gym.Env):
         return q
 
     def _apply_gripper(self, g: float) -> None:
-        if self.cfg.gripper_mode == "discrete":
-            cmd = int(np.clip(np.rint(g), 0, 2))
-            if cmd == GRIPPER_CLOSE:
-                self._jaw_target = JAW_CLOSED_ANGLE
-            elif cmd == GRIPPER_OPEN:
-                self._jaw_target = JAW_OPEN_ANGLE
-        else:
-            u = (float(np.clip(g, -1.0, 1.0)) + 1.0) / 2.0
-            self._jaw_target = JAW_CLOSED_ANGLE + u * (JAW_OPEN_ANGLE - JAW_CLOSED_ANGLE)
+        self._jaw_target = jaw_target(g, self.cfg.gripper_mode, self._jaw_target)
 
     def _reward(self, success: bool) -> float:
         if self.cfg.reward_type == "sparse":
