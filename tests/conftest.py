@@ -3,4 +3,6 @@ processes that each spin-wait on every core can slow each other down tenfold) an
 
 import torch
 
+import hilserl  # noqa: F401  (chooses the headless GL backend before any test module imports mujoco)
+
 torch.set_num_threads(1)
