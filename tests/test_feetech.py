@@ -13,17 +13,9 @@ from hilserl.robot import feetech
 from hilserl.robot.bus import BusError, FeetechBus, PortLostError
 from hilserl.robot.emulator import EmulatedBus
 from hilserl.robot.feetech import ChecksumError, Packet, PacketParser, ProtocolError
+from robot_fakes import wait_until
 
 IDS = [1, 2, 3, 4, 5, 6]
-
-
-def wait_until(condition, timeout_s: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 # ------------------------------------------------------------------------------------------------ packets

@@ -16,23 +16,10 @@ from hilserl.robot.cameras import CameraConfig, FakeCamera, OpenCVCamera
 from hilserl.robot.teleop import Event, HumanInput, LeaderArmIntervention, TeleopIntervention
 from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
 from hilserl.sim.scene import JAW_CLOSED_ANGLE, JAW_OPEN_ANGLE
+from robot_fakes import FakeClock
 
 LIMITS = np.array([[-1.91986, 1.91986], [-1.74533, 1.74533], [-1.69, 1.69], [-1.65806, 1.65806],
                    [-2.74385, 2.84121], [-0.174533, 1.74533]])
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, s):
-        assert s >= 0
-        self.sleeps.append(s)
-        self.now += s
 
 
 class FakeFollower:

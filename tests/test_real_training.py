@@ -17,6 +17,7 @@ from hilserl.train.actor_process import resolve_policy_config
 from hilserl.train.config import TrainConfig
 from hilserl.train.loop import train
 from hilserl.train.record import record_demos
+from robot_fakes import FakeClock, IdealFollower
 
 TINY = ["--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
         "--train.batch_size=16", "--train.training_starts=10", "--train.eval_every=0", "--train.checkpoint_every=0",
@@ -88,37 +89,6 @@ def test_learner_shapes_for_the_real_arm_come_without_hardware():
     assert policy.cameras == ("gripper",) and policy.state_dim == 17 and policy.discrete_gripper
 
 
-class FakeFollower:
-    def __init__(self):
-        self.q = np.array([0.0, -0.5, 0.6, 0.9, 0.0, 1.0])
-
-    def connect(self):
-        pass
-
-    def read_joint_positions(self):
-        return self.q.copy()
-
-    def send_joint_targets(self, q):
-        self.q = np.asarray(q, float).copy()
-        return self.q
-
-    def torque(self, on):
-        pass
-
-    def close(self):
-        pass
-
-
-class FakeClock:
-    now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, s):
-        self.now += max(0.0, s)
-
-
 def test_actor_on_the_real_env_stores_the_persons_action_as_an_intervention():
     class Person:
         """Takes over on steps 3 and 4 and moves the arm up."""
@@ -144,7 +114,7 @@ def test_actor_on_the_real_env_stores_the_persons_action_as_an_intervention():
                          reset_time_s=0.0, intervention="none", keyboard_events=False)
     clock = FakeClock()
     camera = FakeCamera(lambda i: np.full((32, 32, 3), 100, np.uint8), size=(32, 32), name="gripper")
-    env = SO101RealEnv(cfg, FakeFollower(), {"gripper": camera}, human=Person(), kinematics=SO101Kinematics(),
+    env = SO101RealEnv(cfg, IdealFollower(), {"gripper": camera}, human=Person(), kinematics=SO101Kinematics(),
                        clock=clock, sleep=clock.sleep)
     tcfg = load_config(TrainConfig, None, ["--policy.encoder=conv", "--policy.backbone_trim_head=false",
                                            "--policy.cached_features=false", "--policy.hidden_dims=[32, 32]"])
@@ -166,7 +136,7 @@ def test_evaluation_on_the_real_env_records_its_cameras_and_uses_the_classifier_
                          reset_time_s=0.0, intervention="none", keyboard_events=False)
     clock = FakeClock()
     camera = FakeCamera(lambda i: np.full((32, 32, 3), 100, np.uint8), size=(32, 32), name="gripper")
-    env = SO101RealEnv(cfg, FakeFollower(), {"gripper": camera}, kinematics=SO101Kinematics(), clock=clock,
+    env = SO101RealEnv(cfg, IdealFollower(), {"gripper": camera}, kinematics=SO101Kinematics(), clock=clock,
                        sleep=clock.sleep)
     tcfg = load_config(TrainConfig, None, ["--policy.encoder=conv", "--policy.backbone_trim_head=false",
                                            "--policy.cached_features=false", "--policy.hidden_dims=[32, 32]"])

@@ -6,21 +6,14 @@ import pytest
 
 from hilserl.data.episodes import DemoDataset, observation_spec_from_space
 from hilserl.envs.so101 import SO101EnvConfig, SO101Kinematics, SO101RealEnv
-from hilserl.robot import Calibration, EmulatedBus, FeetechBus, SO101Follower
+from hilserl.robot import Calibration, FeetechBus, SO101Follower
 from hilserl.robot.cameras import CameraConfig, FakeCamera
 from hilserl.robot.teleop import Event, HumanInput
 from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
 from hilserl.sim.expert import ScriptedExpert
 from hilserl.train.record import hold_still, record_demos, record_episode
+from robot_fakes import CAL_JSON, FakeClock, IdealFollower, calibrated_emulator
 
-CAL_JSON = {
-    "shoulder_pan": {"id": 1, "drive_mode": 0, "homing_offset": -1210, "range_min": 760, "range_max": 3390},
-    "shoulder_lift": {"id": 2, "drive_mode": 0, "homing_offset": 1905, "range_min": 850, "range_max": 3270},
-    "elbow_flex": {"id": 3, "drive_mode": 0, "homing_offset": -1002, "range_min": 880, "range_max": 3090},
-    "wrist_flex": {"id": 4, "drive_mode": 0, "homing_offset": 1650, "range_min": 870, "range_max": 3240},
-    "wrist_roll": {"id": 5, "drive_mode": 0, "homing_offset": -402, "range_min": 140, "range_max": 3960},
-    "gripper": {"id": 6, "drive_mode": 0, "homing_offset": 1402, "range_min": 2010, "range_max": 3500},
-}
 
 
 def test_sim_recording_with_the_expert_as_the_person(tmp_path):
@@ -81,34 +74,11 @@ def test_rerecord_and_failure_are_not_kept_and_quit_stops(tmp_path):
     np.testing.assert_array_equal(ep.actions, np.stack([hold_still("discrete")] * 2))
 
 
-def _calibrated_emulator(cal: Calibration) -> EmulatedBus:
-    emu = EmulatedBus([1, 2, 3, 4, 5, 6], max_step_per_tick=40).start()
-    for m in cal.motors.values():
-        emu.set_register(m.id, "Homing_Offset", m.homing_offset)
-        emu.set_register(m.id, "Min_Position_Limit", m.range_min)
-        emu.set_register(m.id, "Max_Position_Limit", m.range_max)
-    for servo_id, r in zip(cal.ids, cal.rad_to_raw(np.array([0.0, -0.5, 0.6, 0.9, 0.0, 0.5]))):
-        emu.set_present(servo_id, int(r))
-        emu.set_register(servo_id, "Goal_Position", int(r))
-    return emu
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, s):
-        self.now += max(0.0, s)
-
-
 def test_real_arm_stack_on_an_emulated_bus_records_a_demo_and_leaves_torque_off(tmp_path):
     """SO101RealEnv → SO101Follower → FeetechBus → pseudo-terminal → emulated STS3215 servos. The person lifts the
     arm for 4 steps and presses SUCCESS; the demo lands in the dataset and closing the env turns torque off."""
     cal = Calibration.from_dict(CAL_JSON)
-    emu = _calibrated_emulator(cal)
+    emu = calibrated_emulator(cal, q=[0.0, -0.5, 0.6, 0.9, 0.0, 0.5], max_step_per_tick=40)
     try:
         follower = SO101Follower(emu.port, cal, bus=FeetechBus(emu.port, timeout_s=0.1))
 
@@ -174,26 +144,6 @@ def test_reward_recording_on_the_real_env_toggles_the_label_with_the_success_key
         def close(self):
             pass
 
-    class Follower:
-        def __init__(self):
-            self.q = np.array([0.0, -0.5, 0.6, 0.9, 0.0, 0.5])
-
-        def connect(self):
-            pass
-
-        def read_joint_positions(self):
-            return self.q.copy()
-
-        def send_joint_targets(self, q):
-            self.q = np.asarray(q, float).copy()
-            return self.q
-
-        def torque(self, on):
-            pass
-
-        def close(self):
-            pass
-
     cfg = SO101EnvConfig(cameras={"gripper": CameraConfig(index=0, crop=(0, 80, 480, 480))}, reset_time_s=0.0,
                          control_time_s=0.8, intervention="none", keyboard_events=False, image_size=64)
     clock = FakeClock()
@@ -203,7 +153,7 @@ def test_reward_recording_on_the_real_env_toggles_the_label_with_the_success_key
     # polls: one at reset, then one per step; episode 1 is re-recorded at its 2nd step (polls 1-3), episode 2
     # starts at poll 4, and its step k polls 4 + k
     keys = Keys({3: [Event.RERECORD], 4 + 3: [Event.SUCCESS], 4 + 6: [Event.SUCCESS]})
-    env = SO101RealEnv(cfg, Follower(), {"gripper": camera}, event_sources=[keys], kinematics=SO101Kinematics(),
+    env = SO101RealEnv(cfg, IdealFollower(q0=[0.0, -0.5, 0.6, 0.9, 0.0, 0.5]), {"gripper": camera}, event_sources=[keys], kinematics=SO101Kinematics(),
                        clock=clock, sleep=clock.sleep)
     writer = DatasetWriter(tmp_path / "reward", ["gripper"], (64, 64, 3), source="so101")
     res = record_with_env(writer, env, 1, hold_action=hold_still("discrete"), log=lambda s: None)
@@ -230,7 +180,7 @@ def test_hilserl_record_on_the_real_arm_path_end_to_end(tmp_path):
     for i in range(5):
         writer.write(np.full((480, 640, 3), 40 * i, np.uint8))
     writer.release()
-    emu = _calibrated_emulator(cal)
+    emu = calibrated_emulator(cal, q=[0.0, -0.5, 0.6, 0.9, 0.0, 0.5], max_step_per_tick=40)
     try:
         cfg = {"env": {"type": "so101", "follower_port": str(emu.port),
                        "follower_calibration": str(tmp_path / "follower.json"), "intervention": "none",
