@@ -9,6 +9,7 @@ episodes for the policy of the best evaluation during training. Prints one JSON 
 
     python benchmarks/bench_learning.py                     # both configs
     python benchmarks/bench_learning.py --configs pixels    # just one
+    python benchmarks/bench_learning.py --configs pixels -- --policy.mixed_precision=true   # config overrides
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def first_at(evals: list[dict], threshold: float):
 
 
 def run(name: str, steps: int, eval_every: int, eval_episodes: int, final_episodes: int, out: Path,
-        seed: int) -> dict:
+        seed: int, overrides: list[str] = ()) -> dict:
     from hilserl.agents.sac import SACAgent
     from hilserl.sim.env import SO101GraspCubeEnv
     from hilserl.train.checkpoint import resolve_model_dir
@@ -47,7 +48,7 @@ def run(name: str, steps: int, eval_every: int, eval_episodes: int, final_episod
     cfg = load_config(TrainConfig, CONFIGS[name], [
         f"--train.total_env_steps={steps}", f"--train.eval_every={eval_every}",
         f"--train.eval_episodes={eval_episodes}", f"--train.checkpoint_every={steps}", f"--train.seed={seed}",
-        f"--output_dir={out}", f"--run_name={name}", "--buffers.on_disk=false"])
+        f"--output_dir={out}", f"--run_name={name}", "--buffers.on_disk=false", *overrides])
     t0 = time.perf_counter()
     res = train(cfg, log=lambda line: print(line, flush=True) if not line.startswith("Episode") else None)
     train_s = time.perf_counter() - t0
@@ -75,6 +76,7 @@ def run(name: str, steps: int, eval_every: int, eval_episodes: int, final_episod
         "wall_s": round(train_s, 1),
         "evals": [(ev["env_step"], ev["success_rate"]) for ev in res.evals],
         "config": str(CONFIGS[name].relative_to(ROOT)),
+        "overrides": list(overrides),
     }
 
 
@@ -86,13 +88,15 @@ def main() -> None:
     p.add_argument("--eval_episodes", type=int, default=20)
     p.add_argument("--final_episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("overrides", nargs="*", metavar="--section.field=value",
+                   help="config overrides for every run, e.g. --policy.mixed_precision=true (after --)")
     args = p.parse_args()
     out = Path(tempfile.mkdtemp(prefix="hilserl-bench-"))
     results = {}
     try:
         for name in args.configs:
             results[name] = run(name, args.env_steps, args.eval_every, args.eval_episodes, args.final_episodes,
-                                out, args.seed)
+                                out, args.seed, args.overrides)
             print(f"{name}: {json.dumps(results[name])}", flush=True)
     finally:
         shutil.rmtree(out, ignore_errors=True)

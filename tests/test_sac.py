@@ -1,5 +1,6 @@
 """SAC agent: what trains what, target updates, temperature, double DQN, entropy backup, save/load, config."""
 
+import copy
 import json
 import os
 import pickle
@@ -113,6 +114,28 @@ def test_target_networks_move_by_exactly_tau(discrete):
             expected = (1 - cfg.tau) * before[name] + cfg.tau * online.state_dict()[name]
             assert torch.allclose(new_t, expected, atol=1e-6), name
         assert changed(before, target)
+
+
+def test_mixed_precision_forwards_use_the_weights_of_the_moment():
+    """Under bf16 autocast every critic forward of a UTD loop (and the actor step's) must use the critic weights
+    as they are then, not a bf16 copy cached before an optimizer step changed them."""
+    torch.manual_seed(0)
+    cfg = SACConfig(state_dim=4, action_dim=2, utd_ratio=3, mixed_precision=True, **TINY)
+    agent = SACAgent(cfg)
+    seen = []
+
+    def recompute_with_fresh_weights(module, args, out):
+        if torch.is_grad_enabled():
+            fresh = copy.deepcopy(module)  # new weight tensors: nothing cached for them
+            fresh._forward_hooks.clear()
+            with torch.no_grad():
+                seen.append((out.detach().clone(), fresh(*args)))
+
+    agent.critic.register_forward_hook(recompute_with_fresh_weights)
+    agent.update([make_batch(cfg, seed=s) for s in range(3)])
+    assert len(seen) == 4  # three critic steps and the actor step
+    for i, (out, fresh) in enumerate(seen):
+        assert torch.equal(out, fresh), f"forward {i} used stale weights"
 
 
 def test_temperature_rises_below_target_entropy_and_falls_above():

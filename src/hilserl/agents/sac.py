@@ -51,6 +51,7 @@ Design decisions (and why):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -346,6 +347,10 @@ class SACAgent(nn.Module):
     def critic_step(self, prep: dict) -> tuple[dict[str, float], Tensor]:
         """One gradient step on the critic ensemble (+ trainable encoder) and the discrete critic, then the soft
         target update. Returns metrics and the (detached) observation embedding for the actor step."""
+        with self._precision():
+            return self._critic_step(prep)
+
+    def _critic_step(self, prep: dict) -> tuple[dict[str, float], Tensor]:
         cfg = self.config
         obs_emb = self.encoder(prep["obs"])
         with torch.no_grad():
@@ -391,7 +396,10 @@ class SACAgent(nn.Module):
     # ---------------------------------------------------------------------------------------- actor step
     def actor_step(self, obs_emb: Tensor) -> dict[str, float]:
         """One step on the actor and one on the temperature, from a detached observation embedding."""
-        obs_emb = obs_emb.detach()
+        with self._precision():
+            return self._actor_step(obs_emb.detach())
+
+    def _actor_step(self, obs_emb: Tensor) -> dict[str, float]:
         actions, log_prob = self.actor(obs_emb)
         q = self.critic(obs_emb, actions)
         loss = actor_loss(log_prob, q, self.temperature.detach())
@@ -401,6 +409,14 @@ class SACAgent(nn.Module):
         self.num_actor_updates += 1
         return {"actor_loss": loss.item(), "temperature_loss": t_loss.item(),
                 "temperature": self.temperature.item(), "entropy": -log_prob.mean().item()}
+
+    def _precision(self):
+        """bf16 autocast for one optimizer step when ``mixed_precision``, else nothing. One context per step, never
+        one around several: autocast caches its bf16 copy of every trainable weight until the context exits, so a
+        context spanning an optimizer step would run the next forward with the weights from before that step."""
+        if self.config.mixed_precision:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _step(self, names: list[str], loss: Tensor) -> None:
         params = [p for n in names for g in self.optimizers[n].param_groups for p in g["params"]]
@@ -420,7 +436,7 @@ class SACAgent(nn.Module):
 
     def update_actor(self, batch: dict) -> dict[str, float]:
         prep = self.prepare_batch(batch)
-        with torch.no_grad():
+        with torch.no_grad(), self._precision():
             obs_emb = self.encoder(prep["obs"])
         return self.actor_step(obs_emb)
 
@@ -430,12 +446,6 @@ class SACAgent(nn.Module):
         if isinstance(batches, dict):
             batches = [batches]
         self.train()
-        if self.config.mixed_precision:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                return self._update(batches)
-        return self._update(batches)
-
-    def _update(self, batches: list[dict]) -> dict[str, float]:
         for batch in batches[:-1]:
             self.update_critic(batch)
         metrics, obs_emb = self.critic_step(self.prepare_batch(batches[-1]))
