@@ -4,12 +4,14 @@ one thread, CPU. Prints one JSON object as its last line.
 Configurations:
   state                   18-D state, 4-D continuous action
   state_gripper           18-D state, 3-D continuous action + discrete gripper critic
-  state_mixed, state_gripper_mixed   the same with bf16 matrix products (policy.mixed_precision=true)
+  state_float32, state_gripper_float32   the same with float32 updates (policy.mixed_precision=false)
   pixels_conv             + one 128x128 camera, small trainable conv encoder (augmentation every update)
   pixels_resnet10_frozen  + one 128x128 camera, frozen ResNet-10, faithful mode (augment pixels, backbone on obs
                           and next_obs every update)
   pixels_resnet10_cached  + one 128x128 camera, frozen ResNet-10, cached mode (features precomputed per frame
                           for K=4 shifts; the update picks one per sample and runs only the head)
+Every configuration without "_float32" runs the defaults, so policy.mixed_precision="auto": bf16 matrix products
+where the CPU has native bf16 (AVX512-BF16 / AMX), float32 elsewhere; "notes.precision" says which one ran.
 sample_ms / bytes_per_transition: hilserl.data.ReplayBuffer (one 128x128 camera + 18-D state), sampling 256 plus
 the random-shift augmentation of obs and next_obs.
 
@@ -124,10 +126,11 @@ def main():
     agent = SACAgent(grip)
     results["state_gripper"] = updates_per_second(agent, synthetic_batch(grip), budget_s=6.0, warmup=10)
 
-    # the same two with bf16 matrix products (policy.mixed_precision=true; float32 weights, optimizer and losses)
-    for name, cfg in (("state_mixed", state), ("state_gripper_mixed", grip)):
-        mixed = SACConfig(**{**cfg.to_dict(), "mixed_precision": True})
-        results[name] = updates_per_second(SACAgent(mixed), synthetic_batch(mixed), budget_s=6.0, warmup=10)
+    notes["precision"] = agent.precision_summary()
+    # the same two with float32 updates (policy.mixed_precision=false; what "auto" gives on CPUs without native bf16)
+    for name, cfg in (("state_float32", state), ("state_gripper_float32", grip)):
+        fp32 = SACConfig(**{**cfg.to_dict(), "mixed_precision": False})
+        results[name] = updates_per_second(SACAgent(fp32), synthetic_batch(fp32), budget_s=6.0, warmup=10)
 
     conv = SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE, encoder="conv")
     agent = SACAgent(conv)

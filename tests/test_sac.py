@@ -12,7 +12,9 @@ import hilserl.agents.sac as sac
 from hilserl.agents import SACAgent, SACConfig
 from hilserl.agents.sac import double_dqn_target, grasp_penalty, td_target
 
-TINY = dict(hidden_dims=(32, 32), discrete_critic_hidden_dims=(16, 16), image_feature_dim=16, state_feature_dim=8)
+# float32 updates: these tests compare against values computed in float32 (mixed precision has its own tests)
+TINY = dict(hidden_dims=(32, 32), discrete_critic_hidden_dims=(16, 16), image_feature_dim=16, state_feature_dim=8,
+            mixed_precision=False)
 
 
 def make_batch(cfg: SACConfig, b: int = 16, seed: int = 0, features: tuple | None = None):
@@ -120,7 +122,7 @@ def test_mixed_precision_forwards_use_the_weights_of_the_moment():
     """Under bf16 autocast every critic forward of a UTD loop (and the actor step's) must use the critic weights
     as they are then, not a bf16 copy cached before an optimizer step changed them."""
     torch.manual_seed(0)
-    cfg = SACConfig(state_dim=4, action_dim=2, utd_ratio=3, mixed_precision=True, **TINY)
+    cfg = SACConfig(state_dim=4, action_dim=2, utd_ratio=3, **{**TINY, "mixed_precision": True})
     agent = SACAgent(cfg)
     seen = []
 
@@ -136,6 +138,26 @@ def test_mixed_precision_forwards_use_the_weights_of_the_moment():
     assert len(seen) == 4  # three critic steps and the actor step
     for i, (out, fresh) in enumerate(seen):
         assert torch.equal(out, fresh), f"forward {i} used stale weights"
+
+
+@pytest.mark.parametrize("mode,native,expected", [("auto", True, torch.bfloat16), ("auto", False, torch.float32),
+                                                   (True, False, torch.bfloat16), (False, True, torch.float32)])
+def test_mixed_precision_auto_follows_the_cpu(monkeypatch, mode, native, expected):
+    monkeypatch.setattr(sac, "native_bf16", lambda device_type: native)
+    cfg = SACConfig(state_dim=4, action_dim=2, **{**TINY, "mixed_precision": mode})
+    agent = SACAgent(cfg)
+    assert agent.mixed_precision_active == (expected == torch.bfloat16)
+    dtypes = []
+    first_layer = agent.critic.net.members[0][0][0]
+    first_layer.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
+    metrics = agent.update(make_batch(cfg))
+    assert dtypes and set(dtypes) == {expected}
+    assert all(p.dtype == torch.float32 for p in agent.parameters())  # weights stay float32
+    assert all(isinstance(v, float) and v == v for v in metrics.values())
+    acting = []
+    agent.actor.trunk[0].register_forward_hook(lambda m, args, out: acting.append(out.dtype))
+    action = agent.select_action({"state": torch.zeros(4)})
+    assert acting == [torch.float32] and action.dtype.name == "float32"  # acting never under autocast
 
 
 def test_temperature_rises_below_target_entropy_and_falls_above():
@@ -347,7 +369,7 @@ def test_config_defaults_match_reference():
 
 @pytest.mark.parametrize("field,value", [("discount", 1.5), ("tau", 0.0), ("critic_subsample_size", 3),
                                          ("encoder", "vit"), ("activation", "swish"), ("utd_ratio", 0),
-                                         ("temperature_init", -1.0)])
+                                         ("temperature_init", -1.0), ("mixed_precision", "bf16")])
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         SACConfig(**{field: value})

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .networks import FastTanh, fast_tanh
+from .precision import native_bf16
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -188,11 +189,7 @@ def resolve_backbone_dtype(name: str) -> torch.dtype | None:
     if name == "bfloat16":
         return torch.bfloat16
     if name == "auto":
-        try:
-            native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        except Exception:  # pragma: no cover - very old torch / exotic builds
-            native = False
-        return torch.bfloat16 if native else None
+        return torch.bfloat16 if native_bf16("cpu") else None
     raise ValueError(f"backbone_dtype must be 'auto', 'float32' or 'bfloat16', got {name!r}")
 
 

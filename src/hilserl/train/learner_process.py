@@ -187,6 +187,7 @@ def _open_learner(cfg: TrainConfig, run_dir: Path, resume: bool, log):
         if added:
             log(f"demo buffer: {added} transitions from {loop.demo_dataset}")
     learner.updates = int(state.get("learner_updates", 0))
+    log(f"learner: {agent.precision_summary()}")
     if resume:
         log(f"resumed {run_dir}: agent from {ckpt or 'scratch (no checkpoint yet)'} at {learner.updates} updates; "
             f"buffers hold {learner.env_steps} env steps from {len(learner.actors)} actors "

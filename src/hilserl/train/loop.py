@@ -108,6 +108,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
                 raise RuntimeError(f"buffers/{name} holds {len(buf)} transitions but the checkpoint expects "
                                    f"{state[f'{name}_size']}: the buffer files do not belong to this checkpoint")
     learner.updates = state["learner_updates"]
+    log(f"learner: {learner.agent.precision_summary()}")
     actor.load_policy_weights(learner.policy_weights(), learner.updates)
     logger = logger or MetricsLogger(run_dir)
     eval_env = make_env(cfg)
