@@ -126,3 +126,9 @@ def test_real_arm_config_missing_files_are_errors_and_present_files_are_not(tmp_
     findings = diagnose(cfg)
     assert not [f for f in findings if f.severity == "error"]
     assert not any(f.setting.startswith("human.") for f in findings)  # no simulated human on the real arm
+
+
+def test_missing_initial_policy_is_an_error(tmp_path):
+    cfg = load_config(TrainConfig, None, [f"--train.init_policy={tmp_path / 'no_such_run'}"])
+    errors = [f for f in diagnose(cfg) if f.severity == "error"]
+    assert [f.setting for f in errors] == ["train.init_policy"]

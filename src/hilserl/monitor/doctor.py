@@ -246,6 +246,15 @@ def diagnose(cfg: TrainConfig) -> list[Finding]:
         if loop.demo_dataset and not Path(loop.demo_dataset).exists():
             add("train.demo_dataset", loop.demo_dataset, "recorded demos", "error",
                 "record the demonstrations first: `hilserl record --out " + str(loop.demo_dataset) + "`.")
+    if loop.init_policy:
+        from hilserl.train.checkpoint import resolve_model_dir
+
+        try:
+            resolve_model_dir(loop.init_policy)
+        except FileNotFoundError:
+            add("train.init_policy", loop.init_policy, "a trained policy", "error",
+                "no agent.json there: give a run folder, a checkpoint folder or its pretrained_model folder (for "
+                "example a run trained in the simulation with the same policy settings).")
     if human.enabled and not real:
         max_steps = max(1, round(env.control_time_s * env.fps))
         if human.takeover_steps[1] > 0.3 * max_steps:

@@ -133,3 +133,49 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
         return last / "pretrained_model"
     raise FileNotFoundError(f"--checkpoint {p}: expected a run folder, a checkpoint folder or a pretrained_model "
                             "folder containing agent.json")
+
+
+# the policy fields that decide the networks' shapes and meaning: a policy trained with other values cannot start
+# another run
+ARCHITECTURE_FIELDS = (
+    "state_dim", "action_dim", "discrete_gripper", "num_gripper_actions", "cameras", "image_size",
+    "environment_state_dim", "encoder", "backbone_trim_head", "image_feature_dim", "state_feature_dim",
+    "num_spatial_features", "conv_channels", "conv_strides", "hidden_dims", "activation", "critic_ensemble_size",
+    "discrete_critic_ensemble_size", "discrete_critic_hidden_dims", "temperature_parametrization",
+)
+
+
+def load_initial_policy(agent: SACAgent, path: str | os.PathLike) -> Path:
+    """Start a new run from a trained policy (``train.init_policy``), e.g. one pretrained in the simulation: copy
+    its weights (actor, critics and their targets, encoder heads, temperature) into ``agent``. The optimizers,
+    counters and buffers stay fresh. Refuses, naming the fields, a policy whose networks have another shape, and
+    one whose frozen backbone differs from the one this config builds (its heads were trained on that backbone's
+    features, and actors build their backbone from the config). Returns the model folder it loaded."""
+    from safetensors.torch import load_file
+
+    try:
+        model_dir = resolve_model_dir(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"train.init_policy: {path} holds no policy (expected a run folder, a checkpoint "
+                                "folder or a pretrained_model folder containing agent.json)") from None
+    saved = json.loads((model_dir / "agent.json").read_text())["config"]
+    ours = agent.config.to_dict()
+    diffs = [f"policy.{k}: {_show(saved.get(k))} there, {_show(ours[k])} here"
+             for k in ARCHITECTURE_FIELDS if _show(saved.get(k)) != _show(ours[k])]
+    if diffs:
+        raise ValueError(f"train.init_policy: the policy in {model_dir} does not fit this run's networks:\n  "
+                         + "\n  ".join(diffs))
+    weights = load_file(str(model_dir / "model.safetensors"), device=str(agent.device))
+    current = agent.state_dict()
+    backbone = sorted(k for k in current if k.startswith("encoder.backbone."))
+    if any(k not in weights or not torch.equal(weights[k], current[k]) for k in backbone):
+        raise ValueError(f"train.init_policy: the policy in {model_dir} was trained on another frozen backbone than "
+                         f"this config builds (policy.encoder={ours['encoder']!r}, policy.backbone_weights="
+                         f"{ours['backbone_weights']!r} here, {saved.get('backbone_weights')!r} there); give "
+                         "policy.backbone_weights the weights file it was trained with")
+    agent.load_state_dict(weights, strict=True)
+    return model_dir
+
+
+def _show(value) -> str:
+    return json.dumps(list(value) if isinstance(value, tuple) else value)

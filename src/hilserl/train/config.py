@@ -71,6 +71,8 @@ class LoopConfig:
     num_demos: int = 20  # scripted-expert episodes in the demo buffer before online training (simulation)
     demo_dataset: str | None = None  # a recorded demo dataset (hilserl record / dataset import-lerobot) for the
     #                                  demo buffer instead of scripted-expert episodes (the real arm needs one)
+    init_policy: str | None = None  # start a new run from this trained policy (run, checkpoint or pretrained_model
+    #                                 folder), e.g. one pretrained in the simulation; ignored by --resume
     batch_size: int = 256
     training_starts: int = 100  # online transitions before the first update
     updates_per_env_step: float = 1.0  # learner updates (each = utd_ratio critic steps + 1 actor step) per env step

@@ -38,7 +38,7 @@ from hilserl.fileio import atomic_write_json
 from hilserl.train.actor import policy_fingerprint
 from hilserl.envs import env_spaces
 from hilserl.train.actor_process import resolve_policy_config
-from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint
+from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, load_initial_policy, save_checkpoint
 from hilserl.train.config import TrainConfig
 from hilserl.train.learner import Learner, SequenceError
 from hilserl.train.observations import ObservationProcessor
@@ -178,7 +178,10 @@ def _open_learner(cfg: TrainConfig, run_dir: Path, resume: bool, log):
         agent, state, rng = load_checkpoint(ckpt, loop.device)
         if "torch_rng" in rng:
             torch.set_rng_state(torch.from_numpy(rng["torch_rng"].astype("uint8")))
-    agent = agent or SACAgent(policy_cfg).to(loop.device)
+    if agent is None:
+        agent = SACAgent(policy_cfg).to(loop.device)
+        if loop.init_policy:
+            log(f"policy initialised from {load_initial_policy(agent, loop.init_policy)}")
     processor = ObservationProcessor(agent, env.observation_space)
     learner = Learner(policy_cfg, cfg.buffers, processor.spec, loop.batch_size, run_dir / "buffers", loop.seed,
                       loop.device, agent=agent)

@@ -28,7 +28,8 @@ from hilserl.config import to_dict
 from hilserl.sim.human import SimulatedHuman
 from hilserl.train.actor import Actor, demo_human_config, record_demo
 from hilserl.train.actor_process import make_env, make_human, resolve_policy_config
-from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, save_best_model, save_checkpoint
+from hilserl.train.checkpoint import (last_checkpoint, load_checkpoint, load_initial_policy, save_best_model,
+                                      save_checkpoint)
 from hilserl.train.config import TrainConfig
 from hilserl.train.evaluate import evaluate
 from hilserl.train.learner import Learner
@@ -95,6 +96,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
         if "torch_rng" in rng:
             torch.set_rng_state(torch.from_numpy(rng["torch_rng"].astype(np.uint8)))
         log(f"resumed from {ckpt} at env step {state['env_step']}, episode {state['episode']}")
+    elif loop.init_policy:
+        agent = SACAgent(policy_cfg).to(loop.device)
+        log(f"policy initialised from {load_initial_policy(agent, loop.init_policy)}")
 
     actor_agent = SACAgent(policy_cfg).to(loop.device)
     human = make_human(cfg, env, human_rng)
@@ -102,7 +106,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     buffer_dir = run_dir / "buffers" if cfg.buffers.on_disk else None
     learner = Learner(policy_cfg, cfg.buffers, actor.processor.spec, loop.batch_size, buffer_dir, loop.seed,
                       loop.device, agent=agent)
-    if agent is not None:
+    if ckpt is not None:
         for name, buf in (("online", learner.online), ("demo", learner.demo)):
             if len(buf) != state.get(f"{name}_size", len(buf)):
                 raise RuntimeError(f"buffers/{name} holds {len(buf)} transitions but the checkpoint expects "

@@ -1,0 +1,123 @@
+"""train.init_policy: a new run starts from a trained policy (e.g. pretrained in the simulation), and refuses one
+that does not fit."""
+
+import dataclasses
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hilserl.agents import SACAgent, SACConfig
+from hilserl.config import load_config
+from hilserl.envs import env_spaces
+from hilserl.train.actor_process import resolve_policy_config
+from hilserl.train.checkpoint import ARCHITECTURE_FIELDS, load_initial_policy
+from hilserl.train.config import TrainConfig
+from hilserl.train.learner_process import _open_learner
+from hilserl.train.loop import train
+
+SMALL = dict(state_dim=5, action_dim=3, discrete_gripper=True, hidden_dims=(32, 32),
+             discrete_critic_hidden_dims=(16, 16), state_feature_dim=8, mixed_precision=False)
+
+
+def _trained(cfg: SACConfig, seed: int = 1) -> SACAgent:
+    """An agent whose every weight differs from a fresh one's."""
+    torch.manual_seed(seed)
+    agent = SACAgent(cfg)
+    with torch.no_grad():
+        for p in agent.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        for b in agent.buffers():
+            if b.is_floating_point():
+                b.add_(0.1)
+    return agent
+
+
+def test_initial_policy_copies_every_weight_and_nothing_else(tmp_path):
+    cfg = SACConfig(**SMALL)
+    source = _trained(cfg)
+    source.num_critic_updates = 123
+    source.save(tmp_path / "pretrained_model")
+    torch.manual_seed(2)
+    fresh = SACAgent(cfg)
+    assert load_initial_policy(fresh, tmp_path) == tmp_path / "pretrained_model"  # a folder above it is accepted
+    for name, value in source.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name
+    assert fresh.temperature.item() == pytest.approx(source.temperature.item())
+    assert fresh.num_critic_updates == 0  # a new run: counters and optimizers start fresh
+    assert all(not opt.state for opt in fresh.optimizers.values())
+
+
+def test_policy_of_another_shape_is_refused_naming_the_fields(tmp_path):
+    _trained(SACConfig(**{**SMALL, "hidden_dims": (64, 64), "critic_ensemble_size": 3})).save(tmp_path)
+    fresh = SACAgent(SACConfig(**SMALL))
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(ValueError) as err:
+        load_initial_policy(fresh, tmp_path)
+    text = str(err.value)
+    assert "train.init_policy" in text and "policy.hidden_dims: [64, 64] there, [32, 32] here" in text
+    assert "policy.critic_ensemble_size: 3 there, 2 here" in text
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())  # nothing half-loaded
+
+
+def test_policy_trained_on_another_backbone_is_refused(tmp_path):
+    pixels = dict(SMALL, cameras=("gripper",), image_size=(32, 32), encoder="resnet10", image_feature_dim=16,
+                  backbone_dtype="float32")
+    torch.manual_seed(5)
+    SACAgent(SACConfig(**pixels)).save(tmp_path)  # random ResNet-10 of one seed
+    torch.manual_seed(6)
+    with pytest.raises(ValueError, match="policy.backbone_weights"):
+        load_initial_policy(SACAgent(SACConfig(**pixels)), tmp_path)
+
+
+def test_missing_policy_names_the_setting(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train.init_policy"):
+        load_initial_policy(SACAgent(SACConfig(**SMALL)), tmp_path / "nothing")
+
+
+TINY = ["--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
+        "--policy.mixed_precision=false", "--train.batch_size=32", "--train.num_demos=1", "--train.eval_every=0",
+        "--train.checkpoint_every=0", "--train.torch_threads=1", "--buffers.online_capacity=2000",
+        "--buffers.demo_capacity=1000"]
+
+
+def test_train_starts_from_the_initial_policy(tmp_path):
+    lines = []
+    pre = train(load_config(TrainConfig, None, [*TINY, f"--output_dir={tmp_path}", "--run_name=sim",
+                                                "--train.total_env_steps=80", "--train.training_starts=20"]),
+                log=lines.append)
+    pretrained = load_file(str(pre.last_checkpoint / "pretrained_model" / "model.safetensors"))
+    # the second run stops before its first update: its checkpoint holds exactly the weights it started from
+    res = train(load_config(TrainConfig, None, [*TINY, f"--output_dir={tmp_path}", "--run_name=fine_tune",
+                                                "--train.total_env_steps=30", "--train.training_starts=1000",
+                                                f"--train.init_policy={pre.run_dir}"]), log=lines.append)
+    assert res.learner_updates == 0
+    assert any(line.startswith("policy initialised from") and str(pre.run_dir) in line for line in lines)
+    started = load_file(str(res.last_checkpoint / "pretrained_model" / "model.safetensors"))
+    assert started.keys() == pretrained.keys()
+    for name, value in pretrained.items():
+        assert torch.equal(started[name], value), name
+
+    # `hilserl learner` starts from it the same way
+    cfg = load_config(TrainConfig, None, [*TINY, f"--output_dir={tmp_path}", "--run_name=remote",
+                                          f"--train.init_policy={pre.last_checkpoint}"])
+    (tmp_path / "remote").mkdir()
+    _, learner, _ = _open_learner(cfg, tmp_path / "remote", False, lines.append)
+    try:
+        for name, value in pretrained.items():
+            assert torch.equal(learner.agent.state_dict()[name], value), name
+    finally:
+        learner.close()
+
+
+def test_a_policy_pretrained_in_simulation_fits_the_real_arm_config():
+    """configs/sim_grasp.json and configs/so101_grasp.json build the same networks, so the first can start the
+    second (train.init_policy)."""
+    shapes = {}
+    for name in ("sim_grasp", "so101_grasp"):
+        cfg = load_config(TrainConfig, f"configs/{name}.json", [])
+        spaces = env_spaces(cfg.env)
+        env = type("Spaces", (), {"observation_space": spaces[0], "action_space": spaces[1]})
+        shapes[name] = {k: v for k, v in dataclasses.asdict(resolve_policy_config(cfg, env)).items()
+                        if k in ARCHITECTURE_FIELDS}
+    assert shapes["sim_grasp"] == shapes["so101_grasp"]
