@@ -48,9 +48,11 @@ Design decisions (and why):
 * Frozen backbones run under bf16 autocast when the CPU supports bf16 natively (``backbone_dtype="auto"``):
   ~1.6-2.7x faster, features differ from float32 by bf16 rounding (~3 significant digits). "float32" turns it off.
 * The updates' matrix products run in bf16 on the same CPUs (``mixed_precision="auto"``): 1.6-1.9x the updates/s.
-  Weights, Adam state, losses, log-probabilities and Q values stay float32. Measured to learn as well as float32
-  (the point-reaching test, the state and pixel sim configs); ``false`` turns it off. Each optimizer step gets its
-  own autocast context, because autocast keeps its bf16 copy of a weight until the context exits.
+  Weights, Adam state and losses stay float32; Q values and log-probabilities are float32 from bf16 activations
+  (Q differs from a float32 forward by ~0.1%, e.g. 0.01 at Q = 6, a fifth of one step's -0.05 penalty). Measured
+  to learn as well as float32 (the point-reaching test, the state and pixel sim configs); ``false`` turns it off.
+  Each optimizer step gets its own autocast context, because autocast keeps its bf16 copy of a weight until the
+  context exits.
 """
 
 from __future__ import annotations
@@ -130,9 +132,9 @@ class SACConfig:
     discrete_critic_lr: float = 3e-4
     grad_clip_norm: float | None = None
     utd_ratio: int = 2  # critic steps per actor step (HIL-SERL reference 2; the user's SO-101 runs use 20)
-    # bf16 matrix products in the updates; weights, optimizer state, losses, log-probabilities and Q values stay
-    # float32. "auto": on where the CPU multiplies bf16 natively (AVX512-BF16 or AMX: 1.6-1.9x the updates/s),
-    # off elsewhere (see hilserl.agents.precision). true / false force it. Acting is always float32.
+    # bf16 matrix products in the updates; weights, optimizer state and losses stay float32. "auto": on where the
+    # CPU multiplies bf16 natively (AVX512-BF16 or AMX: 1.6-1.9x the updates/s), off elsewhere (see
+    # hilserl.agents.precision). true / false force it. Acting is always float32.
     mixed_precision: bool | str = "auto"
 
     def __post_init__(self):
