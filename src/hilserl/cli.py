@@ -237,7 +237,7 @@ def _cmd_demo(args, overrides) -> int:
     console.print(f"best model: {model}\nlast checkpoint: {res.last_checkpoint}\nplots:      {res.run_dir / 'plots'}")
     if summary["success_rate"] < 0.9 and res.env_steps < 10_000:
         console.print(f"{res.env_steps} steps is where learning from pixels usually passes 90%, not always; for a "
-                      "policy that reliably grasps (92-96% in our runs) train longer: hilserl demo --env_steps 10000")
+                      "policy that reliably grasps (90-96% in our runs) train longer: hilserl demo --env_steps 10000")
     return 0
 
 
