@@ -28,9 +28,10 @@ def test_episode_csv_header_rows_and_missing_keys(tmp_path):
     log.log_episode(rec)
     log.close()
     rows = _rows(tmp_path / "metrics" / "episodes.csv")
-    assert rows[0] == ["episode", "env_step", "reward", "length", "success", "intervention_rate", "cube_x"]
-    assert rows[1] == ["1", "100", "7.85", "80", "1", "0.235", "0.25"]
-    assert rows[2] == ["2", "200", "", "80", "1", "0.235", ""]
+    assert rows[0] == ["episode", "env_step", "reward", "length", "success", "intervention_rate", "action_jitter",
+                       "action_saturation", "cube_x"]
+    assert rows[1] == ["1", "100", "7.85", "80", "1", "0.235", "", "", "0.25"]
+    assert rows[2] == ["2", "200", "", "80", "1", "0.235", "", "", ""]
     assert not (tmp_path / "tensorboard").exists()
 
 
@@ -51,7 +52,7 @@ def test_extra_keys_after_the_header_warn_and_keep_the_csv_rectangular(tmp_path)
         log.log_episode(_episode(3, learner_updates=18))
     log.close()
     rows = _rows(tmp_path / "metrics" / "episodes.csv")
-    assert len(rows) == 4 and all(len(r) == 6 for r in rows)
+    assert len(rows) == 4 and all(len(r) == 8 for r in rows)
 
 
 def test_missing_required_key_fails_loudly(tmp_path):
@@ -79,7 +80,7 @@ def test_reopen_appends_with_the_existing_header(tmp_path):
     log.close()
     rows = _rows(tmp_path / "metrics" / "episodes.csv")
     assert rows[0][0] == "episode" and [r[0] for r in rows] == ["episode", "1", "2"]
-    assert rows[2] == ["2", "200", "7.85", "80", "1", "0.235"]
+    assert rows[2] == ["2", "200", "7.85", "80", "1", "0.235", "", ""]
     assert _rows(tmp_path / "metrics" / "learner.csv") == [["learner_step", "critic_loss"], ["100", "3"],
                                                            ["200", "2"]]
 

@@ -40,6 +40,7 @@ def _load_train_config(path, overrides):
 # ------------------------------------------------------------------------------------------------ train
 def _cmd_train(args, overrides) -> int:
     from hilserl.monitor.doctor import diagnose, render_table
+    from hilserl.monitor.health import TrainingHealthError
     from hilserl.monitor.plots import plot_training
     from hilserl.train.loop import train
 
@@ -50,7 +51,11 @@ def _cmd_train(args, overrides) -> int:
     if any(f.severity == "error" for f in findings) and not args.ignore_doctor:
         console.print("[red]The config doctor found errors; fix them or pass --ignore_doctor.[/red]")
         return 1
-    res = _train_with_progress(train, cfg, console, resume=args.resume)
+    try:
+        res = _train_with_progress(train, cfg, console, resume=args.resume)
+    except TrainingHealthError as e:
+        console.print(f"[red]training stopped[/red]: {e}")
+        return 4
     plots = plot_training(res.run_dir)
     console.print(f"\n[bold]done[/bold]: {res.env_steps} env steps, {res.episodes} episodes, "
                   f"{res.learner_updates} learner updates in {res.wall_s / 60:.1f} min")
@@ -79,6 +84,7 @@ def _transport_logging() -> None:
 def _cmd_learner(args, overrides) -> int:
     from hilserl.distributed.auth import AuthError
     from hilserl.monitor.doctor import diagnose, render_table
+    from hilserl.monitor.health import TrainingHealthError
     from hilserl.train.learner_process import run_learner
 
     cfg = _load_train_config(args.config_path, overrides)
@@ -93,6 +99,9 @@ def _cmd_learner(args, overrides) -> int:
     except AuthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingHealthError as e:
+        print(f"training stopped: {e}", file=sys.stderr)
+        return 4
     _log_line(f"done: {res.env_steps} env steps, {res.learner_updates} learner updates in {res.wall_s / 60:.1f} min; "
               f"run folder {res.run_dir}")
     return 0
@@ -187,6 +196,24 @@ def _cmd_plot(args, overrides) -> int:
     if not paths:
         print(f"no metrics to plot in {args.run_dir}")
     return 0
+
+
+def _cmd_health(args, overrides) -> int:
+    from hilserl.monitor.health import check_run
+
+    try:
+        monitor, counts = check_run(args.run_dir, args.window)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.run_dir}: {counts['episodes']} episodes, {counts['learner']} learner records checked "
+          f"(windows of {monitor.limits.window} episodes; Q must stay within {monitor.limits.min_q:.2f}.."
+          f"{monitor.limits.max_q:.2f})")
+    for finding in monitor.findings:
+        print(finding.line())
+    if not monitor.findings:
+        print("no problems found")
+    return 1 if any(f.severity == "error" for f in monitor.findings) else 0
 
 
 # ------------------------------------------------------------------------------------------------ demo
@@ -384,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="(re)draw the training plots of a run folder")
     pl.add_argument("run_dir")
     pl.set_defaults(func=_cmd_plot)
+
+    hp = sub.add_parser("health", help="run the training health checks over a run folder's metrics")
+    hp.add_argument("run_dir")
+    hp.add_argument("--window", type=int, default=None, help="episodes per window (default: the run's health.window)")
+    hp.set_defaults(func=_cmd_health)
 
     m = sub.add_parser("demo", help="the simulation demo: train from the gripper camera, evaluate, video")
     m.add_argument("--config_path", default=DEFAULT_CONFIG)

@@ -38,7 +38,8 @@ LEARNER_KEYS = ("learner_step",)
 EVAL_KEYS = ("env_step",)
 
 # columns a new file always gets (first, in this order), whether or not its first row has them
-EPISODE_COLUMNS = ("episode", "env_step", "reward", "length", "success", "intervention_rate")
+EPISODE_COLUMNS = ("episode", "env_step", "reward", "length", "success", "intervention_rate", "action_jitter",
+                   "action_saturation")
 EVAL_COLUMNS = ("env_step", "success_rate", "mean_reward", "mean_length", "episodes")
 
 STREAMS = {

@@ -71,6 +71,36 @@ class EpisodeStats:
                 "cube_x": round(self.cube_start[0], 4), "cube_y": round(self.cube_start[1], 4), **self.extra}
 
 
+class _PolicyMotion:
+    """How the policy's own continuous actions move within an episode (the health checks read these):
+    ``action_jitter`` = mean |a_t - a_t-1| over consecutive policy steps (a shaking arm: near 1 on the [-1, 1]
+    scale; a smooth one: well under 0.3), ``action_saturation`` = share of action values at the bounds (|a| > 0.99).
+    Left out when the policy made fewer than two consecutive steps (a demonstration, a fully corrected episode)."""
+
+    def __init__(self, dims: int):
+        self.dims = dims
+        self.previous: np.ndarray | None = None
+        self.jumps: list[float] = []
+        self.saturated = self.values = 0
+
+    def add(self, action: np.ndarray, is_intervention: bool) -> None:
+        if is_intervention:
+            self.previous = None
+            return
+        a = np.asarray(action, dtype=np.float64)[: self.dims]
+        if self.previous is not None:
+            self.jumps.append(float(np.abs(a - self.previous).mean()))
+        self.previous = a
+        self.saturated += int((np.abs(a) > 0.99).sum())
+        self.values += a.size
+
+    def summary(self) -> dict:
+        if not self.jumps:
+            return {}
+        return {"action_jitter": round(float(np.mean(self.jumps)), 4),
+                "action_saturation": round(self.saturated / self.values, 4)}
+
+
 def gripper_penalty(stored_state: np.ndarray, action: np.ndarray, penalty: float) -> float:
     """HIL-SERL's grasp penalty: `penalty` when the command changes the gripper's state (close while open or
     open while closed), read from the closed-command flag in the state."""
@@ -111,6 +141,7 @@ class Actor:
         if on_step is not None:
             on_step(obs, info)
         total, steps, interventions, success = 0.0, 0, 0, False
+        motion = _PolicyMotion(self.agent.config.action_dim)
         # the real arm knows no cube position (nan), and its end-effector position is in the state
         cube0 = np.asarray(info.get("cube_pos", (np.nan, np.nan)), dtype=float)[:2].copy()
         ee0 = np.asarray(info.get("ee_pos", obs["state"][EE_POS]), dtype=float).copy()
@@ -142,6 +173,7 @@ class Actor:
             if on_transition is not None:
                 on_transition(Transition(stored, action, float(reward), bool(terminated), bool(truncated),
                                          next_stored, is_intervention, extra))
+            motion.add(action, is_intervention)
             total += float(reward)
             steps += 1
             interventions += int(is_intervention)
@@ -149,7 +181,7 @@ class Actor:
             stored = next_stored
             if terminated or truncated:
                 break
-        extra = {}
+        extra = motion.summary()
         if "classifier_disagreements" in info:  # learned reward in the simulation: how often it disagreed
             extra["classifier_disagreements"] = int(info["classifier_disagreements"])
         return EpisodeStats(episode, env_step + steps, total, steps, success, interventions,

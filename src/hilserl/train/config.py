@@ -96,6 +96,19 @@ class LoopConfig:
             raise ValueError(f"updates_per_env_step: expected > 0, got {self.updates_per_env_step}")
 
 
+@dataclass
+class HealthConfig:
+    """Training health checks (hilserl.monitor.health): warnings in the log and in <run>/health.jsonl while the run
+    trains; NaN weights stop it."""
+
+    enabled: bool = True
+    window: int = 20  # episodes per comparison window of the episode checks
+
+    def validate(self) -> None:
+        if self.window < 5:
+            raise ValueError(f"window: expected >= 5 episodes, got {self.window}")
+
+
 DISCONNECTED_BEHAVIORS = ("keep_acting", "hold")
 
 
@@ -167,6 +180,7 @@ class TrainConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     output_dir: str = "outputs/train"
     run_name: str | None = None  # default: a timestamp
 

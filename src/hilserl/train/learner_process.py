@@ -35,6 +35,7 @@ from hilserl.distributed import codec
 from hilserl.distributed.auth import check_bind, load_token, server_credentials
 from hilserl.distributed.server import ActorStart, IngestResult, LearnerServer, Refused, WeightsBoard, settings_from
 from hilserl.fileio import atomic_write_json
+from hilserl.monitor.health import HealthReporter
 from hilserl.train.actor import policy_fingerprint
 from hilserl.envs import env_spaces
 from hilserl.train.actor_process import resolve_policy_config
@@ -57,11 +58,12 @@ class LearnerSink:
     """The server's storage: ingest into the Learner, commit, then the server acks. Also hands out demo quotas and
     logs the actors' episode statistics (once per episode, remembered in the ledger)."""
 
-    def __init__(self, learner: Learner, cfg: TrainConfig, policy_cfg, logger, log):
+    def __init__(self, learner: Learner, cfg: TrainConfig, policy_cfg, logger, log, health: HealthReporter):
         self.learner = learner
         self.cfg = cfg
         self.logger = logger
         self.log = log
+        self.health = health
         self.schema = codec.TransitionSchema(dict(learner.online.spec), learner.online.action_dim,
                                              learner.info_keys)
         self.policy_spec = codec.weights_spec(learner.policy_weights())
@@ -124,8 +126,9 @@ class LearnerSink:
             learner.commit(sync=self._sync)
             acked, env_steps = rec.seq, learner.env_steps
         for episode, values, number in to_log:
-            self.logger.log_episode({**values, "episode": number, "env_step": env_steps, "actor": actor_id,
-                                     "actor_episode": episode})
+            rec = {**values, "episode": number, "env_step": env_steps, "actor": actor_id, "actor_episode": episode}
+            self.logger.log_episode(rec)
+            self.health.episode(rec)
         if stored:
             with self.data_arrived:
                 self.data_arrived.notify_all()
@@ -244,7 +247,8 @@ def run_learner(cfg: TrainConfig, resume: bool = False, log=print, stop: threadi
     stop = stop or threading.Event()
     cfg, learner, ckpt = _open_learner(cfg, run_dir, resume, log)
     logger = MetricsLogger(run_dir)
-    sink = LearnerSink(learner, cfg, cfg.policy, logger, log)
+    health = HealthReporter(cfg, run_dir, log)
+    sink = LearnerSink(learner, cfg, cfg.policy, logger, log, health)
     board = WeightsBoard()
     board.publish(learner.policy_weights(), learner.updates)
     server = LearnerServer(sink, settings_from(transport), board, token, credentials)
@@ -267,6 +271,7 @@ def run_learner(cfg: TrainConfig, resume: bool = False, log=print, stop: threadi
                 owed = sink.updates_behind()
             if owed > 0:
                 metrics = learner.update()
+                health.update(metrics, learner.updates)  # NaN weights: stop before they are sent or saved
                 if learner.updates % loop.push_weights_every == 0:
                     board.publish(learner.policy_weights(), learner.updates)
                 if learner.updates % loop.log_every == 0:
@@ -275,6 +280,7 @@ def run_learner(cfg: TrainConfig, resume: bool = False, log=print, stop: threadi
                            "updates_per_s": round(learner.updates_per_second(), 2), **server.metrics()}
                     logger.log_learner(rec)
                     log(format_learner_line(rec))
+                    health.learner(rec)
             elif sink.training_done():
                 break
             else:

@@ -25,6 +25,7 @@ import torch
 
 from hilserl.agents.sac import SACAgent
 from hilserl.config import to_dict
+from hilserl.monitor.health import HealthReporter, TrainingHealthError
 from hilserl.sim.human import SimulatedHuman
 from hilserl.train.actor import Actor, demo_human_config, record_demo
 from hilserl.train.actor_process import make_env, make_human, resolve_policy_config
@@ -146,6 +147,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     next_eval = (state["env_step"] // loop.eval_every + 1) * loop.eval_every if loop.eval_every else None
     next_ckpt = (state["env_step"] // loop.checkpoint_every + 1) * loop.checkpoint_every if loop.checkpoint_every else None
 
+    health = HealthReporter(cfg, run_dir, log)
+
     def on_transition(t):
         nonlocal pending_updates, last_metrics
         learner.add(t, episode=state["episode"])
@@ -156,6 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
         while pending_updates >= 1.0:
             pending_updates -= 1.0
             last_metrics = learner.update()
+            health.update(last_metrics, learner.updates)  # before the weights reach the actor or a checkpoint
             if learner.updates % loop.push_weights_every == 0:
                 actor.load_policy_weights(learner.policy_weights(), learner.updates)
             if learner.updates % loop.log_every == 0:
@@ -164,6 +168,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
                        "updates_per_s": round(learner.updates_per_second(), 2)}
                 logger.log_learner(rec)
                 log(format_learner_line(rec))
+                health.learner(rec)
 
     def checkpoint() -> Path:
         learner.flush()
@@ -173,10 +178,19 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
 
     while state["env_step"] < loop.total_env_steps:
         state["episode"] += 1
-        stats = actor.run_episode(state["episode"], state["env_step"], on_transition)
+        try:
+            stats = actor.run_episode(state["episode"], state["env_step"], on_transition)
+        except TrainingHealthError:
+            learner.flush()  # the buffers on disk stay usable for a resume from the last checkpoint
+            logger.close()
+            learner.close()
+            env.close()
+            eval_env.close()
+            raise
         rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version}
         logger.log_episode(rec)
         log(format_episode_line(rec))
+        health.episode(rec)
         if progress is not None:
             progress(state["env_step"], loop.total_env_steps)
         if next_eval is not None and state["env_step"] >= next_eval:
