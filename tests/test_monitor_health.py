@@ -113,6 +113,16 @@ def test_shaking_and_saturation_after_the_first_window():
     assert sorted(checks(found)) == ["saturation", "shaking"] and found[0].at == "episode 20"
 
 
+@pytest.mark.parametrize("alpha, entropy, advice", [(0.011, -1.5, "exploration noise is at its target"),
+                                                     (0.011, 0.5, "too much entropy"),
+                                                     (0.5, -1.5, "too much entropy")])
+def test_shaking_advice_depends_on_the_exploration_noise(alpha, entropy, advice):
+    m = HealthMonitor(HealthLimits(**{**LIMITS.__dict__, "target_entropy": -1.5}))
+    m.observe_learner(learner_rec(100, temperature=alpha, entropy=entropy))
+    found = feed_episodes(m, [episode(i, jitter=0.7) for i in range(1, 21)])
+    assert checks(found) == ["shaking"] and advice in found[0].advice
+
+
 def test_interventions_that_do_not_fall():
     m = HealthMonitor(LIMITS)
     found = feed_episodes(m, [episode(i, intervention=0.5) for i in range(1, 31)])
@@ -198,3 +208,22 @@ def test_nan_weights_stop_training_before_a_checkpoint(tmp_path, monkeypatch):
         assert len(online) > state["online_size"]
     finally:
         online.close()
+
+
+def test_policy_motion_measures_jumps_between_consecutive_policy_steps():
+    from hilserl.train.actor import _PolicyMotion
+    from hilserl.train.evaluate import EvalResult
+
+    m = _PolicyMotion(dims=2)
+    m.add([0.0, 0.0, 2.0], False)  # the third value (a gripper command) is not a motion
+    m.add([1.0, 0.0, 0.0], False)  # jump 0.5
+    m.add([0.3, 0.3, 1.0], True)  # a person's action: not the policy's, and breaks the chain
+    m.add([-1.0, 0.5], False)
+    m.add([-1.0, 1.0], False)  # jump 0.25
+    assert m.summary() == {"action_jitter": 0.375, "action_saturation": 0.5}  # 4 of the 8 values at the bounds
+    only_people = _PolicyMotion(dims=2)
+    only_people.add([1.0, 1.0], True)
+    assert only_people.summary() == {}  # no key: nothing to say (and nothing non-finite sent over the network)
+    rows = [{"success": 1, "action_jitter": 0.2}, {"success": 0, "action_jitter": None},
+            {"success": 1, "action_jitter": 0.4}]
+    assert EvalResult(rows).action_jitter == 0.3 and EvalResult(rows).summary()["action_jitter"] == 0.3

@@ -67,6 +67,7 @@ class HealthLimits:
     window: int = 20  # episodes per comparison window
     earliest_success: int | None = None  # reward classifier: the first step it may say success; None: no check
     discount: float = 0.97
+    target_entropy: float | None = None
 
 
 def limits_from_config(cfg, window: int | None = None) -> HealthLimits:
@@ -85,8 +86,9 @@ def limits_from_config(cfg, window: int | None = None) -> HealthLimits:
     min_q = per_step_low / (1.0 - gamma) if gamma < 1.0 else per_step_low * 1000.0
     max_q = max(success, step / (1.0 - gamma)) if step > 0 and gamma < 1.0 else success
     window = window or d.get("health", {}).get("window", 20)
+    target = policy["target_entropy"] if policy["target_entropy"] is not None else -policy["action_dim"] / 2.0
     return HealthLimits(max_q=max_q, min_q=min_q, temperature_init=policy["temperature_init"], window=window,
-                        earliest_success=earliest, discount=gamma)
+                        earliest_success=earliest, discount=gamma, target_entropy=target)
 
 
 class HealthMonitor:
@@ -101,6 +103,7 @@ class HealthMonitor:
         self._lock = threading.Lock()
         self._episodes: list[dict] = []
         self._q_high = self._q_low = 0
+        self._last_learner: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------------ learner
     def observe_update(self, metrics: dict[str, Any], learner_step: int) -> list[HealthFinding]:
@@ -111,6 +114,7 @@ class HealthMonitor:
         lim, at = self.limits, f"learner step {int(rec.get('learner_step', 0))}"
         found: list[tuple[str, HealthFinding | None]] = []
         with self._lock:
+            self._last_learner = dict(rec)
             found.append(self._not_finite(rec, int(rec.get("learner_step", 0))))
             q = _finite_num(rec.get("q_mean"))
             span = lim.max_q - lim.min_q
@@ -193,12 +197,24 @@ class HealthMonitor:
         jitter = _mean(e["action_jitter"] for e in last)
         if jitter is None or jitter <= SHAKING_JITTER:
             return "shaking", None
+        lim = self.limits
+        alpha = _finite_num(self._last_learner.get("temperature"))
+        entropy = _finite_num(self._last_learner.get("entropy"))
+        noisy = (alpha is not None and alpha > 10 * lim.temperature_init) or (
+            entropy is not None and lim.target_entropy is not None and entropy > lim.target_entropy + 1.0)
+        if noisy or alpha is None:
+            advice = ("Usually too much entropy: temperature_init 0.01 and target_entropy -action_dim/2 (hilserl "
+                      "doctor); watch α in the learner lines.")
+        else:
+            advice = (f"The exploration noise is at its target (α {alpha:.3g}, entropy {entropy:.2f} vs target "
+                      f"{lim.target_entropy:.2f}), so the policy's own choice swings from frame to frame. Check it "
+                      "with `hilserl eval` (it reports the jitter of the deterministic policy); on the real arm a "
+                      "smaller env.action_scale makes each swing smaller, and more demonstrations and brief "
+                      "corrections give it a steadier target.")
         return "shaking", HealthFinding(
             "shaking", "warning", at,
             f"the policy's actions jump by {jitter:.2f} on average from one tick to the next (on the -1..1 scale; "
-            "a learning policy with the reference settings: 0.2-0.3): the arm shakes",
-            "Usually too much entropy: temperature_init 0.01 and target_entropy -action_dim/2 (hilserl doctor); "
-            "watch α in the learner lines.")
+            "a smooth policy: under 0.3): the arm shakes", advice)
 
     def _saturation(self, last, at):
         share = _mean(e["action_saturation"] for e in last)
@@ -343,12 +359,14 @@ def check_run(run_dir: str | Path, window: int | None = None) -> tuple[HealthMon
         raise FileNotFoundError(f"{run_dir}: no config.json (expected a run folder written by hilserl train or "
                                 "hilserl learner)")
     monitor = HealthMonitor(limits_from_config(json.loads(config_file.read_text()), window))
-    counts = {}
-    for name, observe in (("learner", monitor.observe_learner), ("episodes", monitor.observe_episode)):
+    counts, stream = {}, []
+    for order, (name, observe) in enumerate((("learner", monitor.observe_learner),
+                                              ("episodes", monitor.observe_episode))):
         rows = _read_rows(run_dir / "metrics" / f"{name}.csv")
         counts[name] = len(rows)
-        for row in rows:
-            observe(row)
+        stream += [(_num(row.get("env_step")) or 0.0, order, i, observe, row) for i, row in enumerate(rows)]
+    for *_, observe, row in sorted(stream, key=lambda item: item[:3]):  # as they were logged, by env step
+        observe(row)
     return monitor, counts
 
 

@@ -49,7 +49,15 @@ class EvalResult:
         return {"episodes": self.episodes, "success_rate": round(self.success_rate, 4),
                 "success_ci_low": round(lo, 4), "success_ci_high": round(hi, 4),
                 "mean_reward": round(float(np.mean([r["reward"] for r in self.rows])) if self.rows else 0.0, 4),
-                "mean_length": round(float(np.mean([r["steps"] for r in self.rows])) if self.rows else 0.0, 2)}
+                "mean_length": round(float(np.mean([r["steps"] for r in self.rows])) if self.rows else 0.0, 2),
+                "action_jitter": self.action_jitter}
+
+    @property
+    def action_jitter(self) -> float | None:
+        """Mean |a_t - a_t-1| of the policy's continuous actions per tick (-1..1 scale): how much the arm would
+        shake. A smooth policy stays well under 0.3; None when no episode was long enough."""
+        values = [r["action_jitter"] for r in self.rows if r.get("action_jitter") is not None]
+        return round(float(np.mean(values)), 3) if values else None
 
 
 def camera_frame(images: dict, ok: bool, view_size: int = 256) -> np.ndarray:
@@ -96,7 +104,8 @@ def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_rese
                                       on_step=on_step)
             result.rows.append({"episode": i + 1, "steps": stats.length, "reward": round(stats.reward, 3),
                                 "success": int(stats.success), "cube_x": stats.cube_start[0],
-                                "cube_y": stats.cube_start[1], "ee_x": stats.ee_start[0], "ee_y": stats.ee_start[1]})
+                                "cube_y": stats.cube_start[1], "ee_x": stats.ee_start[0], "ee_y": stats.ee_start[1],
+                                "action_jitter": stats.extra.get("action_jitter")})
     finally:
         actor.human = human
     if video_path is not None and frames:
@@ -122,6 +131,9 @@ def print_table(result: EvalResult, console=None) -> None:
     lo, hi = result.interval
     console.print(f"Success rate: {result.success_rate:.0%} ({result.successes}/{result.episodes}), "
                   f"95% interval {lo:.0%}-{hi:.0%}")
+    if result.action_jitter is not None:
+        smooth = "smooth" if result.action_jitter < 0.3 else "jerky: on the real arm this is visible shaking"
+        console.print(f"Action jitter: {result.action_jitter:.2f} per tick on the -1..1 scale ({smooth})")
 
 
 def plot_success_map(result: EvalResult, path: Path, title: str = "Success by cube start position") -> Path:
