@@ -224,6 +224,7 @@ def test_policy_motion_measures_jumps_between_consecutive_policy_steps():
     only_people = _PolicyMotion(dims=2)
     only_people.add([1.0, 1.0], True)
     assert only_people.summary() == {}  # no key: nothing to say (and nothing non-finite sent over the network)
-    rows = [{"success": 1, "action_jitter": 0.2}, {"success": 0, "action_jitter": None},
-            {"success": 1, "action_jitter": 0.4}]
+    rows = [{"success": 1, "reward": 9.0, "steps": 20, "action_jitter": 0.2},
+            {"success": 0, "reward": -5.0, "steps": 100, "action_jitter": None},
+            {"success": 1, "reward": 9.0, "steps": 30, "action_jitter": 0.4}]
     assert EvalResult(rows).action_jitter == 0.3 and EvalResult(rows).summary()["action_jitter"] == 0.3
