@@ -110,12 +110,14 @@ def gripper_penalty(stored_state: np.ndarray, action: np.ndarray, penalty: float
 
 
 class Actor:
-    def __init__(self, env, agent: SACAgent, human=None, seed: int = 0, grasp_penalty: float = -0.02):
+    def __init__(self, env, agent: SACAgent, human=None, seed: int = 0, grasp_penalty: float = -0.02,
+                 action_rate_penalty: float = 0.0):
         self.env = env
         self.agent = agent
         self.human = human
         self.seed = seed
         self.grasp_penalty = grasp_penalty
+        self.action_rate_penalty = action_rate_penalty  # reward -= it * mean((a_t - a_t-1)^2), continuous dims
         self.processor = ObservationProcessor(agent, env.observation_space,
                                               torch.Generator().manual_seed(seed + 17))
         self.weights_version = 0
@@ -142,6 +144,7 @@ class Actor:
             on_step(obs, info)
         total, steps, interventions, success = 0.0, 0, 0, False
         motion = _PolicyMotion(self.agent.config.action_dim)
+        previous = None  # the last executed continuous action (action_rate_penalty)
         # the real arm knows no cube position (nan), and its end-effector position is in the state
         cube0 = np.asarray(info.get("cube_pos", (np.nan, np.nan)), dtype=float)[:2].copy()
         ee0 = np.asarray(info.get("ee_pos", obs["state"][EE_POS]), dtype=float).copy()
@@ -167,6 +170,11 @@ class Actor:
             next_stored = self.processor.to_stored(next_obs)
             if on_step is not None:
                 on_step(next_obs, info)
+            if self.action_rate_penalty:  # what ran, the person's moves included: the arm's motion is penalised
+                moved = np.asarray(action, dtype=np.float64)[: self.agent.config.action_dim]
+                if previous is not None:
+                    reward = float(reward) - self.action_rate_penalty * float(np.mean((moved - previous) ** 2))
+                previous = moved
             extra = {}
             if self.agent.config.discrete_gripper:
                 extra["gripper_penalty"] = gripper_penalty(stored["state"], action, self.grasp_penalty)

@@ -46,8 +46,13 @@ class RewardConfig:
     min_steps: int = 30
     success_reward: float = 10.0
     step_penalty: float = -0.05
+    # both reward types, simulation and real arm: reward -= action_rate_penalty * mean((a_t - a_t-1)^2) over the
+    # continuous action dims (-1..1 scale) of what ran; discourages a policy that swings from tick to tick
+    action_rate_penalty: float = 0.0
 
     def validate(self) -> None:
+        if self.action_rate_penalty < 0:
+            raise ValueError(f"action_rate_penalty: expected >= 0 (it is subtracted), got {self.action_rate_penalty}")
         if self.type not in ("ground_truth", "classifier"):
             raise ValueError(f"type: expected 'ground_truth' or 'classifier', got {self.type!r}")
         if self.type == "classifier" and not self.classifier_path:
