@@ -262,6 +262,10 @@ def _cmd_demo(args, overrides) -> int:
                   f"(95% interval {summary['success_ci_low']:.0%}-{summary['success_ci_high']:.0%}) on "
                   f"{summary['episodes']} new episodes")
     console.print(f"best model: {model}\nlast checkpoint: {res.last_checkpoint}\nplots:      {res.run_dir / 'plots'}")
+    if (summary.get("action_jitter") or 0.0) > 0.4:
+        console.print(f"its moves are jerky (jitter {summary['action_jitter']:.2f} per tick; smooth: under 0.3): "
+                      "policies learned from the gripper camera servo bang-bang here, a known open problem (README, "
+                      "'What the checks found in our own runs')")
     if summary["success_rate"] < 0.9 and res.env_steps < 10_000:
         console.print(f"{res.env_steps} steps is where learning from pixels usually passes 90%, not always; for a "
                       "policy that reliably grasps (90-96% in our runs) train longer: hilserl demo --env_steps 10000")
