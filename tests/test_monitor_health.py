@@ -53,6 +53,8 @@ def test_limits_follow_the_reward_settings():
     real = limits_from_config(load_config(TrainConfig, "configs/so101_grasp.json", ["--reward.success_reward=5"]))
     assert real.max_q == 5.0 and real.earliest_success == 30 + 10 - 1  # min_steps + consecutive_frames - 1
     assert limits_from_config(to_dict(load_config(TrainConfig, None, ["--health.window=7"]))).window == 7
+    penalised = limits_from_config(load_config(TrainConfig, None, ["--reward.action_rate_penalty=0.1"]))
+    assert penalised.min_q == pytest.approx((-0.05 - 0.4) / 0.03)  # the worst step also pays the largest swing
 
 
 # --------------------------------------------------------------------------------------------- learner checks
