@@ -125,6 +125,16 @@ def test_shaking_advice_depends_on_the_exploration_noise(alpha, entropy, advice)
     assert checks(found) == ["shaking"] and advice in found[0].advice
 
 
+def test_shaking_is_judged_in_metres_of_commanded_motion():
+    fine = HealthMonitor(HealthLimits(**{**LIMITS.__dict__, "action_scale": 0.01}))  # 0.45 x 1 cm = 4.5 mm
+    assert feed_episodes(fine, [episode(i, jitter=0.45) for i in range(1, 21)]) == []
+    coarse = HealthMonitor(LIMITS)  # the same jitter at 2 cm per full command: 9 mm per tick
+    found = feed_episodes(coarse, [episode(i, jitter=0.45) for i in range(1, 21)])
+    assert checks(found) == ["shaking"] and "9.0 mm per tick" in found[0].message
+    cfg = load_config(TrainConfig, "configs/sim_grasp.json", ["--env.action_scale=0.01"])
+    assert limits_from_config(cfg).action_scale == 0.01
+
+
 def test_interventions_that_do_not_fall():
     m = HealthMonitor(LIMITS)
     found = feed_episodes(m, [episode(i, intervention=0.5) for i in range(1, 31)])

@@ -11,7 +11,7 @@ HIL-SERL runs failed (the user's devlogs, the reference implementations' issue t
     critic_divergence         critic loss above the whole value range squared       warning
     temperature_collapse      alpha under 1/100 of temperature_init: no exploration  warning
     temperature_runaway       alpha over 100x temperature_init (and 0.1): noise      warning
-    shaking                   the policy's actions jump between ticks                warning
+    shaking                   the commanded target swings by > 8 mm per tick          warning
     saturation                the policy's actions sit at the bounds                 warning
     interventions_not_falling the intervention rate is as high as at the start       warning
     no_success                no episode succeeds, not even with interventions       warning
@@ -39,9 +39,11 @@ MARKS = {"error": "✗", "warning": "!"}
 LEARNER_VALUES = ("critic_loss", "actor_loss", "q_mean", "td_target_mean", "temperature", "entropy",
                   "discrete_critic_loss", "discrete_q_mean", "temperature_loss")
 
-# mean |a_t - a_t-1| on the [-1, 1] scale. Measured on the state sim config: an untrained policy 0.8, the default
-# settings 0.23-0.31 once learning, target_entropy +0.5 0.25-0.38, the devlog's temperature_init 0.2 0.36-0.49
-SHAKING_JITTER = 0.4
+# How far the commanded end-effector target swings per tick: mean |a_t - a_t-1| (on the [-1, 1] scale) times
+# env.action_scale, in metres. Measured in the simulation at action_scale 0.02: an untrained policy 16 mm, the
+# state config with the reference settings 4.6-6.2 mm, with target_entropy +0.5 5-7.6 mm, with the devlog's
+# temperature_init 0.2 7.2-9.8 mm; the pixel config 11-16 mm at 0.02 but 4.1-4.6 mm at action_scale 0.01
+SHAKING_M = 0.008
 SATURATION_SHARE = 0.5  # share of the policy's action values at the bounds
 
 
@@ -68,6 +70,7 @@ class HealthLimits:
     earliest_success: int | None = None  # reward classifier: the first step it may say success; None: no check
     discount: float = 0.97
     target_entropy: float | None = None
+    action_scale: float = 0.02  # metres per tick at a full command (env.action_scale)
 
 
 def limits_from_config(cfg, window: int | None = None) -> HealthLimits:
@@ -88,7 +91,8 @@ def limits_from_config(cfg, window: int | None = None) -> HealthLimits:
     window = window or d.get("health", {}).get("window", 20)
     target = policy["target_entropy"] if policy["target_entropy"] is not None else -policy["action_dim"] / 2.0
     return HealthLimits(max_q=max_q, min_q=min_q, temperature_init=policy["temperature_init"], window=window,
-                        earliest_success=earliest, discount=gamma, target_entropy=target)
+                        earliest_success=earliest, discount=gamma, target_entropy=target,
+                        action_scale=env.get("action_scale", 0.02))
 
 
 class HealthMonitor:
@@ -194,10 +198,10 @@ class HealthMonitor:
             return self._report(found)
 
     def _shaking(self, last, at):
-        jitter = _mean(e["action_jitter"] for e in last)
-        if jitter is None or jitter <= SHAKING_JITTER:
-            return "shaking", None
         lim = self.limits
+        jitter = _mean(e["action_jitter"] for e in last)
+        if jitter is None or jitter * lim.action_scale <= SHAKING_M:
+            return "shaking", None
         alpha = _finite_num(self._last_learner.get("temperature"))
         entropy = _finite_num(self._last_learner.get("entropy"))
         noisy = (alpha is not None and alpha > 10 * lim.temperature_init) or (
@@ -213,8 +217,9 @@ class HealthMonitor:
                       "corrections give it a steadier target.")
         return "shaking", HealthFinding(
             "shaking", "warning", at,
-            f"the policy's actions jump by {jitter:.2f} on average from one tick to the next (on the -1..1 scale; "
-            "a smooth policy: under 0.3): the arm shakes", advice)
+            f"the policy's commands swing by {1000 * jitter * lim.action_scale:.1f} mm per tick on average "
+            f"(action jitter {jitter:.2f} on the -1..1 scale x env.action_scale {lim.action_scale:g} m; a smooth "
+            "policy: under 6 mm): the arm shakes", advice)
 
     def _saturation(self, last, at):
         share = _mean(e["action_saturation"] for e in last)
