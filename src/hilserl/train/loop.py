@@ -172,6 +172,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
                 log(format_learner_line(rec))
                 health.learner(rec)
 
+    def release() -> None:
+        logger.close()
+        learner.close()  # commits and flushes the buffers
+        env.close()
+        eval_env.close()
+
     def checkpoint() -> Path:
         learner.flush()
         state.update(learner_updates=learner.updates, online_size=len(learner.online), demo_size=len(learner.demo))
@@ -183,11 +189,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
         try:
             stats = actor.run_episode(state["episode"], state["env_step"], on_transition)
         except TrainingHealthError:
-            learner.flush()  # the buffers on disk stay usable for a resume from the last checkpoint
-            logger.close()
-            learner.close()
-            env.close()
-            eval_env.close()
+            release()  # no checkpoint of the broken weights; the buffers are committed for a resume
             raise
         rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version}
         logger.log_episode(rec)
@@ -214,10 +216,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
 
     if result.last_checkpoint is None or not result.last_checkpoint.name.endswith(f"{state['env_step']:07d}"):
         result.last_checkpoint = checkpoint()
-    logger.close()
-    learner.close()
-    env.close()
-    eval_env.close()
+    release()
     result.env_steps, result.episodes, result.learner_updates = state["env_step"], state["episode"], learner.updates
     result.evals = list(state["evals"])
     if (run_dir / "best_model" / "agent.json").exists():
