@@ -83,6 +83,10 @@ class ReplayBuffer:
         stack_keys: keys that are stacked (default: the image keys). A stacked key of shape
             ``[C, ...]`` (images: stored ``[C, H, W]``) comes out as ``[B, k*C, ...]``.
         image_keys: keys treated as HWC uint8 camera frames (default: every 3-D uint8 key).
+        view_keys: keys stored with a leading axis of ``K`` alternative views of the same frame (the
+            frozen backbone's maps of ``K`` shifted copies, ``features.<camera>`` [K, C, h, w]). A
+            sampled row gets one view, drawn uniformly and independently for the observation and the
+            next observation, so batches carry ``[B, C, h, w]``: ``K`` times less to gather.
         storage_dir: if given, arrays live as memmaps in this folder; an existing buffer there is
             reopened (its configuration must match, else ValueError).
         rng: numpy Generator or seed for sampling.
@@ -101,6 +105,7 @@ class ReplayBuffer:
         frame_stack: int = 1,
         stack_keys: Iterable[str] | None = None,
         image_keys: Iterable[str] | None = None,
+        view_keys: Iterable[str] = (),
         storage_dir: str | os.PathLike | None = None,
         rng: np.random.Generator | int | None = None,
     ) -> None:
@@ -147,6 +152,12 @@ class ReplayBuffer:
                 raise ValueError(f"stack key {k!r} is not in the observation spec")
             if len(self.spec[k].shape) == 0:
                 raise ValueError(f"stack key {k!r} is a scalar; stacking needs a leading axis")
+
+        self.view_keys = tuple(view_keys)
+        for k in self.view_keys:
+            if k not in self.spec or k in self.image_keys or k in self.stack_keys or len(self.spec[k].shape) < 2:
+                raise ValueError(f"view key {k!r}: expected a non-image, unstacked key of the observation spec "
+                                 "with a leading axis of views")
 
         # how many frames back a transition's stack reaches (what an overwrite can invalidate)
         self._reach = self.frame_stack - 1 if self.stack_keys else 0
@@ -575,6 +586,8 @@ class ReplayBuffer:
             stored = self._stored_shape(key)
             if key in self.stack_keys and self.frame_stack > 1:
                 stored = (self.frame_stack * stored[0], *stored[1:])
+            if key in self.view_keys:
+                stored = stored[1:]
             shapes[key] = (stored, _out_dtype(ks.dtype, key in self.image_keys))
         return shapes
 
@@ -619,6 +632,10 @@ class ReplayBuffer:
                 sub = frames.shape[1:]
                 np.take(frames, obs_stack, axis=0, out=o.reshape(n_rows * k, *sub), mode="clip")
                 np.take(frames, nxt_stack, axis=0, out=x.reshape(n_rows * k, *sub), mode="clip")
+            elif key in self.view_keys:  # one of the K views per row, e.g. float16 maps -> float32
+                k_views = frames.shape[1]
+                o[...] = frames[slots, self.rng.integers(0, k_views, n_rows)]
+                x[...] = frames[nxt, self.rng.integers(0, k_views, n_rows)]
             elif o.dtype == frames.dtype:
                 np.take(frames, slots, axis=0, out=o, mode="clip")
                 np.take(frames, nxt, axis=0, out=x, mode="clip")
@@ -687,7 +704,7 @@ class ReplayBuffer:
         for attr in ("action_dim", "frame_stack", "spec"):
             if getattr(self, attr) != getattr(other, attr):
                 return f"{attr}: {getattr(self, attr)!r} vs {getattr(other, attr)!r}"
-        for attr in ("info_keys", "stack_keys", "image_keys"):
+        for attr in ("info_keys", "stack_keys", "image_keys", "view_keys"):
             if set(getattr(self, attr)) != set(getattr(other, attr)):
                 return f"{attr}: {getattr(self, attr)!r} vs {getattr(other, attr)!r}"
         return None

@@ -34,7 +34,7 @@ def policy_weights(agent: SACAgent) -> dict[str, torch.Tensor]:
 def policy_fingerprint(policy) -> str:
     """The policy settings an actor and its learner must share beyond the weights' names and shapes (checked
     when an actor connects): what the frozen backbone is and how the actor turns frames into stored features."""
-    keys = ("encoder", "backbone_trim_head", "backbone_dtype", "cached_features", "num_cached_shifts",
+    keys = ("encoder", "backbone_trim_head", "backbone_stride", "backbone_dtype", "cached_features", "num_cached_shifts",
             "augmentation_pad", "cameras", "image_size", "discrete_gripper", "action_dim", "state_dim",
             "environment_state_dim")
     d = {k: getattr(policy, k) for k in keys}
@@ -139,7 +139,8 @@ class Actor:
         obs, info = env.reset(seed=self.seed * 1_000_003 + episode, options=reset_options)
         if self.human is not None:
             self.human.start_episode(episode)
-        stored = self.processor.to_stored(obs)
+        storing = on_transition is not None  # else only acting (evaluation): no augmented copies needed
+        stored = self.processor.to_stored(obs, storing)
         if on_step is not None:
             on_step(obs, info)
         total, steps, interventions, success = 0.0, 0, 0, False
@@ -167,7 +168,7 @@ class Actor:
             if info.get("is_intervention") and "intervention_action" in info:
                 # the real arm: the person took over inside the env (leader arm, keys, gamepad); store what ran
                 action, is_intervention = np.asarray(info["intervention_action"], dtype=np.float32), True
-            next_stored = self.processor.to_stored(next_obs)
+            next_stored = self.processor.to_stored(next_obs, storing)
             if on_step is not None:
                 on_step(next_obs, info)
             if self.action_rate_penalty:  # what ran, the person's moves included: the arm's motion is penalised

@@ -62,11 +62,14 @@ class Learner:
         self.batch_size = batch_size
         self.info_keys = ("gripper_penalty",) if policy.discrete_gripper else ()
         action_dim = policy.full_action_dim
+        # cached mode: each stored frame holds K shifted copies' maps; a batch row gets one of them
+        view_keys = tuple(k for k in observation_spec if k.startswith("features."))
 
         def make(name: str, capacity: int, rng_seed: int) -> ReplayBuffer:
             where = None if buffer_dir is None else Path(buffer_dir) / name
             return ReplayBuffer(capacity, observation_spec, action_dim, info_keys=self.info_keys,
-                                tag_keys=TAG_KEYS, storage_dir=where, rng=np.random.default_rng(rng_seed))
+                                tag_keys=TAG_KEYS, view_keys=view_keys, storage_dir=where,
+                                rng=np.random.default_rng(rng_seed))
 
         self.online = make("online", buffers.online_capacity, seed + 1)
         self.demo = make("demo", buffers.demo_capacity, seed + 2)

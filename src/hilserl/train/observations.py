@@ -38,9 +38,9 @@ class ObservationProcessor:
                     self.spec[f"pixels.{cam}"] = (spaces["pixels"][cam].shape, np.uint8)
 
     @torch.no_grad()
-    def _cached_features(self, image_hwc: np.ndarray) -> np.ndarray:
-        """float16 [K, C, h, w]: the unshifted frame first, then K-1 random shifts."""
-        k, pad = self.cfg.num_cached_shifts, self.cfg.augmentation_pad
+    def _cached_features(self, image_hwc: np.ndarray, shifts: bool = True) -> np.ndarray:
+        """float16 [K, C, h, w]: the unshifted frame first, then K-1 random shifts ([1, C, h, w] without shifts)."""
+        k, pad = (self.cfg.num_cached_shifts if shifts else 1), self.cfg.augmentation_pad
         img = torch.from_numpy(np.ascontiguousarray(image_hwc)).permute(2, 0, 1).unsqueeze(0)
         batch = img.expand(k, *img.shape[1:])
         if k > 1 and pad > 0:
@@ -50,14 +50,16 @@ class ObservationProcessor:
         maps = self.agent.encoder.backbone(batch.to(self.agent.device))
         return maps.to(torch.float16).cpu().numpy()
 
-    def to_stored(self, obs: dict) -> dict[str, np.ndarray]:
+    def to_stored(self, obs: dict, shifts: bool = True) -> dict[str, np.ndarray]:
+        """``shifts=False``: for acting only, never stored (evaluation): cached mode computes the unshifted
+        frame's maps alone, a K-th of the backbone work."""
         out = {"state": np.asarray(obs["state"], dtype=np.float32)}
         if "environment_state" in self.spec:
             out["environment_state"] = np.asarray(obs["environment_state"], dtype=np.float32)
         for cam in self.cameras:
             image = obs["pixels"][cam]
             if self.cfg.cached_features:
-                out[f"features.{cam}"] = self._cached_features(image)
+                out[f"features.{cam}"] = self._cached_features(image, shifts)
             else:
                 out[f"pixels.{cam}"] = image
         return out
