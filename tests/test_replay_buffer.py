@@ -265,3 +265,30 @@ def test_episode_after_truncation_starts_fresh_even_from_the_same_observation():
     assert rows.any() and np.all(ids[rows] == [3, 3])  # stack restarts: no frame from the old episode
     trunc = (t == 2)
     assert np.all(b["terminals"].numpy()[trunc] == 0)
+
+
+def test_view_keys_give_each_row_one_view_of_its_own_frame():
+    """A view key stores K alternative views per frame ([K, ...], e.g. the backbone maps of K shifted copies);
+    each sampled row gets one of them, drawn independently for obs and next obs, and all K get drawn."""
+    k = 4
+    spec = {"state": ((2,), np.float32), "features.gripper": ((k, 3), np.float16)}
+
+    def views(ep, t):  # view j of frame (ep, t) encodes all three
+        return np.array([[ep, t, j] for j in range(k)], np.float16)
+
+    buf = ReplayBuffer(200, spec, 3, view_keys=("features.gripper",), rng=0)
+    for ep in range(3):
+        for t in range(10):
+            buf.add(Transition({"state": np.array([ep, t], np.float32), "features.gripper": views(ep, t)},
+                               np.zeros(3, np.float32), 0.0, t == 9, False,
+                               {"state": np.array([ep, t + 1], np.float32), "features.gripper": views(ep, t + 1)},
+                               False))
+    b = buf.sample(2000)
+    st, f = b["observations"]["state"].numpy(), b["observations"]["features.gripper"].numpy()
+    nst, nf = b["next_observations"]["state"].numpy(), b["next_observations"]["features.gripper"].numpy()
+    assert f.shape == (2000, 3) and f.dtype == np.float32
+    assert np.array_equal(f[:, :2], st) and np.array_equal(nf[:, :2], nst)
+    assert set(f[:, 2].astype(int)) == set(range(k)) and set(nf[:, 2].astype(int)) == set(range(k))
+    assert (f[:, 2] != nf[:, 2]).mean() > 0.5  # independent draws for obs and next obs
+    with pytest.raises(ValueError, match="view key 'state'"):
+        ReplayBuffer(20, {"state": ((2,), np.float32)}, 3, view_keys=("state",))
