@@ -292,3 +292,40 @@ def test_view_keys_give_each_row_one_view_of_its_own_frame():
     assert (f[:, 2] != nf[:, 2]).mean() > 0.5  # independent draws for obs and next obs
     with pytest.raises(ValueError, match="view key 'state'"):
         ReplayBuffer(20, {"state": ((2,), np.float32)}, 3, view_keys=("state",))
+
+
+def test_n_step_returns_sum_within_the_episode_and_bootstrap_from_the_right_frame():
+    """n = 3, discount 0.5: each row sums up to 3 rewards of its own episode, bootstraps from the frame after the
+    last one, is terminal only when that last transition terminated, and says how far it looked (discounts)."""
+    g = 0.5
+    buf = ReplayBuffer(200, SPEC, 3, n_step=3, discount=g, info_keys=("gripper_penalty",), rng=0)
+    lengths = {0: 5, 1: 2, 2: 4}
+    for ep, length in lengths.items():
+        for t, tr in enumerate(episode(ep, length, end="terminated" if ep != 2 else "truncated")):
+            tr.info = {"gripper_penalty": -float(t)}
+            buf.add(tr)
+    open_ep = episode(3, 3, end="open")  # still running: its newest transition has no successor yet
+    for t, tr in enumerate(open_ep):
+        tr.info = {"gripper_penalty": -float(t)}
+        buf.add(tr)
+    lengths[3] = 3
+    b = buf.sample(3000)
+    st = b["observations"]["state"].numpy().astype(int)
+    nst = b["next_observations"]["state"].numpy().astype(int)
+    seen = set()
+    for row in range(len(st)):
+        ep, t = st[row]
+        k = min(3, lengths[ep] - t)  # transitions left in the episode (or written so far)
+        want = sum(g ** j * code(ep, t + j) for j in range(k))
+        assert b["rewards"][row].item() == pytest.approx(want)
+        assert b["gripper_penalty"][row].item() == pytest.approx(sum(g ** j * -(t + j) for j in range(k)))
+        assert tuple(nst[row]) == (ep, t + k)
+        assert b["discounts"][row].item() == pytest.approx(g ** k)
+        assert b["terminals"][row].item() == float(ep in (0, 1) and t + k == lengths[ep])
+        assert b["actions"][row, 1].item() == t  # the first transition's action
+        seen.add((ep, t))
+    assert seen == {(ep, t) for ep, n in lengths.items() for t in range(n)}
+    # one step: the plain transition, and no discounts field
+    one = ReplayBuffer(200, SPEC, 3, rng=0)
+    add_all(one, episode(0, 4))
+    assert "discounts" not in one.sample(8)

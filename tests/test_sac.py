@@ -378,3 +378,24 @@ def test_config_errors_name_the_field(field, value):
 def test_cached_mode_rejects_conv_encoder():
     with pytest.raises(ValueError, match="cached_features"):
         SACConfig(cameras=("a",), encoder="conv", cached_features=True)
+
+
+def test_per_row_discounts_replace_the_configured_discount():
+    """n-step batches carry `discounts`: a row with discount 0 bootstraps nothing, so the TD target is its reward;
+    both critics (continuous and gripper) use them."""
+    cfg = SACConfig(state_dim=5, action_dim=2, discrete_gripper=True, cameras=(), hidden_dims=(32, 32))
+    agent = SACAgent(cfg)
+    batch = make_batch(cfg, b=16)
+    batch["gripper_penalty"] = torch.full((16,), -0.02)
+    plain = agent.critic_step(agent.prepare_batch(batch))[0]
+    assert plain["td_target_mean"] != pytest.approx(batch["rewards"].mean().item(), abs=1e-4)
+    batch["discounts"] = torch.zeros(16)
+    seen = {}
+    real = sac.double_dqn_target
+    sac.double_dqn_target = lambda *a: seen.setdefault("t", real(*a))
+    try:
+        m = agent.critic_step(agent.prepare_batch(batch))[0]
+    finally:
+        sac.double_dqn_target = real
+    assert m["td_target_mean"] == pytest.approx(batch["rewards"].mean().item(), abs=1e-5)
+    assert torch.allclose(seen["t"], batch["rewards"] + batch["gripper_penalty"])

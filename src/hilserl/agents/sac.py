@@ -12,8 +12,10 @@ Batch format (what a replay buffer hands to ``update``)::
         "environment_state"  float32 [B, E]              (optional)
     actions          float32 [B, A]; discrete-gripper mode: A = action_dim + 1, the last column is the gripper
                      command index (0 = close, 1 = stay, 2 = open) stored as a float
-    rewards          [B]
+    rewards          [B]   (n-step batches: the discounted sum of the row's rewards)
     terminals        [B]   1 = true terminal (no bootstrap); time-limit truncations must be 0
+    discounts        [B]   optional: the bootstrap's discount per row (n-step returns: discount ** steps taken);
+                           without it every row bootstraps with ``discount``
     is_intervention  [B]   (not used by the losses; interventions are data)
     gripper_penalty  [B]   optional, discrete mode: the grasp penalty already applied per transition, e.g. -0.02
                            where the gripper command changed the gripper state, else 0 (see ``grasp_penalty``).
@@ -122,6 +124,7 @@ class SACConfig:
     grasp_penalty: float = -0.02
     # ---- SAC
     discount: float = 0.97
+    n_step: int = 1  # n-step returns: the replay buffers sum up to n rewards of an episode before bootstrapping
     tau: float = 0.005
     temperature_init: float = 0.01
     temperature_parametrization: str = "softplus"  # "softplus" (reference) or "log"
@@ -187,6 +190,7 @@ class SACConfig:
         check(self.discrete_critic_ensemble_size >= 1, "discrete_critic_ensemble_size", "must be >= 1")
         check(0.0 <= self.gripper_epsilon <= 1.0, "gripper_epsilon", "must be in [0, 1]")
         check(0.0 <= self.discount <= 1.0, "discount", "must be in [0, 1]")
+        check(self.n_step >= 1, "n_step", "must be >= 1")
         check(0.0 < self.tau <= 1.0, "tau", "must be in (0, 1]")
         check(self.temperature_init > 0, "temperature_init", "must be > 0")
         check(self.temperature_parametrization in ("softplus", "log"), "temperature_parametrization",
@@ -220,11 +224,12 @@ class SACConfig:
 
 
 # ============================================================================================= losses
-def td_target(rewards: Tensor, terminals: Tensor, next_q: Tensor, discount: float,
+def td_target(rewards: Tensor, terminals: Tensor, next_q: Tensor, discount: float | Tensor,
               next_log_prob: Tensor | None = None, temperature: Tensor | float = 0.0) -> Tensor:
     """r + discount * (1 - terminal) * (min_e Q_target(s', a') [- alpha * log pi(a'|s')]).
 
-    next_q: [E, B] target-critic values (already subsampled); next_log_prob given only with backup_entropy.
+    next_q: [E, B] target-critic values (already subsampled); next_log_prob given only with backup_entropy;
+    discount: a number, or [B] per row (n-step returns).
     """
     v = next_q.min(dim=0).values
     if next_log_prob is not None:
@@ -249,7 +254,7 @@ def temperature_loss(temperature: Tensor, log_prob: Tensor, target_entropy: floa
 
 
 def double_dqn_target(rewards: Tensor, terminals: Tensor, next_q_online: Tensor, next_q_target: Tensor,
-                      discount: float) -> Tensor:
+                      discount: float | Tensor) -> Tensor:
     """Double DQN: a* = argmax_a mean_e Q_online(s', a); value = min_e Q_target(s', a*).
     next_q_* : [E, B, num_actions]; rewards already include any grasp penalty."""
     best = next_q_online.mean(dim=0).argmax(dim=-1)  # [B]
@@ -347,6 +352,7 @@ class SACAgent(nn.Module):
             "actions": actions[:, : cfg.action_dim],
             "rewards": batch["rewards"].to(dev).float().view(-1),
             "terminals": batch["terminals"].to(dev).float().view(-1),
+            "discounts": (batch["discounts"].to(dev).float().view(-1) if "discounts" in batch else cfg.discount),
         }
         if cfg.discrete_gripper:
             out["gripper_actions"] = actions[:, cfg.action_dim].round().long()
@@ -375,7 +381,7 @@ class SACAgent(nn.Module):
             if cfg.critic_subsample_size is not None and cfg.critic_subsample_size < cfg.critic_ensemble_size:
                 idx = torch.randperm(cfg.critic_ensemble_size, device=next_q.device)[: cfg.critic_subsample_size]
                 next_q = next_q[idx]
-            target = td_target(prep["rewards"], prep["terminals"], next_q, cfg.discount,
+            target = td_target(prep["rewards"], prep["terminals"], next_q, prep["discounts"],
                                next_log_prob if cfg.backup_entropy else None, self.temperature.detach())
         q = self.critic(obs_emb, prep["actions"])
         loss = critic_loss(q, target)
@@ -402,7 +408,7 @@ class SACAgent(nn.Module):
         with torch.no_grad():
             target = double_dqn_target(prep["rewards"] + prep["gripper_penalty"], prep["terminals"],
                                        self.discrete_critic(next_emb), self.discrete_critic_target(next_emb),
-                                       cfg.discount)
+                                       prep["discounts"])
         loss = critic_loss(q, target)
         metrics["discrete_critic_loss"] = loss.item()
         metrics["discrete_q_mean"] = q.mean().item()

@@ -13,6 +13,14 @@ Per slot the buffer keeps ``ep_pos`` (position of the frame within its episode) 
 stacking, a ``valid`` flag (slot starts a sampleable transition), and a ``stamp`` (global frame
 write counter) used to detect frames overwritten after the last flush when reopening.
 
+n-step returns (``n_step > 1``): a sampled row is the transition at slot ``i`` followed by up to
+``n - 1`` more of the same episode (slots ``i + 1 ...``, each still valid: nothing overwritten, no
+episode boundary, not past the newest transition); its reward is their discounted sum
+``r_i + g r_(i+1) + ... + g^(k-1) r_(i+k-1)``, its next observation the frame in slot ``i + k``, its
+``terminals`` the terminated flag of transition ``i + k - 1`` and ``discounts`` = ``g^k``. Info keys
+are per-step reward terms (e.g. the grasp penalty) and are summed the same way. Actions stay the
+first transition's.
+
 Ring wrap-around: writing a slot invalidates the old transition in it and every old transition
 whose frame stack reached back into it, so a transition whose frames were overwritten is never
 sampled.
@@ -87,6 +95,8 @@ class ReplayBuffer:
             frozen backbone's maps of ``K`` shifted copies, ``features.<camera>`` [K, C, h, w]). A
             sampled row gets one view, drawn uniformly and independently for the observation and the
             next observation, so batches carry ``[B, C, h, w]``: ``K`` times less to gather.
+        n_step, discount: sample ``n_step``-step returns discounted by ``discount`` (see the module
+            docstring); batches then carry ``discounts`` [B]. A sampling choice, not stored.
         storage_dir: if given, arrays live as memmaps in this folder; an existing buffer there is
             reopened (its configuration must match, else ValueError).
         rng: numpy Generator or seed for sampling.
@@ -106,6 +116,8 @@ class ReplayBuffer:
         stack_keys: Iterable[str] | None = None,
         image_keys: Iterable[str] | None = None,
         view_keys: Iterable[str] = (),
+        n_step: int = 1,
+        discount: float = 1.0,
         storage_dir: str | os.PathLike | None = None,
         rng: np.random.Generator | int | None = None,
     ) -> None:
@@ -153,6 +165,12 @@ class ReplayBuffer:
             if len(self.spec[k].shape) == 0:
                 raise ValueError(f"stack key {k!r} is a scalar; stacking needs a leading axis")
 
+        self.n_step = int(n_step)
+        self.discount = float(discount)
+        if self.n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ValueError(f"discount must be in [0, 1], got {discount}")
         self.view_keys = tuple(view_keys)
         for k in self.view_keys:
             if k not in self.spec or k in self.image_keys or k in self.stack_keys or len(self.spec[k].shape) < 2:
@@ -601,7 +619,8 @@ class ReplayBuffer:
                 tensors[side][key] = t
                 views[side][key] = t.numpy()
         fields = {"actions": (batch_size, self.action_dim)}
-        for name in ("rewards", "terminals", "is_intervention", *self.info_keys):
+        for name in ("rewards", "terminals", "is_intervention", *self.info_keys,
+                     *(("discounts",) if self.n_step > 1 else ())):
             fields[name] = (batch_size,)
         for name, shape in fields.items():
             t = torch.from_numpy(np.empty(shape, np.float32))
@@ -614,8 +633,10 @@ class ReplayBuffer:
         n_rows = len(slots)
         hi = lo + n_rows
         n = self.capacity
-        nxt = slots + 1
-        nxt[nxt == n] = 0
+        steps = np.ones(n_rows, np.int64)  # transitions in each row's return (n-step)
+        if self.n_step > 1:
+            rewards, info, last = self._n_step_returns(slots, steps)
+        nxt = (slots + steps) % n
         k = self.frame_stack
         if k > 1 and self.stack_keys:
             # Stack slot for frame j (oldest first) is i - min(k-1-j, ep_pos): clipped at the
@@ -623,7 +644,7 @@ class ReplayBuffer:
             back = np.arange(k - 1, -1, -1)
             pos = self._ep_pos[slots].astype(np.int64)
             obs_stack = (slots[:, None] - np.minimum(back[None, :], pos[:, None])) % n
-            nxt_stack = (slots[:, None] + 1 - np.minimum(back[None, :], pos[:, None] + 1)) % n
+            nxt_stack = (nxt[:, None] - np.minimum(back[None, :], pos[:, None] + steps[:, None])) % n
             obs_stack, nxt_stack = obs_stack.ravel(), nxt_stack.ravel()
         for key, frames in self._frames.items():
             o = views["observations"][key][lo:hi]
@@ -643,11 +664,43 @@ class ReplayBuffer:
                 o[...] = frames[slots]
                 x[...] = frames[nxt]
         np.take(self._action, slots, axis=0, out=views["actions"][lo:hi], mode="clip")
-        views["rewards"][lo:hi] = self._reward[slots]
-        views["terminals"][lo:hi] = self._terminated[slots]
         views["is_intervention"][lo:hi] = self._intervention[slots]
-        for name, arr in self._info.items():
-            views[name][lo:hi] = arr[slots]
+        if self.n_step > 1:
+            views["rewards"][lo:hi] = rewards
+            views["terminals"][lo:hi] = self._terminated[last]
+            views["discounts"][lo:hi] = self.discount ** steps
+            for name, arr in info.items():
+                views[name][lo:hi] = arr
+        else:
+            views["rewards"][lo:hi] = self._reward[slots]
+            views["terminals"][lo:hi] = self._terminated[slots]
+            for name, arr in self._info.items():
+                views[name][lo:hi] = arr[slots]
+
+    def _n_step_returns(self, slots: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, dict, np.ndarray]:
+        """Discounted sums of reward and info over up to ``n_step`` consecutive transitions of each row's
+        episode. Fills ``steps`` (transitions taken) in place; returns (rewards, info sums, slot of the last
+        transition taken)."""
+        n = self.capacity
+        rewards = self._reward[slots].astype(np.float64)
+        info = {k: arr[slots].astype(np.float64) for k, arr in self._info.items()}
+        last = slots.copy()
+        going = ~self._terminated[slots]
+        for j in range(1, self.n_step):
+            cand = (slots + j) % n
+            # the next transition of the same episode, written right after (stamp), still sampleable
+            going &= (self._valid[cand] & (self._ep_pos[cand] == self._ep_pos[slots] + j)
+                      & (self._stamp[cand] == self._stamp[slots] + j))
+            if not going.any():
+                break
+            weight = np.where(going, self.discount ** j, 0.0)
+            rewards += weight * self._reward[cand]
+            for k, arr in self._info.items():
+                info[k] += weight * arr[cand]
+            steps += going
+            last = np.where(going, cand, last)
+            going &= ~self._terminated[cand]
+        return rewards, info, last
 
     def _views_of(self, out: dict[str, Any], batch_size: int) -> dict[str, Any]:
         """Numpy views of a batch from an earlier ``sample`` call, checked against the layout."""
@@ -701,7 +754,7 @@ class ReplayBuffer:
 
     def compatible_with(self, other: "ReplayBuffer") -> str | None:
         """None if batches of both buffers have the same layout, else what differs."""
-        for attr in ("action_dim", "frame_stack", "spec"):
+        for attr in ("action_dim", "frame_stack", "spec", "n_step", "discount"):
             if getattr(self, attr) != getattr(other, attr):
                 return f"{attr}: {getattr(self, attr)!r} vs {getattr(other, attr)!r}"
         for attr in ("info_keys", "stack_keys", "image_keys", "view_keys"):

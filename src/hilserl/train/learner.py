@@ -68,7 +68,8 @@ class Learner:
         def make(name: str, capacity: int, rng_seed: int) -> ReplayBuffer:
             where = None if buffer_dir is None else Path(buffer_dir) / name
             return ReplayBuffer(capacity, observation_spec, action_dim, info_keys=self.info_keys,
-                                tag_keys=TAG_KEYS, view_keys=view_keys, storage_dir=where,
+                                tag_keys=TAG_KEYS, view_keys=view_keys, n_step=policy.n_step,
+                                discount=policy.discount, storage_dir=where,
                                 rng=np.random.default_rng(rng_seed))
 
         self.online = make("online", buffers.online_capacity, seed + 1)
