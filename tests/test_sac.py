@@ -399,3 +399,17 @@ def test_per_row_discounts_replace_the_configured_discount():
         sac.double_dqn_target = real
     assert m["td_target_mean"] == pytest.approx(batch["rewards"].mean().item(), abs=1e-5)
     assert torch.allclose(seen["t"], batch["rewards"] + batch["gripper_penalty"])
+
+
+def test_critic_trunk_compresses_the_observation_before_the_action_joins():
+    """critic_trunk_dim: each critic member maps the observation features to that width (Linear, LayerNorm, tanh)
+    and then reads [trunk output, action]; it trains, and a policy saved with it loads with it."""
+    cfg = SACConfig(state_dim=5, action_dim=2, cameras=(), hidden_dims=(32, 32), critic_trunk_dim=8)
+    agent = SACAgent(cfg)
+    for trunk, member in zip(agent.critic.trunks, agent.critic.net.members):
+        assert trunk[0].out_features == 8 and member[0][0].in_features == 8 + 2
+    before = snapshot(agent.critic.trunks)
+    agent.update([make_batch(cfg), make_batch(cfg, seed=1)])
+    assert changed(before, agent.critic.trunks)
+    with pytest.raises(ValueError, match="critic_trunk_dim"):
+        SACConfig(state_dim=5, action_dim=2, critic_trunk_dim=0)

@@ -148,12 +148,24 @@ class CriticEnsemble(nn.Module):
     """Q(s, a) for E ensemble members: features [B, F], actions [B, A] -> [E, B]."""
 
     def __init__(self, in_dim: int, action_dim: int, ensemble_size: int = 2,
-                 hidden_dims: tuple[int, ...] = (256, 256), activation: str = "tanh"):
+                 hidden_dims: tuple[int, ...] = (256, 256), activation: str = "tanh", trunk_dim: int | None = None):
         super().__init__()
+        # trunk_dim (DrQ-v2's critic trunk): each member first compresses the observation features to trunk_dim
+        # (Linear -> LayerNorm -> tanh) and only then sees the action, so a few action inputs are not drowned by
+        # hundreds of image features in the first layer's LayerNorm
+        self.trunks = None
+        if trunk_dim is not None:
+            self.trunks = nn.ModuleList(nn.Sequential(_xavier_linear(in_dim, trunk_dim), nn.LayerNorm(trunk_dim),
+                                                      FastTanh()) for _ in range(ensemble_size))
+            in_dim = trunk_dim
         self.net = EnsembleMLP(ensemble_size, in_dim + action_dim, 1, hidden_dims, activation)
 
     def forward(self, features: Tensor, actions: Tensor) -> Tensor:
-        return self.net(torch.cat([features, actions.to(features.dtype)], dim=-1)).squeeze(-1).float()
+        actions = actions.to(features.dtype)
+        if self.trunks is None:
+            return self.net(torch.cat([features, actions], dim=-1)).squeeze(-1).float()
+        return torch.stack([member(torch.cat([trunk(features), actions], dim=-1))
+                            for trunk, member in zip(self.trunks, self.net.members)]).squeeze(-1).float()
 
 
 class DiscreteCritic(nn.Module):

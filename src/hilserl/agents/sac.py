@@ -116,6 +116,7 @@ class SACConfig:
     std_min: float = 1e-5
     std_max: float = 5.0
     critic_ensemble_size: int = 2
+    critic_trunk_dim: int | None = None  # per critic: observation features -> this many (LayerNorm, tanh) before the action joins
     critic_subsample_size: int | None = None  # None: min over the whole target ensemble
     discrete_critic_ensemble_size: int = 1
     discrete_critic_hidden_dims: tuple[int, ...] = (256, 256)
@@ -184,6 +185,7 @@ class SACConfig:
         check(self.activation in ("tanh", "relu", "gelu", "silu", "elu"), "activation",
               "must be tanh, relu, gelu, silu or elu")
         check(0 < self.std_min < self.std_max, "std_min", "must satisfy 0 < std_min < std_max")
+        check(self.critic_trunk_dim is None or self.critic_trunk_dim >= 1, "critic_trunk_dim", "must be null or >= 1")
         check(self.critic_ensemble_size >= 1, "critic_ensemble_size", "must be >= 1")
         check(self.critic_subsample_size is None or 1 <= self.critic_subsample_size <= self.critic_ensemble_size,
               "critic_subsample_size", "must be None or in [1, critic_ensemble_size]")
@@ -291,7 +293,8 @@ class SACAgent(nn.Module):
             cfg.conv_channels, cfg.conv_strides)
         d = self.encoder.out_dim
         self.actor = TanhGaussianActor(d, cfg.action_dim, cfg.hidden_dims, cfg.activation, cfg.std_min, cfg.std_max)
-        self.critic = CriticEnsemble(d, cfg.action_dim, cfg.critic_ensemble_size, cfg.hidden_dims, cfg.activation)
+        self.critic = CriticEnsemble(d, cfg.action_dim, cfg.critic_ensemble_size, cfg.hidden_dims, cfg.activation,
+                                     cfg.critic_trunk_dim)
         self.critic_target = _frozen_copy(self.critic)
         self.discrete_critic = self.discrete_critic_target = None
         if cfg.discrete_gripper:
