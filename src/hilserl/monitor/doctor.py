@@ -29,8 +29,12 @@ DEVLOG_048 = "devlog 048"  # "HIL-SERL Hyperparameter Fixes": shaking arm, 80% i
 DEVLOG_TUNING = "the tuning devlog"  # "HIL-SERL Hyperparameter Tuning": the arm would not leave home
 DEVLOG_SESSION = "the grasp-only session devlog"  # local optimum on easy cube positions after ~530 episodes
 
-# the exploration step (metres) below which the arm looks frozen; the user's frozen arm: 1.8 mm, working run: 2.9 mm
-MIN_EXPLORATION_STEP_M = 0.0025
+# the end-effector move per tick of a typical action (|a| = TYPICAL_ACTION on the -1..1 scale) below which the arm
+# barely moves (a few servo counts) and an episode cannot cross the workspace. Trained policies act at |a| ~ 0.3-0.6:
+# at the default 0.01 m a typical action moves 5 mm per tick. The frozen arm of a target entropy of -action_dim (its
+# actions near +-0.1) is the target entropy's finding, not the scale's.
+TYPICAL_ACTION = 0.5
+MIN_TYPICAL_STEP_M = 0.0025
 MAX_ACTION_SCALE_M = 0.05
 
 
@@ -216,16 +220,16 @@ def diagnose(cfg: TrainConfig) -> list[Finding]:
         if not 1e-4 <= lr <= 1e-3:
             add(f"policy.{name}", lr, 3e-4, "info", f"the {REF} uses 3e-4 for actor, critic and temperature.")
 
-    # ---- action scale (how far the arm moves per step while exploring)
-    sigma = exploration_std(te, n)
-    step_m = sigma * env.action_scale
-    if step_m < MIN_EXPLORATION_STEP_M:
-        add("env.action_scale", env.action_scale, 0.02, "warning",
-            f"at the target entropy ({_fmt(te)}) the policy's spread is about |a| ≈ {sigma:.2f}, times "
-            f"{_fmt(env.action_scale)} m = {step_m * 1000:.1f} mm per step; in {DEVLOG_TUNING} α fell to 0.03, "
-            "actions near ±0.1 times 0.02 m gave ~2 mm steps and the arm did not visibly move.")
+    # ---- action scale (millimetres per tick of a typical action)
+    step_m = TYPICAL_ACTION * env.action_scale
+    ticks = max(1, round(env.control_time_s * env.fps))
+    if step_m < MIN_TYPICAL_STEP_M:
+        add("env.action_scale", env.action_scale, 0.01, "warning",
+            f"a typical action (|a| = {TYPICAL_ACTION}) moves the end-effector {step_m * 1000:.1f} mm per tick: a "
+            f"few servo counts, and {ticks} ticks cannot cross the workspace; trained policies act at |a| "
+            f"0.3-0.6, so 0.01 m (5 mm per typical tick) moves visibly and still lets the policy place the jaws.")
     elif env.action_scale > MAX_ACTION_SCALE_M:
-        add("env.action_scale", env.action_scale, 0.02, "warning",
+        add("env.action_scale", env.action_scale, 0.01, "warning",
             f"over {MAX_ACTION_SCALE_M * 100:.0f} cm per step at full action; HIL-SERL uses 2-3 cm, and a "
             "position-controlled SO-101 relies on small per-step deltas for safety.")
 
