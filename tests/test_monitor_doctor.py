@@ -145,3 +145,17 @@ def test_missing_initial_policy_is_an_error(tmp_path):
     cfg = load_config(TrainConfig, None, [f"--train.init_policy={tmp_path / 'no_such_run'}"])
     errors = [f for f in diagnose(cfg) if f.severity == "error"]
     assert [f.setting for f in errors] == ["train.init_policy"]
+
+
+def test_the_shipped_simulation_configs_raise_no_warnings():
+    for path in ("configs/sim_grasp.json", "configs/sim_grasp_state.json"):
+        cfg = load_config(TrainConfig, path, [])
+        assert _problems(diagnose(cfg)) == [], path
+
+
+def test_a_pixel_critic_without_trunk_is_flagged():
+    cfg = load_config(TrainConfig, "configs/sim_grasp.json", ["--policy.critic_trunk_dim=null"])
+    (finding,) = _problems(diagnose(cfg))
+    assert finding.setting == "policy.critic_trunk_dim" and finding.recommended == 50
+    state = load_config(TrainConfig, "configs/sim_grasp_state.json", ["--policy.critic_trunk_dim=null"])
+    assert _problems(diagnose(state)) == []  # proprioception alone: a small embedding, no finding

@@ -210,6 +210,11 @@ def diagnose(cfg: TrainConfig) -> list[Finding]:
         effect = ("a horizon this short barely sees a success reward tens of steps ahead" if p.discount < 0.95 else
                   "a horizon this long makes Q values large and slow to learn")
         add("policy.discount", p.discount, 0.97, "warning", f"the {REF} uses 0.97 (tasks 0.95-0.985); {effect}.")
+    if pixels and p.critic_trunk_dim is None:
+        add("policy.critic_trunk_dim", None, 50, "warning",
+            "without a critic trunk the 3 action inputs join hundreds of image features in the critic's first "
+            "layer and barely change Q; the actor then pushes every command to ±1 and the arm servos bang-bang "
+            "(measured: jitter ~0.5 against ~0.3 with a 50-wide trunk, as in DrQ-v2's critic).")
     if p.critic_ensemble_size < 2:
         add("policy.critic_ensemble_size", p.critic_ensemble_size, 2, "warning",
             f"the {REF} takes the minimum over 2 critics against Q over-estimation; one critic over-estimates.")

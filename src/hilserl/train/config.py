@@ -179,7 +179,7 @@ class TrainConfig:
     env: GraspCubeConfig | SO101EnvConfig = field(default_factory=GraspCubeConfig)  # by env.type: sim | so101
     policy: SACConfig = field(default_factory=lambda: SACConfig(
         encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True, discrete_gripper=True,
-        action_dim=3))
+        action_dim=3, critic_trunk_dim=50))
     buffers: BufferConfig = field(default_factory=BufferConfig)
     human: SimHumanConfig = field(default_factory=SimHumanConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
