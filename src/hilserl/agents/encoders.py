@@ -273,8 +273,10 @@ class SpatialLearnedEmbeddings(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        # batched over channels: [C, B, HW] @ [C, HW, F] -> [C, B, F]
-        y = torch.bmm(x.reshape(b, c, h * w).transpose(0, 1), self.kernel)
+        # batched over channels: [C, B, HW] @ [C, HW, F] -> [C, B, F]. Always float32: under bf16 autocast the
+        # cast of the transposed input to bf16 costs more than the product saves (measured 2x slower per call)
+        with torch.autocast(x.device.type, enabled=False):
+            y = torch.bmm(x.float().reshape(b, c, h * w).transpose(0, 1), self.kernel)
         return y.transpose(0, 1).reshape(b, self.out_dim)
 
 
