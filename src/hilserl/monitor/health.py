@@ -85,7 +85,8 @@ def limits_from_config(cfg, window: int | None = None) -> HealthLimits:
     else:
         success, step, earliest = env["success_reward"], env["step_penalty"], None
     gamma = policy["discount"]
-    per_step_low = min(step, 0.0) - 4.0 * reward.get("action_rate_penalty", 0.0)  # (a_t - a_t-1)^2 <= 4
+    per_step_low = (min(step, 0.0) - 4.0 * reward.get("action_rate_penalty", 0.0)  # (a_t - a_t-1)^2 <= 4
+                    - reward.get("action_penalty", 0.0))  # a^2 <= 1
     min_q = per_step_low / (1.0 - gamma) if gamma < 1.0 else per_step_low * 1000.0
     max_q = max(success, step / (1.0 - gamma)) if step > 0 and gamma < 1.0 else success
     window = window or d.get("health", {}).get("window", 20)

@@ -111,13 +111,14 @@ def gripper_penalty(stored_state: np.ndarray, action: np.ndarray, penalty: float
 
 class Actor:
     def __init__(self, env, agent: SACAgent, human=None, seed: int = 0, grasp_penalty: float = -0.02,
-                 action_rate_penalty: float = 0.0):
+                 action_rate_penalty: float = 0.0, action_penalty: float = 0.0):
         self.env = env
         self.agent = agent
         self.human = human
         self.seed = seed
         self.grasp_penalty = grasp_penalty
         self.action_rate_penalty = action_rate_penalty  # reward -= it * mean((a_t - a_t-1)^2), continuous dims
+        self.action_penalty = action_penalty  # reward -= it * mean(a_t^2), continuous dims
         self.processor = ObservationProcessor(agent, env.observation_space,
                                               torch.Generator().manual_seed(seed + 17))
         self.weights_version = 0
@@ -171,6 +172,9 @@ class Actor:
             next_stored = self.processor.to_stored(next_obs, storing)
             if on_step is not None:
                 on_step(next_obs, info)
+            if self.action_penalty:  # a control cost on what ran, the person's moves included
+                ran = np.asarray(action, dtype=np.float64)[: self.agent.config.action_dim]
+                reward = float(reward) - self.action_penalty * float(np.mean(np.clip(ran, -1.0, 1.0) ** 2))
             if self.action_rate_penalty:  # what ran, the person's moves included: the arm's motion is penalised
                 moved = np.asarray(action, dtype=np.float64)[: self.agent.config.action_dim]
                 if previous is not None:

@@ -154,7 +154,8 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
     agent = SACAgent(policy_cfg).to(loop.device)
     human = make_human(cfg, env, np.random.default_rng(seed + 101))
     actor = Actor(env, agent, human, seed=seed, grasp_penalty=policy_cfg.grasp_penalty,
-                  action_rate_penalty=cfg.reward.action_rate_penalty)
+                  action_rate_penalty=cfg.reward.action_rate_penalty,
+                  action_penalty=cfg.reward.action_penalty)
     client = LearnerClient(client_settings(cfg, learner_address, actor_id), actor.processor.spec,
                            codec.weights_spec(policy_weights(agent)), policy_fingerprint(policy_cfg),
                            heartbeat_s=cfg.transport.heartbeat_s)
@@ -180,7 +181,8 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
             demo_actor = Actor(env, agent, SimulatedHuman(env, demo_human_config(cfg.human),
                                                           np.random.default_rng(seed + 202)), seed=seed + 3,
                                grasp_penalty=policy_cfg.grasp_penalty,
-                               action_rate_penalty=cfg.reward.action_rate_penalty)
+                               action_rate_penalty=cfg.reward.action_rate_penalty,
+                  action_penalty=cfg.reward.action_penalty)
             attempts = 0
             while demos < hello.demos_wanted:
                 episode += 1

@@ -49,8 +49,14 @@ class RewardConfig:
     # both reward types, simulation and real arm: reward -= action_rate_penalty * mean((a_t - a_t-1)^2) over the
     # continuous action dims (-1..1 scale) of what ran; discourages a policy that swings from tick to tick
     action_rate_penalty: float = 0.0
+    # both reward types, simulation and real arm: reward -= action_penalty * mean(a_t^2) over the continuous action
+    # dims of what ran (a control cost): a command that does not help the task (e.g. sideways while lifting) costs
+    # something, so the policy leaves it at zero instead of at an arbitrary value
+    action_penalty: float = 0.0
 
     def validate(self) -> None:
+        if self.action_penalty < 0:
+            raise ValueError(f"action_penalty: expected >= 0 (it is subtracted), got {self.action_penalty}")
         if self.action_rate_penalty < 0:
             raise ValueError(f"action_rate_penalty: expected >= 0 (it is subtracted), got {self.action_rate_penalty}")
         if self.type not in ("ground_truth", "classifier"):

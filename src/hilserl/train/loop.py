@@ -104,7 +104,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     actor_agent = SACAgent(policy_cfg).to(loop.device)
     human = make_human(cfg, env, human_rng)
     actor = Actor(env, actor_agent, human, seed=loop.seed, grasp_penalty=policy_cfg.grasp_penalty,
-                  action_rate_penalty=cfg.reward.action_rate_penalty)
+                  action_rate_penalty=cfg.reward.action_rate_penalty,
+                  action_penalty=cfg.reward.action_penalty)
     buffer_dir = run_dir / "buffers" if cfg.buffers.on_disk else None
     learner = Learner(policy_cfg, cfg.buffers, actor.processor.spec, loop.batch_size, buffer_dir, loop.seed,
                       loop.device, agent=agent)
@@ -129,7 +130,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     while not loop.demo_dataset and state["demo_episodes"] < loop.num_demos:
         demo_actor = Actor(env, actor_agent, SimulatedHuman(env, demo_human_config(cfg.human), expert_rng),
                            seed=loop.seed + 3, grasp_penalty=policy_cfg.grasp_penalty,
-                           action_rate_penalty=cfg.reward.action_rate_penalty)
+                           action_rate_penalty=cfg.reward.action_rate_penalty,
+                  action_penalty=cfg.reward.action_penalty)
         demo_episode = state["demo_episodes"] + 1000 * state.get("demo_attempts", 0)
         pending, stats = record_demo(demo_actor, demo_episode)
         state["demo_attempts"] = state.get("demo_attempts", 0) + (0 if stats.success else 1)
