@@ -1,6 +1,9 @@
 # Two commands do all the set-up: `make demo` and `make test` (see README.md).
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# extra arguments for `hilserl demo`, e.g. DEMO_ARGS="--policy.mixed_precision=false --policy.backbone_dtype=float32"
+# to time a CPU without native bf16 on one that has it
+DEMO_ARGS ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test bench clean
@@ -11,7 +14,7 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/hilserl demo
+	$(VENV)/bin/hilserl demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="the simulation demo: train from the gripper camera, evaluate, video")
     m.add_argument("--config_path", default=DEFAULT_CONFIG)
-    m.add_argument("--env_steps", type=int, default=4000)
+    m.add_argument("--env_steps", type=int, default=3000)
     m.add_argument("--eval_episodes", type=int, default=50)
     m.add_argument("--out", default="outputs/demo")
     m.add_argument("--expert_only", action="store_true", help="only the scripted expert video (seconds)")
