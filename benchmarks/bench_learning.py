@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -152,16 +151,6 @@ def _child(args) -> None:
     Path(args.result).write_text(json.dumps(result))
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--configs", nargs="+", default=["pixels"], choices=sorted(CONFIGS))
@@ -178,6 +167,8 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", metavar="--section.field=value",
                    help="config overrides for every run, e.g. --env.action_scale=0.02 (after --)")
     args = p.parse_args()
+    from hilserl.agents.precision import cpu_description
+
     if args.result:
         return _child(args)
 
@@ -215,7 +206,7 @@ def main() -> None:
         for arm, per_seed in by_arm.items():
             summary[name][arm] = {"aggregate": aggregate(per_seed), "per_seed": per_seed}
     print(json.dumps({**summary, "env_steps": args.env_steps, "overrides": args.overrides, "demos": 20,
-                      "cpu": cpu_name(), "jobs": args.jobs, "threads_per_run": 1}))
+                      "cpu": cpu_description(), "jobs": args.jobs, "threads_per_run": 1}))
 
 
 if __name__ == "__main__":

@@ -36,3 +36,20 @@ def cpu_bf16_name() -> str:
     except (AttributeError, RuntimeError):
         pass
     return "none"
+
+
+def cpu_description() -> str:
+    """The CPU's model name and what it multiplies bf16 with, for benchmark records, e.g.
+    "Intel(R) Xeon(R) Processor (native bf16: AMX)". Speed figures mean little without it."""
+    import platform
+
+    name = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name} (native bf16: {cpu_bf16_name()})"

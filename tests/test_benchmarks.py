@@ -1,5 +1,5 @@
-"""The learning benchmark's measures (on hand-made evaluation records) and the critic action scan (on a tiny
-trained run): what the issue's targets are stated in must be computed right."""
+"""The benchmarks' measures, so they cannot break unnoticed: bench_learning's on hand-made evaluation records, the
+critic action scan on a tiny trained run, and bench_step's profile on a few steps."""
 
 import importlib.util
 import sys
@@ -71,3 +71,14 @@ def test_critic_action_scan_on_a_trained_run(tmp_path):
     out = _load("critic_action_scan").scan(res.run_dir, episodes=1)
     assert 0.0 <= out["interior_argmax"] <= 1.0 and out["q_range"] >= 0.0
     assert 0.0 <= out["policy_mean_abs_action"] <= 1.0 and out["steps"] >= 1
+
+
+def test_bench_step_profiles_every_part_of_a_step():
+    out = _load("bench_step").profile(ROOT / "configs" / "sim_grasp.json",
+                                      ["--policy.mixed_precision=false", "--policy.backbone_dtype=float32",
+                                       "--train.batch_size=32"], steps=6, updates=2)
+    for key in ("act_ms", "env_step_ms", "features_ms", "sample_ms", "update_ms", "eval_features_ms"):
+        assert out[key] > 0, key
+    assert out["train_step_ms"] >= out["features_ms"] + out["update_ms"]
+    assert out["eval_features_ms"] < out["features_ms"]  # one unshifted frame instead of K shifted copies
+    assert out["precision"].startswith("updates: float32")
