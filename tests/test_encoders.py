@@ -106,35 +106,3 @@ def test_bfloat16_backbone_close_to_float32():
     rel = (f32 - bf16).norm() / f32.norm()
     assert rel < 0.05
 
-
-def test_efficientnet_lite0_stride16_is_the_full_trunks_intermediate_map():
-    """backbone_stride=16 stops after the last stride-16 block: 112 x 8 x 8 at 128 px, and those maps are exactly
-    what the full trunk computes at that point (same shipped weights, nothing re-initialised)."""
-    full = EfficientNetLite0("imagenet", trim_head=True).eval()
-    s16 = EfficientNetLite0("imagenet", stride=16).eval()
-    assert s16.out_channels == 112 and len(s16.net._blocks) < len(full.net._blocks)
-    images = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8)
-    with torch.no_grad():
-        net = full.net
-        x = (images.float() - 127.0) / 128.0
-        x = net._swish(net._bn0(net._conv_stem(x)))
-        for block in net._blocks[: len(s16.net._blocks)]:
-            x = block(x)
-        got = s16(images)
-    assert got.shape == (2, 112, 8, 8)
-    assert torch.allclose(got, x, atol=1e-5)
-    assert FrozenBackbone(s16).output_shape((128, 128)) == (112, 8, 8)
-
-
-def test_backbone_stride_is_checked():
-    import pytest
-
-    from hilserl.agents.encoders import build_backbone
-    from hilserl.agents.sac import SACConfig
-
-    with pytest.raises(ValueError, match="backbone_stride"):
-        EfficientNetLite0(None, stride=8)
-    with pytest.raises(ValueError, match="backbone_stride"):
-        build_backbone("resnet10", stride=16)
-    with pytest.raises(ValueError, match="backbone_stride"):
-        SACConfig(cameras=("gripper",), encoder="resnet10", backbone_stride=16)

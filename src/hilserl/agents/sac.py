@@ -100,7 +100,6 @@ class SACConfig:
     backbone_weights: str | None = None  # local .safetensors/.pth; None: shipped weights (effnet) / random (resnet)
     backbone_dtype: str = "auto"  # "auto" | "float32" | "bfloat16"
     backbone_trim_head: bool = False  # efficientnet_lite0 only: 320-channel maps before the 1x1 head conv
-    backbone_stride: int = 32  # efficientnet_lite0: 16 = the stride-16 maps (112 x 8 x 8 at 128 px), finer to locate in
     cached_features: bool = False
     num_cached_shifts: int = 4
     augmentation_pad: int = 4  # random shift of up to this many pixels (replicate edges); 0 disables
@@ -170,9 +169,6 @@ class SACConfig:
         check(self.num_cached_shifts >= 1, "num_cached_shifts", "must be >= 1")
         check(not self.backbone_trim_head or self.encoder == "efficientnet_lite0", "backbone_trim_head",
               "only applies to encoder 'efficientnet_lite0'")
-        check(self.backbone_stride in (16, 32), "backbone_stride", "must be 16 or 32")
-        check(self.backbone_stride == 32 or self.encoder == "efficientnet_lite0", "backbone_stride",
-              "16 only applies to encoder 'efficientnet_lite0'")
         check(self.augmentation_pad >= 0, "augmentation_pad", "must be >= 0")
         for name in ("image_feature_dim", "state_feature_dim", "num_spatial_features"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
@@ -285,8 +281,7 @@ class SACAgent(nn.Module):
         backbone = None
         if cfg.cameras and cfg.encoder != "conv":
             backbone = build_backbone(cfg.encoder, cfg.backbone_weights, cfg.backbone_dtype,
-                                      trim_head=cfg.backbone_trim_head, load_weights=_load_backbone_weights,
-                                      stride=cfg.backbone_stride)
+                                      trim_head=cfg.backbone_trim_head, load_weights=_load_backbone_weights)
         self.encoder = ObservationEncoder(
             cfg.state_dim, cfg.cameras, cfg.image_size, cfg.encoder, backbone, cfg.environment_state_dim,
             cfg.image_feature_dim, cfg.state_feature_dim, cfg.num_spatial_features, cfg.head_dropout,

@@ -34,7 +34,7 @@ def policy_weights(agent: SACAgent) -> dict[str, torch.Tensor]:
 def policy_fingerprint(policy) -> str:
     """The policy settings an actor and its learner must share beyond the weights' names and shapes (checked
     when an actor connects): what the frozen backbone is and how the actor turns frames into stored features."""
-    keys = ("encoder", "backbone_trim_head", "backbone_stride", "backbone_dtype", "cached_features", "num_cached_shifts",
+    keys = ("encoder", "backbone_trim_head", "backbone_dtype", "cached_features", "num_cached_shifts",
             "augmentation_pad", "cameras", "image_size", "discrete_gripper", "action_dim", "state_dim",
             "environment_state_dim")
     d = {k: getattr(policy, k) for k in keys}

@@ -139,7 +139,7 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
 # another run
 ARCHITECTURE_FIELDS = (
     "state_dim", "action_dim", "discrete_gripper", "num_gripper_actions", "cameras", "image_size",
-    "environment_state_dim", "encoder", "backbone_trim_head", "backbone_stride", "image_feature_dim", "state_feature_dim",
+    "environment_state_dim", "encoder", "backbone_trim_head", "image_feature_dim", "state_feature_dim",
     "num_spatial_features", "conv_channels", "conv_strides", "hidden_dims", "activation", "critic_ensemble_size", "critic_trunk_dim",
     "discrete_critic_ensemble_size", "discrete_critic_hidden_dims", "temperature_parametrization",
 )
