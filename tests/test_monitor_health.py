@@ -47,7 +47,10 @@ def feed_episodes(monitor, episodes):
 # --------------------------------------------------------------------------------------------- limits
 def test_limits_follow_the_reward_settings():
     sim = limits_from_config(load_config(TrainConfig, "configs/sim_grasp.json", []))
-    assert sim.max_q == 10.0 and sim.min_q == pytest.approx(-0.05 / 0.03) and sim.earliest_success is None
+    # the pixel config's worst step: the step penalty and the action penalty at full command (0.05 * 1^2)
+    assert sim.max_q == 10.0 and sim.min_q == pytest.approx((-0.05 - 0.05) / 0.03) and sim.earliest_success is None
+    plain = limits_from_config(load_config(TrainConfig, "configs/sim_grasp_state.json", []))
+    assert plain.min_q == pytest.approx(-0.05 / 0.03)
     sparse = limits_from_config(load_config(TrainConfig, None, ["--env.reward_type=sparse"]))
     assert sparse.max_q == 1.0 and sparse.min_q == 0.0
     real = limits_from_config(load_config(TrainConfig, "configs/so101_grasp.json", ["--reward.success_reward=5"]))
