@@ -164,7 +164,7 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
                   f"({'fixed' if fixed_reset else 'random'} reset, deterministic policy)")
     res = evaluate(actor, num_episodes, fixed_reset=fixed_reset, video_path=video, video_episodes=video_episodes)
     env.close()
-    print_table(res, console)
+    print_table(res, console, getattr(cfg.env, "action_scale", None))
     summary = {"checkpoint": str(model_dir), "fixed_reset": fixed_reset, **res.summary()}
     (out_dir / "eval.json").write_text(json.dumps({"summary": summary, "episodes": res.rows}, indent=2))
     success_map = plot_success_map(res, out_dir / "success_map.png")
@@ -262,8 +262,11 @@ def _cmd_demo(args, overrides) -> int:
                   f"interval {summary['success_ci_low']:.0%}-{summary['success_ci_high']:.0%}); action jitter "
                   f"{'n/a' if jitter is None else f'{jitter:.2f}'} per tick[/bold]")
     console.print(f"policy:     {res.last_checkpoint}\nplots:      {res.run_dir / 'plots'}")
-    if jitter is not None and jitter > 0.4:
-        console.print(f"its moves are jerky (jitter {jitter:.2f} per tick on the -1..1 scale; smooth: under 0.35)")
+    from hilserl.monitor.health import SHAKING_M
+
+    if jitter is not None and jitter * cfg.env.action_scale > SHAKING_M:
+        console.print(f"its moves are jerky: {jitter * cfg.env.action_scale * 1000:.1f} mm of commanded swing per "
+                      f"tick (the shaking health check fires above {SHAKING_M * 1000:.0f} mm)")
     return 0
 
 

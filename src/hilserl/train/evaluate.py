@@ -116,7 +116,7 @@ def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_rese
     return result
 
 
-def print_table(result: EvalResult, console=None) -> None:
+def print_table(result: EvalResult, console=None, action_scale: float | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -132,8 +132,14 @@ def print_table(result: EvalResult, console=None) -> None:
     console.print(f"Success rate: {result.success_rate:.0%} ({result.successes}/{result.episodes}), "
                   f"95% interval {lo:.0%}-{hi:.0%}")
     if result.action_jitter is not None:
-        smooth = "smooth" if result.action_jitter < 0.3 else "jerky: on the real arm this is visible shaking"
-        console.print(f"Action jitter: {result.action_jitter:.2f} per tick on the -1..1 scale ({smooth})")
+        line = f"Action jitter: {result.action_jitter:.2f} per tick on the -1..1 scale"
+        if action_scale is not None:  # judged like the shaking health check: millimetres of commanded swing
+            from hilserl.monitor.health import SHAKING_M
+
+            swing = result.action_jitter * action_scale
+            verdict = "smooth" if swing <= SHAKING_M else "jerky: on the real arm this is visible shaking"
+            line += f" = {swing * 1000:.1f} mm of commanded swing per tick ({verdict}; shaking: over {SHAKING_M * 1000:.0f} mm)"
+        console.print(line)
 
 
 def plot_success_map(result: EvalResult, path: Path, title: str = "Success by cube start position") -> Path:
