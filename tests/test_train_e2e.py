@@ -128,7 +128,8 @@ def test_gripper_penalty_reads_the_closed_flag():
     assert gripper_penalty(closed_state["state"], stay, -0.02) == 0.0
 
 
-def test_action_rate_penalty_is_subtracted_per_step():
+def _same_episode_with_and_without(**penalty):
+    """One random-action episode run twice, plain and with a reward penalty (Actor keyword): (plain, penalised)."""
     from hilserl.agents.sac import SACAgent
     from hilserl.envs import make_env
     from hilserl.train.actor import Actor
@@ -138,44 +139,32 @@ def test_action_rate_penalty_is_subtracted_per_step():
                                           "--policy.discrete_critic_hidden_dims=[32, 32]"])
     env = make_env(cfg.env)
     agent = SACAgent(resolve_policy_config(cfg, env))
-    runs = {}
-    for penalty in (0.0, 0.5):
+    runs = []
+    for kwargs in ({}, penalty):
         got = []
-        Actor(env, agent, None, seed=3, action_rate_penalty=penalty).run_episode(
-            1, 0, got.append, random_actions=True)
-        runs[penalty] = got
-    plain, penalised = runs[0.0], runs[0.5]
+        Actor(env, agent, None, seed=3, **kwargs).run_episode(1, 0, got.append, random_actions=True)
+        runs.append(got)
+    env.close()
+    plain, penalised = runs
     assert len(plain) == len(penalised) > 5
+    for a, b in zip(plain, penalised):
+        assert np.array_equal(a.action, b.action)  # same episode, same actions
+    return plain, penalised
+
+
+def test_action_rate_penalty_is_subtracted_per_step():
+    plain, penalised = _same_episode_with_and_without(action_rate_penalty=0.5)
     moves = [t.action[:3].astype(np.float64) for t in plain]
     for i, (a, b) in enumerate(zip(plain, penalised)):
-        assert np.array_equal(a.action, b.action)  # same episode, same actions
         expected = 0.0 if i == 0 else 0.5 * float(np.mean((moves[i] - moves[i - 1]) ** 2))
         assert a.reward - b.reward == pytest.approx(expected, abs=1e-9)
-    env.close()
     with pytest.raises(Exception, match="action_rate_penalty"):
         load_config(TrainConfig, None, ["--reward.action_rate_penalty=-1"])
 
 
 def test_action_penalty_is_a_control_cost_on_what_ran():
-    from hilserl.agents.sac import SACAgent
-    from hilserl.envs import make_env
-    from hilserl.train.actor import Actor
-    from hilserl.train.actor_process import resolve_policy_config
-
-    cfg = load_config(TrainConfig, None, ["--env.obs_type=state", "--policy.hidden_dims=[32, 32]",
-                                          "--policy.discrete_critic_hidden_dims=[32, 32]"])
-    env = make_env(cfg.env)
-    agent = SACAgent(resolve_policy_config(cfg, env))
-    runs = {}
-    for penalty in (0.0, 0.2):
-        got = []
-        Actor(env, agent, None, seed=3, action_penalty=penalty).run_episode(1, 0, got.append, random_actions=True)
-        runs[penalty] = got
-    plain, penalised = runs[0.0], runs[0.2]
-    assert len(plain) == len(penalised) > 5
-    for a, b in zip(plain, penalised):
-        assert np.array_equal(a.action, b.action)  # same episode, same actions; the gripper dim is not a move
+    plain, penalised = _same_episode_with_and_without(action_penalty=0.2)
+    for a, b in zip(plain, penalised):  # the gripper command (last dim) is not a move
         assert a.reward - b.reward == pytest.approx(0.2 * float(np.mean(a.action[:3].astype(np.float64) ** 2)))
-    env.close()
     with pytest.raises(Exception, match="action_penalty"):
         load_config(TrainConfig, None, ["--reward.action_penalty=-1"])
