@@ -172,13 +172,11 @@ class Actor:
             next_stored = self.processor.to_stored(next_obs, storing)
             if on_step is not None:
                 on_step(next_obs, info)
-            if self.action_penalty:  # a control cost on what ran, the person's moves included
-                ran = np.asarray(action, dtype=np.float64)[: self.agent.config.action_dim]
-                reward = float(reward) - self.action_penalty * float(np.mean(np.clip(ran, -1.0, 1.0) ** 2))
-            if self.action_rate_penalty:  # what ran, the person's moves included: the arm's motion is penalised
+            if self.action_penalty or self.action_rate_penalty:  # costs on what ran, the person's moves included
                 moved = np.asarray(action, dtype=np.float64)[: self.agent.config.action_dim]
-                if previous is not None:
-                    reward = float(reward) - self.action_rate_penalty * float(np.mean((moved - previous) ** 2))
+                reward = float(reward) - self.action_penalty * float(np.mean(np.clip(moved, -1.0, 1.0) ** 2))
+                if previous is not None:  # the arm's motion from one tick to the next
+                    reward -= self.action_rate_penalty * float(np.mean((moved - previous) ** 2))
                 previous = moved
             extra = {}
             if self.agent.config.discrete_gripper:
