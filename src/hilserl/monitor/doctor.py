@@ -23,11 +23,11 @@ from hilserl.train.config import TrainConfig
 
 SEVERITIES = ("error", "warning", "info")
 
-# where the recommendations come from (the user's devlogs are in shared/seeds)
+# where the recommendations come from: the HIL-SERL paper and its public code, and failed SO-101 runs
 REF = "HIL-SERL reference"  # paper + rail-berkeley/hil-serl serl_launcher defaults
-DEVLOG_048 = "devlog 048"  # "HIL-SERL Hyperparameter Fixes": shaking arm, 80% interventions
-DEVLOG_TUNING = "the tuning devlog"  # "HIL-SERL Hyperparameter Tuning": the arm would not leave home
-DEVLOG_SESSION = "the grasp-only session devlog"  # local optimum on easy cube positions after ~530 episodes
+DEVLOG_048 = "a reported SO-101 run that shook with 80% interventions"
+DEVLOG_TUNING = "a reported SO-101 run whose arm would not leave home"
+DEVLOG_SESSION = "a reported SO-101 grasp run stuck on easy cube positions after ~530 episodes"
 
 # the end-effector move per tick of a typical action (|a| = TYPICAL_ACTION on the -1..1 scale) below which the arm
 # barely moves (a few servo counts) and an episode cannot cross the workspace. Trained policies act at |a| ~ 0.3-0.6:

@@ -2,7 +2,7 @@
 when the numbers already show that something is going wrong, and what to do about it.
 
 The config doctor checks settings before a run; these checks watch the run itself. Each one comes from a way real
-HIL-SERL runs failed (the user's devlogs, the reference implementations' issue trackers):
+HIL-SERL runs failed (SO-101 users' reports, the reference implementations' issue trackers):
 
     check                     sees                                                   severity
     not_finite                a loss, Q or the temperature is NaN/inf                error: training stops
@@ -41,7 +41,7 @@ LEARNER_VALUES = ("critic_loss", "actor_loss", "q_mean", "td_target_mean", "temp
 
 # How far the commanded end-effector target swings per tick: mean |a_t - a_t-1| (on the [-1, 1] scale) times
 # env.action_scale, in metres. Measured in the simulation at action_scale 0.02: an untrained policy 16 mm, the
-# state config with the reference settings 4.6-6.2 mm, with target_entropy +0.5 5-7.6 mm, with the devlog's
+# state config with the reference settings 4.6-6.2 mm, with target_entropy +0.5 5-7.6 mm, with the reported
 # temperature_init 0.2 7.2-9.8 mm; the pixel config 11-16 mm at 0.02 but 4.1-4.6 mm at action_scale 0.01
 SHAKING_M = 0.008
 SATURATION_SHARE = 0.5  # share of the policy's action values at the bounds
@@ -272,7 +272,7 @@ class HealthMonitor:
             f"(interventions: {helped:.0%} of their steps)", advice)
 
     def _position_dependent(self, recent, at):
-        """The devlog's local optimum: one grasp motion that works for some cube positions only."""
+        """The reported local optimum: one grasp motion that works for some cube positions only."""
         best = None
         for axis in ("cube_x", "cube_y"):
             pts = [(e[axis], (e["success"] or 0) > 0.5) for e in recent if e[axis] is not None]

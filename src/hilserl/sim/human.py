@@ -1,6 +1,6 @@
 """The simulated person at the leader arm: intervenes the way HIL-SERL asks a human to.
 
-Protocol (HIL-SERL paper and docs, and the user's devlogs): let the policy act first (20-30 steps), then take over
+Protocol (HIL-SERL paper and docs, and SO-101 users' reports): let the policy act first (20-30 steps), then take over
 *briefly* when it is off track, and give control back; do this in most episodes early in training and in fewer
 and fewer later. Long takeovers that finish the task every time make the critic overestimate, so takeovers are
 short and the policy has to do the rest. The takeover itself is the scripted expert with a little noise.

@@ -1,7 +1,7 @@
 """The SO-101 grasp-cube scene, written as MJCF from the arm's kinematic facts.
 
-The kinematic chain (body offsets, hinge axes, joint limits) is the one of the SO-101 "new calib" URDF, see
-``shared/reference/so101_kinematics.md``. Geometry is made of primitives: visual capsules for the links, collision
+The kinematic chain (body offsets, hinge axes, joint limits) is the one of the SO-101 "new calib" URDF
+(the public SO-ARM100 repository's SO-101 model). Geometry is made of primitives: visual capsules for the links, collision
 boxes for the gripper housing, the fixed jaw and the moving jaw, a table plane and a cube. Every geometry is
 authored in the *zero-pose world frame* (all joints at 0, gripper pointing along +x) and placed in its body through
 a ``<frame>`` that undoes the body's zero-pose transform; that keeps the numbers below readable as world positions.

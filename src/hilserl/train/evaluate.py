@@ -1,6 +1,6 @@
 """Evaluation: the deterministic policy on fresh episodes, a table, a success rate with its 95% interval, a video,
 and a map of success against where the cube started (a policy that only learned the "easy" cube positions, as in
-the user's devlogs, shows up at a glance)."""
+SO-101 users report, shows up at a glance)."""
 
 from __future__ import annotations
 
