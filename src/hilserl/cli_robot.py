@@ -132,7 +132,7 @@ def cmd_record(args, overrides) -> int:
 # ----------------------------------------------------------------------------------------------------- dataset
 def cmd_import_lerobot(args, overrides) -> int:
     from hilserl.data.episodes import DemoDataset, observation_spec_from_space
-    from hilserl.data.lerobot_format import import_lerobot
+    from hilserl.data.lerobot_import import import_lerobot
     from hilserl.envs import make_env
 
     env_cfg = load_env_config(args.config_path, overrides)
@@ -149,7 +149,7 @@ def cmd_import_lerobot(args, overrides) -> int:
     else:
         mapping = None
     episodes = import_lerobot(args.source, image_keys=image_keys, camera_names=mapping,
-                              expect_state_dim=spaces["state"].shape[0], expect_action_dim=4,
+                              expect_state_dim=spaces["state"].shape[0], expect_action_dim=env.action_space.shape[0],
                               expect_image_shape=tuple(spaces["pixels"][cameras[0]].shape) if cameras else None,
                               expect_discrete_gripper=env_cfg.gripper_mode == "discrete",
                               gripper="to_discrete" if args.gripper_to_discrete else "keep")
@@ -168,7 +168,7 @@ def cmd_import_lerobot(args, overrides) -> int:
 
 def cmd_export_lerobot(args, overrides) -> int:
     from hilserl.data.episodes import DemoDataset
-    from hilserl.data.lerobot_format import export_lerobot
+    from hilserl.data.lerobot_export import export_lerobot
 
     ds = DemoDataset.open(args.source)
     try:

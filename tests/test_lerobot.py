@@ -15,14 +15,9 @@ import pytest
 
 from hilserl.data import ReplayBuffer
 from hilserl.data.episodes import DemoDataset, Episode, episodes_from_buffer, fill_buffer
-from hilserl.data.lerobot_format import (
-    VIDEO_TOLERANCE,
-    export_lerobot,
-    export_replay_buffer,
-    gripper_to_continuous,
-    gripper_to_discrete,
-    import_lerobot,
-)
+from hilserl.data.lerobot_export import export_lerobot, export_replay_buffer
+from hilserl.data.lerobot_import import import_lerobot
+from hilserl.data.lerobot_v3 import VIDEO_TOLERANCE, gripper_to_continuous, gripper_to_discrete
 from hilserl.data.video import VideoReader, ffmpeg_exe
 
 FPS = 10
