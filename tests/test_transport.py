@@ -400,6 +400,76 @@ def test_silent_actor_is_dropped_and_replacement_takes_over():
         server.stop(grace=0)
 
 
+def test_hello_only_sessions_hold_no_slot_and_known_actors_get_back_in():
+    sink = MemorySink()
+    sink.acked["veteran"] = 7  # stored before a learner restart: known although it never connected to this server
+    server = start_server(sink, max_actors=2, dead_after_s=WAIT)  # the watchdog plays no part here
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    clients = []
+
+    def connect(actor):
+        clients.append(client_for(server, actor))
+        return clients[-1], clients[-1].wait_connected(WAIT)
+
+    def refused(actor):
+        with pytest.raises(grpc.RpcError) as err:
+            hello(channel, actor=actor, token=None)
+        return err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_actors=2" in err.value.details()
+
+    try:
+        arm, _ = connect("arm")
+        send_episode(arm, 1, 5)
+        assert arm.flush(WAIT) and arm.close(timeout=WAIT)
+        wait_until(lambda: server.live_actors() == [], "arm's session to end")
+        idle = [hello(channel, actor=a, token=None).session for a in ("idle0", "idle1")]  # Hello, then nothing
+        assert server.live_actors() == ["idle0", "idle1"]  # every slot taken by a session that does not stream
+
+        # (a) the known actor comes back and streams: it takes the oldest idle session's slot
+        arm, info = connect("arm")
+        assert info.acked_seq == 5
+        send_episode(arm, 6, 5, episode=2)
+        assert arm.flush(WAIT) and sink.seqs("arm") == list(range(1, 11))
+        assert server.live_actors() == ["arm", "idle1"]
+        # (b) a new actor gets in too: the other idle session holds nothing either
+        fresh, info = connect("fresh")
+        assert info.acked_seq == 0
+        send_episode(fresh, 1, 3)
+        assert fresh.flush(WAIT) and sink.seqs("fresh") == [1, 2, 3]
+        assert server.live_actors() == ["arm", "fresh"] and server.metrics()["actors_evicted"] == 2
+        for session in idle:  # the evicted sessions are gone for good
+            with pytest.raises(grpc.RpcError) as err:
+                list(raw_stream(channel, session, [codec.actor_message([], [])], token=None))
+            assert err.value.code() == grpc.StatusCode.ABORTED
+        assert not any(a.startswith("idle") for a, *_ in sink.stored)
+
+        # both slots held by streaming actors: a stranger is refused; a new process of a known actor replaces
+        # its own (stale) session
+        assert refused("late")
+        arm2, info = connect("arm")
+        assert info.acked_seq == 10
+        wait_until(lambda: arm.error is not None, "the old arm process to be stopped")
+        send_episode(arm2, 11, 2, episode=3)
+        assert arm2.flush(WAIT) and sink.seqs("arm") == list(range(1, 13))
+        assert server.live_actors() == ["arm", "fresh"]
+
+        # a known actor's Hello-only session cannot be taken by a stranger, but by another known actor
+        assert fresh.close(timeout=WAIT)
+        wait_until(lambda: server.live_actors() == ["arm"], "fresh's session to end")
+        hello(channel, actor="fresh", token=None)
+        assert refused("late")
+        veteran, info = connect("veteran")  # known from the stored transitions only
+        assert info.acked_seq == 7
+        send_episode(veteran, 8, 2)
+        assert veteran.flush(WAIT) and sink.seqs("veteran") == [8, 9]
+        assert server.live_actors() == ["arm", "veteran"] and server.metrics()["actors_evicted"] == 3
+        assert not any(a == "late" for a, *_ in sink.stored)
+    finally:
+        channel.close()
+        for c in clients:
+            c.close(timeout=0)
+        server.stop(grace=0)
+
+
 def test_weights_newest_version_checked_before_use():
     server = start_server()
     server.weights.publish({"actor.w": torch.ones(2, 3), "actor.b": torch.zeros(2)}, 1)

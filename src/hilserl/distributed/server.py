@@ -7,9 +7,19 @@ What the server guarantees (the storage behind it, a `TransitionSink`, guarantee
   session first, waiting for any ingest in flight, so the replacement's Hello reports exactly what is stored and
   the old process can never store anything again (its later calls are refused with FAILED_PRECONDITION). A Hello
   from the same process (a reconnect) simply opens a new session.
-- An actor silent for ``dead_after_s`` (no message, not even a heartbeat) is dropped: its calls are cancelled and
-  its thread freed; it may come back with a new Hello. The thread pool admits ``2 * max_actors + 2`` concurrent
-  calls and refuses more with RESOURCE_EXHAUSTED at once, so nothing ever waits in a queue (no hangs).
+- Slots: at most ``max_actors`` sessions are open. A session holds its slot firmly once it has streamed a valid
+  message (transitions or a heartbeat); until then (it has only said Hello) it holds it loosely. When the slots
+  are full, a Hello ends the oldest loose session it outranks and takes its slot (counted in ``actors_evicted``):
+  a known actor (one that has streamed to this server before, or whose transitions the sink stores,
+  `ActorStart.acked_seq` > 0, e.g. from before a learner restart) outranks every loose session, an unknown actor
+  only those of unknown actors (so a stranger cannot push a returning actor out between its Hello and its first
+  message). A Hello finding no such session is refused with RESOURCE_EXHAUSTED. So clients that only say Hello
+  never lock real actors out, and a known actor is refused only while ``max_actors`` other actors are streaming;
+  its own old session never counts (it ends first, as described above).
+- An actor silent for ``dead_after_s`` (no message, not even a heartbeat; for a session that never streamed:
+  since its Hello) is dropped: its calls are cancelled and its thread freed; it may come back with a new Hello.
+  The thread pool admits ``2 * max_actors + 2`` concurrent calls (two per actor and two Hellos) and refuses more
+  with RESOURCE_EXHAUSTED at once, so nothing ever waits in a queue (no hangs).
 - Malformed messages (not protobuf, wrong dtype/shape/keys, sizes that disagree, NaNs, non-consecutive seqs) are
   refused with INVALID_ARGUMENT naming the field, oversized ones (above ``max_message_bytes``) by gRPC with
   RESOURCE_EXHAUSTED; nothing of a refused message is stored, and every other actor keeps being served.
@@ -143,6 +153,8 @@ class _Session:
     last_seen: float
     lock: threading.Lock = field(default_factory=threading.Lock)  # held while a batch is being stored
     alive: bool = True
+    known: bool = False  # its actor has streamed to this server or has transitions stored (outranks strangers)
+    streaming: bool = False  # it has streamed a valid message: it holds its slot firmly
     busy: bool = False  # its message is being stored (maybe waiting for the storage): not silent
     contexts: set = field(default_factory=set)
     transitions: int = 0
@@ -159,9 +171,10 @@ class LearnerServer:
         self._sessions: dict[str, _Session] = {}  # sid -> session
         self._by_actor: dict[str, _Session] = {}
         self._superseded: set[tuple[str, str]] = set()  # (actor id, instance) replaced by a newer process
+        self._known: set[str] = set()  # actors that streamed a valid message or have transitions stored
         self._counters = dict(transitions_received=0, transitions_stored=0, duplicates=0, bytes_received=0,
                               messages=0, malformed=0, refused=0, actors_dropped=0, actors_replaced=0,
-                              weights_sent=0, ingest_s=0.0)
+                              actors_evicted=0, weights_sent=0, ingest_s=0.0)
         self._stop = threading.Event()
         max_bytes = int(settings.max_message_bytes)
         concurrent = 2 * settings.max_actors + 2
@@ -228,8 +241,11 @@ class LearnerServer:
         if wait:
             with s.lock:  # an ingest holds it from its alive check to its end
                 pass
-        if not ended_here:
-            return
+        if ended_here:
+            self._retire(s, reason, counter)
+
+    def _retire(self, s: _Session, reason: str, counter: str | None) -> None:
+        """The rest of ending a session once its `alive` flag was cleared (by the caller, exactly once)."""
         with self._lock:
             if self._by_actor.get(s.actor_id) is s:
                 del self._by_actor[s.actor_id]
@@ -301,10 +317,6 @@ class LearnerServer:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"actor id {actor!r} was taken over by a newer "
                               "actor process; this one must stop")
             old = self._by_actor.get(actor)
-            others = sum(s.alive for a, s in self._by_actor.items() if a != actor)
-        if others >= self.settings.max_actors:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the learner already serves max_actors="
-                          f"{self.settings.max_actors} actors")
         if old is not None:
             replaced = old.instance != req.instance
             if replaced:
@@ -317,9 +329,27 @@ class LearnerServer:
         except Refused as e:
             context.abort(e.code, str(e))
         s = _Session(actor, req.instance, secrets.token_hex(16), context.peer(), time.monotonic())
-        with self._lock:
-            self._sessions[s.sid] = s
-            self._by_actor[actor] = s
+        cap = self.settings.max_actors
+        with self._lock:  # the slot decision and the evictions are one step: no loose session turns firm meanwhile
+            if start.acked_seq > 0:
+                self._known.add(actor)
+            s.known = actor in self._known
+            others = [o for a, o in self._by_actor.items() if a != actor and o.alive]
+            loose = sorted((o for o in others if not o.streaming and (s.known or not o.known)),
+                           key=lambda o: (o.known, o.last_seen))  # strangers' sessions first, oldest Hello first
+            excess = len(others) + 1 - cap
+            admitted = excess <= len(loose)
+            evicted = loose[:max(0, excess)] if admitted else []
+            for o in evicted:
+                o.alive = False
+            if admitted:
+                self._sessions[s.sid] = s
+                self._by_actor[actor] = s
+        for o in evicted:
+            self._retire(o, f"gave its slot to actor {actor} (it said Hello but never streamed)", "actors_evicted")
+        if not admitted:
+            self.sink.actor_disconnected(actor)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the learner already serves max_actors={cap} actors")
         log.info("actor %s connected from %s: %d transitions stored, continues at seq %d", actor, s.peer,
                  start.acked_seq, start.acked_seq + 1)
         st = self.settings
@@ -356,6 +386,10 @@ class LearnerServer:
                 except codec.CodecError as e:
                     self._malformed(context, s.actor_id, e)
                 ended = "disconnected (call ended)"
+                if not s.streaming:  # a valid message: the session holds its slot firmly from now on
+                    with self._lock:
+                        s.streaming = s.known = True
+                        self._known.add(s.actor_id)
                 t0 = time.perf_counter()
                 s.busy = True
                 try:
