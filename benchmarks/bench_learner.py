@@ -14,6 +14,8 @@ Every configuration without "_float32" runs the defaults, so policy.mixed_precis
 where the CPU has native bf16 (AVX512-BF16 / AMX), float32 elsewhere; "notes.precision" says which one ran.
 sample_ms / bytes_per_transition: hilserl.data.ReplayBuffer (one 128x128 camera + 18-D state), sampling 256 plus
 the random-shift augmentation of obs and next_obs.
+`--smoke`: every configuration on a tiny budget (batch 8, a few updates each, a small buffer) in seconds, to check
+that it runs; its figures mean nothing (the JSON says "smoke": true and the batch).
 
 Reference (LeRobot 0.4.4, same machine, one thread): state 33/s, conv encoder 0.4/s, frozen ResNet-10 0.18/s,
 sampling 324 ms, 196,696 bytes per transition.
@@ -21,6 +23,7 @@ sampling 324 ms, 196,696 bytes per transition.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -61,7 +64,7 @@ def synthetic_batch(cfg: SACConfig, b: int = BATCH, features: torch.Tensor | Non
         "is_intervention": torch.zeros(b),
     }
     if cfg.discrete_gripper:
-        batch["gripper_penalty"] = torch.zeros(b)
+        batch["grasp_penalty"] = torch.zeros(b)
     return batch
 
 
@@ -83,7 +86,8 @@ def updates_per_second(agent: SACAgent, batch: dict, budget_s: float, warmup: in
     return statistics.median(rates)
 
 
-def bench_buffer() -> tuple[float | None, float | None, str]:
+def bench_buffer(batch: int = BATCH, transitions: int = 1500, samples: int = 12
+                 ) -> tuple[float | None, float | None, str]:
     try:
         from hilserl.data import ReplayBuffer
     except Exception as exc:  # colleague's module not there yet
@@ -97,61 +101,71 @@ def bench_buffer() -> tuple[float | None, float | None, str]:
                 f"pixels.{CAMERA}": rng.integers(0, 256, (*IMAGE, 3), dtype=np.uint8)}
 
     obs = frame()
-    for step in range(1500):
+    for step in range(transitions):
         nxt = frame()
         end = (step + 1) % 100 == 0
         buf.add({"observation": obs, "action": rng.uniform(-1, 1, 4).astype(np.float32), "reward": -0.05,
                  "terminated": False, "truncated": end, "next_observation": nxt})
         obs = frame() if end else nxt
     times, out, scratch = [], None, {}
-    for i in range(12):
+    for i in range(samples):
         t0 = time.perf_counter()
-        out = buf.sample(BATCH, out=out)
+        out = buf.sample(batch, out=out)
         augment_batch(out, pad=4, scratch=scratch)  # memory reused across batches, as the learner does
         times.append(time.perf_counter() - t0)
     return statistics.median(times[2:]) * 1e3, float(buf.bytes_per_transition), "ReplayBuffer.sample + augment_batch"
 
 
 def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny budget: checks that everything runs (seconds)")
+    args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     results, notes = {}, {}
     t_start = time.perf_counter()
+    b = 8 if args.smoke else BATCH
+
+    def rate(agent, batch, budget_s, warmup):
+        if args.smoke:
+            budget_s, warmup = 0.0, min(warmup, 1)  # one update per timing window, three windows
+        return updates_per_second(agent, batch, budget_s=budget_s, warmup=warmup)
 
     state = SACConfig(state_dim=STATE_DIM, action_dim=4)
     agent = SACAgent(state)
-    results["state"] = updates_per_second(agent, synthetic_batch(state), budget_s=6.0, warmup=10)
+    results["state"] = rate(agent, synthetic_batch(state, b), budget_s=6.0, warmup=10)
 
     grip = SACConfig(state_dim=STATE_DIM, action_dim=3, discrete_gripper=True)
     agent = SACAgent(grip)
-    results["state_gripper"] = updates_per_second(agent, synthetic_batch(grip), budget_s=6.0, warmup=10)
+    results["state_gripper"] = rate(agent, synthetic_batch(grip, b), budget_s=6.0, warmup=10)
 
     notes["precision"] = agent.precision_summary()
     # the same two with float32 updates (policy.mixed_precision=false; what "auto" gives on CPUs without native bf16)
     for name, cfg in (("state_float32", state), ("state_gripper_float32", grip)):
         fp32 = SACConfig(**{**cfg.to_dict(), "mixed_precision": False})
-        results[name] = updates_per_second(SACAgent(fp32), synthetic_batch(fp32), budget_s=6.0, warmup=10)
+        results[name] = rate(SACAgent(fp32), synthetic_batch(fp32, b), budget_s=6.0, warmup=10)
 
     conv = SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE, encoder="conv")
     agent = SACAgent(conv)
-    results["pixels_conv"] = updates_per_second(agent, synthetic_batch(conv), budget_s=8.0, warmup=2)
+    results["pixels_conv"] = rate(agent, synthetic_batch(conv, b), budget_s=8.0, warmup=2)
 
     r10 = SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE, encoder="resnet10")
     agent = SACAgent(r10)
-    results["pixels_resnet10_frozen"] = updates_per_second(agent, synthetic_batch(r10), budget_s=12.0, warmup=1)
+    results["pixels_resnet10_frozen"] = rate(agent, synthetic_batch(r10, b), budget_s=12.0, warmup=1)
     notes["backbone_dtype"] = str(agent.encoder.backbone.compute_dtype or torch.float32)
 
     cached = SACConfig(**{**r10.to_dict(), "cached_features": True})
     agent = SACAgent(cached)
-    frames = torch.randint(0, 256, (64, 3, *IMAGE), dtype=torch.uint8)
+    frames = torch.randint(0, 256, (4 if args.smoke else 64, 3, *IMAGE), dtype=torch.uint8)
     t0 = time.perf_counter()
     store = agent.precompute_features(frames)  # [64, K, 512, 4, 4] float16, what a buffer would hold per frame
     notes["precompute_ms_per_frame"] = round((time.perf_counter() - t0) * 1e3 / frames.shape[0], 2)
     notes["cached_bytes_per_frame"] = int(store[0].numel() * store.element_size())
-    results["pixels_resnet10_cached"] = updates_per_second(agent, synthetic_batch(cached, features=store),
-                                                           budget_s=6.0, warmup=3)
+    results["pixels_resnet10_cached"] = rate(agent, synthetic_batch(cached, b, features=store), budget_s=6.0,
+                                             warmup=3)
 
-    sample_ms, bytes_per_transition, how = bench_buffer()
+    sample_ms, bytes_per_transition, how = (bench_buffer(b, transitions=150, samples=4) if args.smoke
+                                            else bench_buffer())
     notes["sample"] = how
     notes["wall_s"] = round(time.perf_counter() - t_start, 1)
     print(json.dumps({
@@ -159,6 +173,8 @@ def main():
         "sample_ms": None if sample_ms is None else round(sample_ms, 2),
         "bytes_per_transition": None if bytes_per_transition is None else round(bytes_per_transition, 1),
         "notes": notes,
+        "batch": b,
+        "smoke": args.smoke,
     }))
 
 

@@ -136,6 +136,9 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, eval_episodes: in
         "final_episodes": final.episodes,
         "min_eval_after_90": min_after(evals, 0.9),
         "action_jitter": final.action_jitter,
+        # jitter is the mean |a_t - a_t-1| per tick: a grasp's one descend-to-lift reversal weighs more in a short
+        # episode, so read it beside the episode length
+        "final_mean_length": round(statistics.fmean(r["steps"] for r in final.rows), 1),
         "quarter_success": quarter_success(final.rows, tuple(cfg.env.ee_reset_pos[:2])),
         "evals": evals,
         "env_steps": res.env_steps,

@@ -14,6 +14,7 @@ Prints one JSON object as its last line. Use `--torch_threads=1` when other jobs
 
     python benchmarks/bench_reward.py                  # everything (~10 min on 1 core)
     python benchmarks/bench_reward.py --skip_rl        # dataset + classifier only (~1.5 min)
+    python benchmarks/bench_reward.py --smoke          # every stage on a tiny budget (seconds; figures mean nothing)
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from hilserl.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_CONFIG = ROOT / "configs" / "sim_grasp_state.json"
+# --smoke: the smallest budget every stage runs on (the split by episode needs positives on both sides)
+SMOKE = {"num_positive": 20, "num_negative": 30, "head_steps": 5, "steps": 60, "final_episodes": 1,
+         "rollout_episodes": 1, "demos": 1}
 
 
 def rl_run(name: str, steps: int, out: Path, seed: int, threads: int, final_episodes: int, extra: list[str]):
@@ -100,11 +104,20 @@ def main() -> None:
     ap.add_argument("--head_steps", type=int, default=300)
     ap.add_argument("--steps", type=int, default=3000, help="env steps per RL run")
     ap.add_argument("--final_episodes", type=int, default=50)
+    ap.add_argument("--rollout_episodes", type=int, default=20,
+                    help="episodes of the classifier run's policy in the classifier-wrapped env")
+    ap.add_argument("--demos", type=int, default=None, help="scripted demos per RL run (default: the config's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--torch_threads", type=int, default=1)
     ap.add_argument("--skip_rl", action="store_true")
     ap.add_argument("--out", default=None, help="keep everything here (default: a temporary folder)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a tiny budget for every stage (checks that it runs; the figures mean nothing): "
+                         + ", ".join(f"--{k} {v}" for k, v in SMOKE.items()))
     args = ap.parse_args()
+    if args.smoke:
+        for k, v in SMOKE.items():
+            setattr(args, k, v)
     torch.set_num_threads(args.torch_threads)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_reward_"))
     t0 = time.perf_counter()
@@ -129,11 +142,13 @@ def main() -> None:
                   "n_episodes": len(ds.episodes), "collect_s": round(collect_s, 1),
                   "classifier_train_s": round(res.seconds, 1)}
         if not args.skip_rl:
+            demos = [] if args.demos is None else [f"--train.num_demos={args.demos}"]
             gt = rl_run("ground_truth", args.steps, out / "runs", args.seed, args.torch_threads,
-                        args.final_episodes, ["--reward.type=ground_truth"])
+                        args.final_episodes, ["--reward.type=ground_truth", *demos])
             cl = rl_run("classifier", args.steps, out / "runs", args.seed, args.torch_threads, args.final_episodes,
-                        ["--reward.type=classifier", f"--reward.classifier_path={out / 'classifier'}"])
-            roll = classifier_rollouts(cl["agent"], cl["cfg"], load_classifier(out / "classifier"), 20, args.seed)
+                        ["--reward.type=classifier", f"--reward.classifier_path={out / 'classifier'}", *demos])
+            roll = classifier_rollouts(cl["agent"], cl["cfg"], load_classifier(out / "classifier"),
+                                       args.rollout_episodes, args.seed)
             result.update({
                 "rl_success_with_classifier": round(cl["success"], 4),
                 "rl_success_with_ground_truth": round(gt["success"], 4),

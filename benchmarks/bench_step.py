@@ -27,13 +27,13 @@ def profile(config: Path, overrides: list[str], steps: int, updates: int) -> dic
     from hilserl.config import load_config
     from hilserl.data import Transition
     from hilserl.train.actor import Actor
-    from hilserl.train.actor_process import make_env, resolve_policy_config
+    from hilserl.train.build import make_env, policy_config
     from hilserl.train.config import TrainConfig
     from hilserl.train.learner import Learner
 
     cfg = load_config(TrainConfig, config, ["--buffers.on_disk=false", *overrides])
     env = make_env(cfg)
-    policy = resolve_policy_config(cfg, env)
+    policy = policy_config(cfg, env.observation_space, env.action_space)
     agent = SACAgent(policy)
     actor = Actor(env, agent, None, seed=0)
     learner = Learner(policy, cfg.buffers, actor.processor.spec, cfg.train.batch_size, None, 0, "cpu")
@@ -51,7 +51,7 @@ def profile(config: Path, overrides: list[str], steps: int, updates: int) -> dic
         action = timed("act_ms", agent.select_action, actor.processor.to_policy(stored), deterministic=False)
         next_obs, reward, terminated, truncated, _ = timed("env_step_ms", env.step, action)
         next_stored = timed("features_ms", actor.processor.to_stored, next_obs)
-        info = {"gripper_penalty": 0.0} if policy.discrete_gripper else {}
+        info = {"grasp_penalty": 0.0} if policy.discrete_gripper else {}
         learner.add(Transition(stored, action, float(reward), bool(terminated), bool(truncated), next_stored,
                                i % 4 == 0, info))
         stored = next_stored

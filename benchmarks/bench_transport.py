@@ -49,10 +49,10 @@ SPEC = {"state": ((17,), np.float32), "pixels.gripper": ((128, 128, 3), np.uint8
 
 def policy_and_agent(cfg: TrainConfig):
     from hilserl.agents.sac import SACAgent
-    from hilserl.train.actor_process import make_env, resolve_policy_config
+    from hilserl.train.build import make_env, policy_config
 
     env = make_env(cfg)
-    policy = resolve_policy_config(cfg, env)
+    policy = policy_config(cfg, env.observation_space, env.action_space)
     env.close()
     return policy, SACAgent(policy)
 
@@ -90,7 +90,7 @@ def run_client(port: int, seconds: float, warmup: float) -> None:
                 lags.append(1000.0 * (time.time() - made))
         nxt = observation(sent + 1)
         end = step == 99
-        client.send(Transition(obs, action, -0.05, False, end, nxt, False, {"gripper_penalty": 0.0}), episode,
+        client.send(Transition(obs, action, -0.05, False, end, nxt, False, {"grasp_penalty": 0.0}), episode,
                     continues=step > 0)
         sent += 1
         step, obs = (0, observation(sent + 1)) if end else (step + 1, nxt)
@@ -116,6 +116,7 @@ def main() -> None:
         return run_client(args.client, args.seconds, args.warmup)
 
     from hilserl.distributed.server import LearnerServer, WeightsBoard, settings_from
+    from hilserl.monitor.health import HealthReporter
     from hilserl.train.learner import Learner
     from hilserl.train.learner_process import LearnerSink
 
@@ -125,7 +126,7 @@ def main() -> None:
     policy, agent = policy_and_agent(cfg)
     with tempfile.TemporaryDirectory(dir=ROOT / "outputs" if (ROOT / "outputs").is_dir() else None) as tmp:
         learner = Learner(policy, cfg.buffers, SPEC, 256, Path(tmp) / "buffers", agent=agent)
-        sink = LearnerSink(learner, cfg, policy, _NoLogger(), print)
+        sink = LearnerSink(learner, cfg, policy, _NoLogger(), print, HealthReporter(cfg, tmp, print))
         board = WeightsBoard()
         weights_bytes = board.publish(learner.policy_weights(), 0)
         server = LearnerServer(sink, settings_from(cfg.transport), board)

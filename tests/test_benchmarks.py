@@ -1,7 +1,12 @@
 """The benchmarks' measures, so they cannot break unnoticed: bench_learning's on hand-made evaluation records, the
-critic action scan on a tiny trained run, and bench_step's profile on a few steps."""
+critic action scan on a tiny trained run, and bench_step's profile on a few steps. And every benchmark's command
+line on a tiny budget, as a separate process from the repository root: exit status 0, and its last stdout line is
+the JSON report with sane figures."""
 
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +24,17 @@ def _load(name):
 
 
 bench = _load("bench_learning")
+
+
+def run_benchmark(name: str, *args, timeout: float = 300) -> dict:
+    """Run benchmarks/<name>.py as a command; its last stdout line parsed as JSON."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *map(str, args)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{name} exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"{name} printed nothing"
+    return json.loads(lines[-1])
 
 
 def test_steps_to_threshold_and_the_lowest_evaluation_after_it():
@@ -57,7 +73,9 @@ def test_aggregate_over_seeds():
     assert none["median_env_steps_to_90"] is None  # most seeds never reached 90%
 
 
-def test_critic_action_scan_on_a_trained_run(tmp_path):
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny trained state-config run (60 env steps)."""
     from hilserl.config import load_config
     from hilserl.train.config import TrainConfig
     from hilserl.train.loop import train
@@ -66,9 +84,12 @@ def test_critic_action_scan_on_a_trained_run(tmp_path):
         "--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
         "--train.batch_size=32", "--train.num_demos=1", "--train.training_starts=20", "--train.eval_every=0",
         "--train.torch_threads=1", "--buffers.on_disk=false", "--train.total_env_steps=60",
-        f"--output_dir={tmp_path}", "--run_name=scan"])
-    res = train(cfg, log=lambda line: None)
-    out = _load("critic_action_scan").scan(res.run_dir, episodes=1)
+        f"--output_dir={tmp_path_factory.mktemp('runs')}", "--run_name=scan"])
+    return train(cfg, log=lambda line: None).run_dir
+
+
+def test_critic_action_scan_on_a_trained_run(trained_run):
+    out = _load("critic_action_scan").scan(trained_run, episodes=1)
     assert 0.0 <= out["interior_argmax"] <= 1.0 and out["q_range"] >= 0.0
     assert 0.0 <= out["policy_mean_abs_action"] <= 1.0 and out["steps"] >= 1
 
@@ -82,3 +103,74 @@ def test_bench_step_profiles_every_part_of_a_step():
     assert out["train_step_ms"] >= out["features_ms"] + out["update_ms"]
     assert out["eval_features_ms"] < out["features_ms"]  # one unshifted frame instead of K shifted copies
     assert out["precision"].startswith("updates: float32")
+
+
+# ------------------------------------------------------------------------------------------------ command lines
+def test_critic_action_scan_command_line(trained_run):
+    out = run_benchmark("critic_action_scan", trained_run, "--episodes", 1)
+    assert out["episodes"] == 1 and 1 <= out["steps"] <= 100
+    assert 0.0 <= out["interior_argmax"] <= 1.0 and out["q_range"] >= 0.0
+    assert 0.0 <= out["policy_mean_abs_action"] <= 1.0
+    assert Path(out["model"]).is_relative_to(trained_run)  # the run's last checkpoint
+
+
+def test_bench_step_command_line():
+    out = run_benchmark("bench_step", "--steps", 6, "--updates", 2)
+    for profile in ("float32", "default"):
+        for key in ("act_ms", "env_step_ms", "features_ms", "sample_ms", "update_ms", "train_step_ms"):
+            assert out[profile][key] > 0, (profile, key)
+    assert out["float32"]["precision"].startswith("updates: float32") and out["threads"] == 1 and out["cpu"]
+
+
+def test_bench_sim_command_line():
+    out = run_benchmark("bench_sim", "--episodes", 2, "--seconds", 0.3)
+    assert out["pixel_steps_per_s"] > 0 and out["state_steps_per_s"] > 0
+    assert out["episodes"] == 2 and out["expert_success_rate"] > 0  # the seeded expert grasps at least once
+    assert 1 <= out["expert_mean_steps"] <= 100 and out["control_hz"] == 10 and out["physics_substeps"] >= 1
+
+
+def test_bench_learner_command_line():
+    out = run_benchmark("bench_learner", "--smoke")
+    assert out["smoke"] is True and out["batch"] == 8
+    assert set(out["updates_per_s"]) == {"state", "state_gripper", "state_float32", "state_gripper_float32",
+                                         "pixels_conv", "pixels_resnet10_frozen", "pixels_resnet10_cached"}
+    assert all(rate > 0 for rate in out["updates_per_s"].values()), out["updates_per_s"]
+    assert out["sample_ms"] > 0
+    frame = 128 * 128 * 3  # one uint8 camera frame: stored once per transition (+ state, action, ...)
+    assert frame < out["bytes_per_transition"] < 2 * frame
+    assert out["notes"]["cached_bytes_per_frame"] == 4 * 512 * 4 * 4 * 2  # K=4 shifts of [512, 4, 4] float16
+
+
+def test_bench_learning_command_line():
+    out = run_benchmark("bench_learning", "--configs", "state", "--seeds", 0, "--env_steps", 60, "--eval_every", 30,
+                        "--eval_episodes", 1, "--final_episodes", 2, "--jobs", 1)
+    assert out["env_steps"] == 60 and out["jobs"] == 1 and set(out) >= {"state", "cpu"}
+    agg, seed = out["state"]["human"]["aggregate"], out["state"]["human"]["per_seed"]["0"]
+    assert agg["seeds"] == 1 and agg["min_final_success"] == seed["final_success_rate"]
+    assert 0.0 <= seed["final_success_rate"] <= 1.0 and seed["final_episodes"] == 2
+    assert sum(q["episodes"] for q in seed["quarter_success"].values()) == 2
+    assert seed["env_steps"] >= 60 and seed["learner_updates"] >= 1 and seed["evals"]
+    assert all(0.0 <= success <= 1.0 for _, success in seed["evals"])
+
+
+def test_bench_reward_command_line():
+    out = run_benchmark("bench_reward", "--smoke")
+    assert out["n_positive"] >= 20 and out["n_negative"] >= 30
+    assert out["n_train"] + out["n_test"] == out["n_positive"] + out["n_negative"]
+    assert sum(map(sum, out["confusion_matrix"])) == out["n_test"]
+    for key in ("accuracy", "precision", "recall", "f1", "threshold"):
+        assert 0.0 <= out[key] <= 1.0, key
+    assert out["rl_env_steps"] == 60 and out["rl_final_episodes"] == 1
+    assert 0.0 <= out["rl_success_with_classifier"] <= 1.0 and 0.0 <= out["rl_success_with_ground_truth"] <= 1.0
+    roll = out["classifier_policy_rollouts"]
+    assert roll["episodes"] == 1 and 0.0 <= roll["frame_disagreement_rate"] <= 1.0
+    assert out["rl_train_episodes"]["classifier"] >= 1 and out["rl_train_episodes"]["ground_truth"] >= 1
+
+
+def test_bench_transport_command_line():
+    out = run_benchmark("bench_transport", "--seconds", 2, "--warmup", 0.5)
+    assert out["transitions_per_s"] > 0 and out["transitions_per_message"] >= 1
+    frame = 128 * 128 * 3  # within an episode a transition carries one frame (its next observation)
+    assert frame < out["bytes_per_transition_on_wire"] < 2 * frame
+    assert out["weights_bytes"] > 0 and out["weights_pushes"] >= 1  # pushed once per second while streaming
+    assert out["weights_push_ms"] > 0 and out["weights_push_ms_p90"] >= out["weights_push_ms"]

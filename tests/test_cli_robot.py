@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from hilserl.cli import main
-from hilserl.data.episodes import DemoDataset
+from hilserl.data.demo_dataset import DemoDataset
 
 
 def test_record_then_export_then_import_round_trip(tmp_path, capsys):
@@ -65,3 +65,16 @@ def test_the_real_arm_config_loads_and_names_missing_calibration(tmp_path, capsy
                  f"--env.follower_calibration={tmp_path / 'missing.json'}"])
     assert code == 2
     assert "env.follower_calibration" in capsys.readouterr().err
+
+
+def test_record_stores_the_reward_sections_values(tmp_path, capsys):
+    """`hilserl record` reads the success reward and step penalty from the config's reward section (their only
+    home) and takes --reward.key=value overrides; other sections' overrides still do not apply here."""
+    demos = tmp_path / "demos"
+    assert main(["record", "--config_path", "configs/sim_grasp_state.json", "--num_episodes", "1", "--out",
+                 str(demos), "--reward.success_reward=3", "--reward.step_penalty=-0.25"]) == 0
+    (episode,) = list(DemoDataset.open(demos).episodes())
+    assert episode.terminated and episode.rewards[-1] == 3.0 and np.all(episode.rewards[:-1] == -0.25)
+    assert main(["record", "--config_path", "configs/sim_grasp_state.json", "--out", str(tmp_path / "x"),
+                 "--policy.utd_ratio=3"]) == 2
+    assert "only --env.key=value or --reward.key=value" in capsys.readouterr().err

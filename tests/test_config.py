@@ -74,12 +74,10 @@ def test_train_config_sections_keep_their_parent_defaults_and_name_errors():
 
     cfg = load_config(TrainConfig, None, ["--policy.utd_ratio=20"])
     assert cfg.policy.utd_ratio == 20
-    assert cfg.policy.cached_features and cfg.policy.discrete_gripper  # TrainConfig's defaults, not SACConfig's
+    assert cfg.policy.cached_features and cfg.policy.critic_trunk_dim == 50  # TrainConfig's defaults, not SACConfig's
     with pytest.raises(ConfigError) as e:
         load_config(TrainConfig, None, ["--policy.temperature_init=-1"])
     assert str(e.value).startswith("policy.temperature_init"), str(e.value)
-    with pytest.raises(ConfigError, match="policy.discrete_gripper"):
-        load_config(TrainConfig, None, ["--env.gripper_mode=continuous"])
     with pytest.raises(ConfigError, match="^human.takeover_steps"):
         load_config(TrainConfig, None, ["--human.takeover_steps=[5, 1]"])
 
@@ -102,3 +100,34 @@ def test_env_section_is_a_tagged_union_chosen_by_type():
         from_dict(Holder, {"env": {"type": "mujoco"}})
     with pytest.raises(ConfigError, match="env.obs_type: unknown key"):  # the real arm has no obs_type
         from_dict(Holder, {"env": {"type": "so101", "obs_type": "state"}})
+
+
+@pytest.mark.parametrize("key, where", [("success_reward", "reward.success_reward"),
+                                        ("step_penalty", "reward.step_penalty"),
+                                        ("reward_type", "reward.success_reward")])
+def test_reward_shaping_in_the_env_section_names_the_field_and_where_it_moved(tmp_path, key, where):
+    from hilserl.train.config import TrainConfig
+
+    data = json.loads(open("configs/sim_grasp.json").read())
+    data["env"][key] = "sparse" if key == "reward_type" else 10.0
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as e:
+        load_config(TrainConfig, path, [])
+    msg = str(e.value)
+    assert msg.startswith(f"env.{key}: ") and where in msg, msg
+    with pytest.raises(ConfigError, match=f"^env.{key}: "):
+        load_config(TrainConfig, None, [f"--env.{key}=1"])
+
+
+def test_every_shipped_config_keeps_reward_shaping_in_the_reward_section():
+    from pathlib import Path
+
+    from hilserl.train.config import TrainConfig
+
+    for path in sorted(Path("configs").glob("*.json")):
+        data = json.loads(path.read_text())
+        assert not {"success_reward", "step_penalty", "reward_type"} & set(data["env"]), path
+        cfg = load_config(TrainConfig, path, [])
+        assert (cfg.reward.success_reward, cfg.reward.step_penalty) == (data["reward"]["success_reward"],
+                                                                       data["reward"]["step_penalty"])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hilserl.data import ReplayBuffer
+from hilserl.data.demo_dataset import DemoDataset
 from hilserl.data.episodes import (
-    DemoDataset,
     Episode,
     episodes_from_buffer,
     fill_buffer,
@@ -43,7 +43,7 @@ def episode(ep: int, length: int, end: str = "terminated", task: str = "grasp") 
         truncated=end == "truncated",
         is_intervention=np.arange(length) % 3 == 0,
         task=task,
-        info={"gripper_penalty": -0.02 * (np.arange(length) % 2)},
+        info={"grasp_penalty": -0.02 * (np.arange(length) % 2)},
     )
 
 
@@ -106,7 +106,7 @@ def test_demo_dataset_round_trip(tmp_path):
     root = tmp_path / "demos"
     eps = [episode(0, 5, "terminated"), episode(1, 7, "truncated", task="push"), episode(2, 3, "open")]
     with DemoDataset.create(root, SPEC, capacity=64, fps=10, robot_type="so101", task="grasp",
-                            created_by="test", info_keys=("gripper_penalty",)) as ds:
+                            created_by="test", info_keys=("grasp_penalty",)) as ds:
         for ep in eps:
             ds.add_episode(ep)
         assert ds.free_slots == 64 - (6 + 8 + 4)
@@ -125,7 +125,7 @@ def test_demo_dataset_round_trip(tmp_path):
 
 def test_demo_dataset_refuses_an_episode_that_does_not_fit_and_keeps_the_others(tmp_path):
     root = tmp_path / "demos"
-    with DemoDataset.create(root, SPEC, capacity=12, info_keys=("gripper_penalty",)) as ds:
+    with DemoDataset.create(root, SPEC, capacity=12, info_keys=("grasp_penalty",)) as ds:
         ds.add_episode(episode(0, 5))
         with pytest.raises(ValueError, match="is full: episode 1 needs 8 frame slots, 6 of 12"):
             ds.add_episode(episode(1, 7))
@@ -158,7 +158,7 @@ def test_demo_dataset_errors_name_the_problem(tmp_path):
 def test_manifest_behind_the_buffer_is_repaired_from_the_buffer(tmp_path):
     """A crash after the buffer flush but before the manifest write: the buffer is the record."""
     root = tmp_path / "demos"
-    with DemoDataset.create(root, SPEC, capacity=64, info_keys=("gripper_penalty",)) as ds:
+    with DemoDataset.create(root, SPEC, capacity=64, info_keys=("grasp_penalty",)) as ds:
         ds.add_episode(episode(0, 5))
         before = (root / "manifest.json").read_text()
         ds.add_episode(episode(1, 4))
@@ -171,7 +171,7 @@ def test_manifest_behind_the_buffer_is_repaired_from_the_buffer(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- buffers
 def test_fill_buffer_adds_every_transition_with_its_terminal_flag():
-    buf = ReplayBuffer(100, SPEC, 4, info_keys=("gripper_penalty",), rng=0)
+    buf = ReplayBuffer(100, SPEC, 4, info_keys=("grasp_penalty",), rng=0)
     eps = [episode(0, 5, "terminated"), episode(1, 6, "truncated"), episode(3, 3), episode(2, 4, "open")]
     counts = fill_buffer(buf, eps)
     assert (counts.episodes, counts.transitions, counts.terminated, counts.truncated) == (4, 18, 2, 1)
@@ -192,21 +192,21 @@ def test_fill_buffer_adds_every_transition_with_its_terminal_flag():
 
 
 def test_fill_buffer_keeps_only_the_info_the_buffer_stores():
-    buf = ReplayBuffer(40, SPEC, 4, rng=0)  # e.g. a continuous-gripper policy: no gripper_penalty
+    buf = ReplayBuffer(40, SPEC, 4, rng=0)  # e.g. a continuous-gripper policy: no grasp_penalty
     counts = fill_buffer(buf, [episode(0, 5)])
-    assert counts.transitions == 5 and len(buf) == 5 and "gripper_penalty" not in buf.sample(4)
+    assert counts.transitions == 5 and len(buf) == 5 and "grasp_penalty" not in buf.sample(4)
 
 
 def test_fill_buffer_converts_observations_and_computes_info():
     spec = {"state": ((STATE,), np.float32), "features.gripper": ((2,), np.float16)}
-    buf = ReplayBuffer(40, spec, 4, info_keys=("gripper_penalty",), rng=0)
+    buf = ReplayBuffer(40, spec, 4, info_keys=("grasp_penalty",), rng=0)
 
     def to_features(obs):  # stands in for ObservationProcessor.to_stored with cached features
         img = obs["pixels"]["gripper"]
         return {"state": obs["state"], "features.gripper": np.array([img[0, 0, 0], img[-1, 0, 0]], np.float16)}
 
     def penalty(stored, action):
-        return {"gripper_penalty": -1.0 if action[-1] == 0 else 0.0}
+        return {"grasp_penalty": -1.0 if action[-1] == 0 else 0.0}
 
     eps = [episode(1, 5), episode(2, 4)]
     fill_buffer(buf, eps, to_stored=to_features, info=penalty)
@@ -215,11 +215,11 @@ def test_fill_buffer_converts_observations_and_computes_info():
     np.testing.assert_array_equal(feat[:, 0], 10 * st[:, 0] + 5)
     np.testing.assert_array_equal(feat[:, 1], (7 * st[:, 1]) % 256)
     gripper = batch["actions"][:, -1].numpy()
-    np.testing.assert_array_equal(batch["gripper_penalty"].numpy(), np.where(gripper == 0, -1.0, 0.0))
+    np.testing.assert_array_equal(batch["grasp_penalty"].numpy(), np.where(gripper == 0, -1.0, 0.0))
 
 
 def test_fill_buffer_refuses_mismatches_before_writing():
-    buf = ReplayBuffer(40, SPEC, 4, info_keys=("gripper_penalty",), rng=0)
+    buf = ReplayBuffer(40, SPEC, 4, info_keys=("grasp_penalty",), rng=0)
     ep = episode(0, 4)
     with pytest.raises(ValueError, match="episode 0: actions have 3 values, the buffer expects 4"):
         fill_buffer(buf, [Episode(ep.observations, ep.actions[:, :3], ep.rewards)])
@@ -231,17 +231,17 @@ def test_fill_buffer_refuses_mismatches_before_writing():
     long_state = [{**o, "state": np.zeros(9, np.float32)} for o in ep.observations]
     with pytest.raises(ValueError, match=r"'state' has shape \(9,\)"):
         fill_buffer(buf, [Episode(long_state, ep.actions, ep.rewards, info=ep.info)])
-    tagged = ReplayBuffer(40, SPEC, 4, info_keys=("gripper_penalty",), tag_keys=("actor", "seq"))
+    tagged = ReplayBuffer(40, SPEC, 4, info_keys=("grasp_penalty",), tag_keys=("actor", "seq"))
     with pytest.raises(ValueError, match=r"tags every transition with \['actor', 'seq'\].*Learner.ingest"):
         fill_buffer(tagged, [ep])
-    tiny = ReplayBuffer(4, SPEC, 4, info_keys=("gripper_penalty",))
+    tiny = ReplayBuffer(4, SPEC, 4, info_keys=("grasp_penalty",))
     with pytest.raises(ValueError, match="episode 0: 4 steps need 5 slots, the buffer has 4"):
         fill_buffer(tiny, [ep])
     assert len(buf) == 0 and buf.num_added == 0 and tiny.num_added == 0 and tagged.num_added == 0
 
 
 def test_episodes_from_a_wrapped_buffer_keep_what_survives():
-    buf = ReplayBuffer(16, SPEC, 4, info_keys=("gripper_penalty",), rng=0)
+    buf = ReplayBuffer(16, SPEC, 4, info_keys=("grasp_penalty",), rng=0)
     eps = [episode(0, 5), episode(1, 6, "truncated"), episode(2, 5)]  # 6 + 7 + 6 = 19 frames in 16 slots
     fill_buffer(buf, eps)
     back = list(episodes_from_buffer(buf, "grasp"))

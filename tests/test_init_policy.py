@@ -10,10 +10,11 @@ from safetensors.torch import load_file
 from hilserl.agents import SACAgent, SACConfig
 from hilserl.config import load_config
 from hilserl.envs import env_spaces
-from hilserl.train.actor_process import resolve_policy_config
+from hilserl.train.build import policy_config
 from hilserl.train.checkpoint import ARCHITECTURE_FIELDS, load_initial_policy
 from hilserl.train.config import TrainConfig
-from hilserl.train.learner_process import _open_learner
+from hilserl.train.learner_loop import open_learner
+from hilserl.train.run_folder import RunFolder
 from hilserl.train.loop import train
 
 SMALL = dict(state_dim=5, action_dim=3, discrete_gripper=True, hidden_dims=(32, 32),
@@ -101,13 +102,14 @@ def test_train_starts_from_the_initial_policy(tmp_path):
     # `hilserl learner` starts from it the same way
     cfg = load_config(TrainConfig, None, [*TINY, f"--output_dir={tmp_path}", "--run_name=remote",
                                           f"--train.init_policy={pre.last_checkpoint}"])
-    (tmp_path / "remote").mkdir()
-    _, learner, _ = _open_learner(cfg, tmp_path / "remote", False, lines.append)
+    run = RunFolder.open(cfg, resume=False)
+    learner = open_learner(cfg, run, False, lines.append).learner
     try:
         for name, value in pretrained.items():
             assert torch.equal(learner.agent.state_dict()[name], value), name
     finally:
         learner.close()
+        run.close()
 
 
 def test_a_policy_pretrained_in_simulation_fits_the_real_arm_config():
@@ -116,8 +118,6 @@ def test_a_policy_pretrained_in_simulation_fits_the_real_arm_config():
     shapes = {}
     for name in ("sim_grasp", "so101_grasp"):
         cfg = load_config(TrainConfig, f"configs/{name}.json", [])
-        spaces = env_spaces(cfg.env)
-        env = type("Spaces", (), {"observation_space": spaces[0], "action_space": spaces[1]})
-        shapes[name] = {k: v for k, v in dataclasses.asdict(resolve_policy_config(cfg, env)).items()
+        shapes[name] = {k: v for k, v in dataclasses.asdict(policy_config(cfg, *env_spaces(cfg.env))).items()
                         if k in ARCHITECTURE_FIELDS}
     assert shapes["sim_grasp"] == shapes["so101_grasp"]

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hilserl.data import ReplayBuffer
-from hilserl.data.episodes import DemoDataset, Episode, episodes_from_buffer, fill_buffer
+from hilserl.data.demo_dataset import DemoDataset
+from hilserl.data.episodes import Episode, episodes_from_buffer, fill_buffer
 from hilserl.data.lerobot_export import export_lerobot, export_replay_buffer
 from hilserl.data.lerobot_import import import_lerobot
 from hilserl.data.lerobot_v3 import VIDEO_TOLERANCE, gripper_to_continuous, gripper_to_discrete
@@ -45,7 +46,7 @@ def episode(ep: int, length: int, end: str, cameras=("gripper", "front")) -> Epi
     obs = [{"state": states[t], "pixels": {c: frame(ep, t, c) for c in cameras}} for t in range(length + 1)]
     return Episode(obs, actions, rng.normal(size=length).astype(np.float32), end == "terminated",
                    end == "truncated", rng.random(length) < 0.4, task=("grasp the cube", "lift")[ep % 2],
-                   info={"gripper_penalty": np.where(actions[:, -1] == 0, -0.02, 0.0)})
+                   info={"grasp_penalty": np.where(actions[:, -1] == 0, -0.02, 0.0)})
 
 
 EPISODES = [episode(e, n, end) for e, (n, end) in enumerate(zip(LENGTHS, ENDS))]
@@ -222,7 +223,7 @@ def test_import_fills_a_demo_buffer_through_the_observation_processor(lossless):
     from gymnasium import spaces
 
     from hilserl.agents.sac import SACAgent, SACConfig
-    from hilserl.train.actor import gripper_penalty
+    from hilserl.gripper import step_grasp_penalty as grasp_penalty
     from hilserl.train.observations import ObservationProcessor
 
     cfg = SACConfig(state_dim=STATE, action_dim=3, discrete_gripper=True, cameras=("gripper",), image_size=(32, 32),
@@ -231,12 +232,12 @@ def test_import_fills_a_demo_buffer_through_the_observation_processor(lossless):
     space = spaces.Dict({"state": spaces.Box(-np.inf, np.inf, (STATE,), np.float32),
                          "pixels": spaces.Dict({"gripper": spaces.Box(0, 255, (32, 32, 3), np.uint8)})})
     processor = ObservationProcessor(agent, space, torch.Generator().manual_seed(0))
-    demo = ReplayBuffer(100, processor.spec, cfg.full_action_dim, info_keys=("gripper_penalty",), rng=0)
+    demo = ReplayBuffer(100, processor.spec, cfg.full_action_dim, info_keys=("grasp_penalty",), rng=0)
     episodes = import_lerobot(lossless, image_keys=["observation.images.gripper"], expect_state_dim=STATE,
                               expect_action_dim=cfg.full_action_dim, expect_image_shape=(32, 32, 3),
                               expect_discrete_gripper=True)
     counts = fill_buffer(demo, episodes, to_stored=processor.to_stored,
-                         info=lambda stored, action: {"gripper_penalty": gripper_penalty(stored["state"], action,
+                         info=lambda stored, action: {"grasp_penalty": grasp_penalty(stored["state"], action,
                                                                                          -0.02)})
     assert (counts.episodes, counts.transitions, counts.terminated, counts.truncated) == (3, 19, 1, 1)
     assert len(demo) == 19
@@ -257,7 +258,7 @@ def test_export_recorded_demos_from_a_demo_dataset(tmp_path):
     spec = {"state": ((STATE,), np.float32), "pixels.gripper": ((32, 32, 3), np.uint8),
             "pixels.front": ((32, 32, 3), np.uint8)}
     with DemoDataset.create(tmp_path / "demos", spec, capacity=64, fps=FPS, robot_type="so101_follower",
-                            info_keys=("gripper_penalty",)) as demos:
+                            info_keys=("grasp_penalty",)) as demos:
         for ep in EPISODES:
             demos.add_episode(ep)
         export_lerobot(demos.episodes(), tmp_path / "ds", fps=demos.fps, robot_type=demos.manifest["robot_type"],
@@ -269,7 +270,7 @@ def test_export_recorded_demos_from_a_demo_dataset(tmp_path):
 
 def test_export_a_replay_buffer_and_refuse_a_feature_buffer(tmp_path):
     spec = {"state": ((STATE,), np.float32), "pixels.gripper": ((32, 32, 3), np.uint8)}
-    buf = ReplayBuffer(64, spec, 4, info_keys=("gripper_penalty",), rng=0)
+    buf = ReplayBuffer(64, spec, 4, info_keys=("grasp_penalty",), rng=0)
     fill_buffer(buf, [episode(e, n, end, cameras=("gripper",)) for e, (n, end) in enumerate(zip(LENGTHS, ENDS))])
     export_replay_buffer(buf, tmp_path / "ds", fps=FPS, robot_type="so101_follower", task="grasp the cube",
                          lossless=True)

@@ -51,13 +51,27 @@ def test_limits_follow_the_reward_settings():
     assert sim.max_q == 10.0 and sim.min_q == pytest.approx((-0.05 - 0.05) / 0.03) and sim.earliest_success is None
     plain = limits_from_config(load_config(TrainConfig, "configs/sim_grasp_state.json", []))
     assert plain.min_q == pytest.approx(-0.05 / 0.03)
-    sparse = limits_from_config(load_config(TrainConfig, None, ["--env.reward_type=sparse"]))
+    sparse = limits_from_config(load_config(TrainConfig, None, ["--reward.success_reward=1",
+                                                                "--reward.step_penalty=0"]))
     assert sparse.max_q == 1.0 and sparse.min_q == 0.0
     real = limits_from_config(load_config(TrainConfig, "configs/so101_grasp.json", ["--reward.success_reward=5"]))
     assert real.max_q == 5.0 and real.earliest_success == 30 + 10 - 1  # min_steps + consecutive_frames - 1
     assert limits_from_config(to_dict(load_config(TrainConfig, None, ["--health.window=7"]))).window == 7
     penalised = limits_from_config(load_config(TrainConfig, None, ["--reward.action_rate_penalty=0.1"]))
     assert penalised.min_q == pytest.approx((-0.05 - 0.4) / 0.03)  # the worst step also pays the largest swing
+
+
+def test_limits_read_reward_shaping_from_the_reward_section_only():
+    from hilserl.config import ConfigError
+
+    d = to_dict(load_config(TrainConfig, None, ["--reward.success_reward=3"]))
+    assert limits_from_config(d).max_q == 3.0
+    old = {**d, "env": {**d["env"], "success_reward": 10.0}}  # a config from before reward shaping moved
+    with pytest.raises(ConfigError, match=r"^env.success_reward: .*reward.success_reward"):
+        limits_from_config(old)
+    del d["reward"]["step_penalty"]
+    with pytest.raises(ConfigError, match=r"^reward.step_penalty: missing"):
+        limits_from_config(d)
 
 
 # --------------------------------------------------------------------------------------------- learner checks

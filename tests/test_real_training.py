@@ -6,14 +6,15 @@ import pytest
 
 from hilserl.agents.sac import SACAgent
 from hilserl.config import ConfigError, load_config
-from hilserl.data.episodes import DemoDataset, observation_spec_from_space
+from hilserl.data.demo_dataset import DemoDataset
+from hilserl.data.episodes import observation_spec_from_space
 from hilserl.envs import env_spaces
 from hilserl.envs.so101 import SO101EnvConfig, SO101Kinematics, SO101RealEnv
 from hilserl.robot.cameras import CameraConfig, FakeCamera
 from hilserl.robot.teleop import HumanInput
 from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
 from hilserl.train.actor import Actor
-from hilserl.train.actor_process import resolve_policy_config
+from hilserl.train.build import policy_config
 from hilserl.train.config import TrainConfig
 from hilserl.train.loop import train
 from hilserl.train.record import record_demos
@@ -30,7 +31,9 @@ def _record_sim_demos(path, n):
 
     env = SO101GraspCubeEnv(GraspCubeConfig(obs_type="state"))
     ds = DemoDataset.create(path, observation_spec_from_space(env.observation_space), capacity=600)
-    summary = record_demos(env, ds, n, person=_SimPerson(env, 0), log=lambda s: None)
+    reward = TrainConfig().reward
+    summary = record_demos(env, ds, n, success_reward=reward.success_reward, step_penalty=reward.step_penalty,
+                           person=_SimPerson(env, 0), log=lambda s: None)
     ds.close()
     return sum(summary.lengths)
 
@@ -82,10 +85,7 @@ def test_learner_shapes_for_the_real_arm_come_without_hardware():
     sim_obs, sim_act = env_spaces(GraspCubeConfig(cameras=("gripper",)))
     assert obs_space == sim_obs and act_space == sim_act
 
-    class Spaces:
-        observation_space = obs_space
-
-    policy = resolve_policy_config(cfg, Spaces)
+    policy = policy_config(cfg, obs_space, act_space)
     assert policy.cameras == ("gripper",) and policy.state_dim == 17 and policy.discrete_gripper
 
 
@@ -118,7 +118,7 @@ def test_actor_on_the_real_env_stores_the_persons_action_as_an_intervention():
                        clock=clock, sleep=clock.sleep)
     tcfg = load_config(TrainConfig, None, ["--policy.encoder=conv", "--policy.backbone_trim_head=false",
                                            "--policy.cached_features=false", "--policy.hidden_dims=[32, 32]"])
-    agent = SACAgent(resolve_policy_config(tcfg, env))
+    agent = SACAgent(policy_config(tcfg, env.observation_space, env.action_space))
     stored = []
     stats = Actor(env, agent, None, seed=0).run_episode(1, 0, stored.append)
     assert stats.length == 6 and stats.intervention_steps == 2 and not stats.success
@@ -140,7 +140,7 @@ def test_evaluation_on_the_real_env_records_its_cameras_and_uses_the_classifier_
                        sleep=clock.sleep)
     tcfg = load_config(TrainConfig, None, ["--policy.encoder=conv", "--policy.backbone_trim_head=false",
                                            "--policy.cached_features=false", "--policy.hidden_dims=[32, 32]"])
-    agent = SACAgent(resolve_policy_config(tcfg, env))
+    agent = SACAgent(policy_config(tcfg, env.observation_space, env.action_space))
     res = evaluate(Actor(env, agent, None, seed=0), 2, fixed_reset=True, video_path=tmp_path / "v.mp4",
                    video_episodes=2)
     assert res.episodes == 2 and res.successes == 0  # the raw env never claims a success by itself

@@ -4,7 +4,8 @@ emulated servo bus (Feetech protocol over a pseudo-terminal, SO101Follower, SO10
 import numpy as np
 import pytest
 
-from hilserl.data.episodes import DemoDataset, observation_spec_from_space
+from hilserl.data.demo_dataset import DemoDataset
+from hilserl.data.episodes import observation_spec_from_space
 from hilserl.envs.so101 import SO101EnvConfig, SO101Kinematics, SO101RealEnv
 from hilserl.robot import Calibration, FeetechBus, SO101Follower
 from hilserl.robot.cameras import CameraConfig, FakeCamera
@@ -13,6 +14,8 @@ from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
 from hilserl.sim.expert import ScriptedExpert
 from hilserl.train.record import hold_still, record_demos, record_episode
 from robot_fakes import CAL_JSON, FakeClock, IdealFollower, calibrated_emulator
+
+REWARD = {"success_reward": 7.0, "step_penalty": -0.1}  # the caller's reward section (hilserl record passes it)
 
 
 
@@ -31,14 +34,14 @@ def test_sim_recording_with_the_expert_as_the_person(tmp_path):
 
     ds = DemoDataset.create(tmp_path / "demos", observation_spec_from_space(env.observation_space), capacity=400)
     lines = []
-    summary = record_demos(env, ds, 2, person=person, log=lines.append)
+    summary = record_demos(env, ds, 2, **REWARD, person=person, log=lines.append)
     assert summary.saved == 2 and not summary.quit
     ds.close()
     episodes = list(DemoDataset.open(tmp_path / "demos").episodes())
     assert len(episodes) == 2 and [e.length for e in episodes] == summary.lengths
     for ep in episodes:
         assert ep.terminated and not ep.truncated
-        assert ep.rewards[-1] == 10.0 and np.all(ep.rewards[:-1] == -0.05)
+        assert ep.rewards[-1] == 7.0 and np.all(ep.rewards[:-1] == np.float32(-0.1))  # the values passed in
         assert ep.is_intervention.all()  # every action was the person's
         assert ep.observations[0]["pixels"]["gripper"].shape == (64, 64, 3)
     assert "episode 2/2: SUCCESS" in lines[-1]
@@ -67,7 +70,7 @@ def test_rerecord_and_failure_are_not_kept_and_quit_stops(tmp_path):
     env = ScriptedEvents(SO101GraspCubeEnv(GraspCubeConfig(obs_type="state")),
                          {(0, 3): "rerecord", (1, 4): "failure", (2, 2): "success", (3, 1): "quit"})
     ds = DemoDataset.create(tmp_path / "d", observation_spec_from_space(env.observation_space), capacity=100)
-    summary = record_demos(env, ds, 5, log=lambda s: None)
+    summary = record_demos(env, ds, 5, **REWARD, log=lambda s: None)
     assert (summary.rerecorded, summary.dropped_failed, summary.saved, summary.quit) == (1, 1, 1, True)
     (ep,) = list(ds.episodes())
     assert ep.length == 2 and ep.terminated and not ep.is_intervention.any()  # nobody moved: hold-still actions
@@ -109,7 +112,7 @@ def test_real_arm_stack_on_an_emulated_bus_records_a_demo_and_leaves_torque_off(
         env = SO101RealEnv(cfg, follower, {"gripper": camera}, human=Person(), kinematics=SO101Kinematics(),
                            clock=clock, sleep=clock.sleep)
         ds = DemoDataset.create(tmp_path / "real", observation_spec_from_space(env.observation_space), capacity=50)
-        outcome, episode = record_episode(env)
+        outcome, episode = record_episode(env, **REWARD)
         assert outcome == "success" and episode.length == 4 and episode.is_intervention.all()
         ds.add_episode(episode)
         assert emu.torque_enabled(1) and emu.goal_writes  # the follower was driven through the bus
@@ -126,12 +129,14 @@ def test_hold_still_is_no_motion_and_gripper_unchanged():
     np.testing.assert_array_equal(hold_still("discrete"), [0, 0, 0, 1])
     np.testing.assert_array_equal(hold_still("continuous"), [0, 0, 0, 1])
     with pytest.raises(ValueError):
-        record_episode(SO101GraspCubeEnv(GraspCubeConfig(obs_type="state")), person=lambda o, i: np.zeros(3))
+        record_episode(SO101GraspCubeEnv(GraspCubeConfig(obs_type="state")), **REWARD,
+                       person=lambda o, i: np.zeros(3))
 
 
 def test_reward_recording_on_the_real_env_toggles_the_label_with_the_success_key(tmp_path):
     """The person presses SUCCESS at step 3 (label on) and at step 6 (off); a RE-RECORD episode is dropped."""
-    from hilserl.reward.dataset import DatasetWriter, load_dataset, record_with_env
+    from hilserl.reward.dataset import DatasetWriter, load_dataset
+    from hilserl.reward.recording import record_with_env
 
     class Keys:
         def __init__(self, plan):

@@ -111,11 +111,11 @@ def probe_hello(channel, cfg, token):
     """A Hello with the learner's own config (so only the token or the message decides)."""
     from hilserl.agents.sac import SACAgent
     from hilserl.train.actor import policy_fingerprint, policy_weights
-    from hilserl.train.actor_process import make_env, resolve_policy_config
+    from hilserl.train.build import make_env, policy_config
     from hilserl.train.observations import ObservationProcessor
 
     env = make_env(cfg)
-    policy = resolve_policy_config(cfg, env)
+    policy = policy_config(cfg, env.observation_space, env.action_space)
     agent = SACAgent(policy)
     req = pb.HelloRequest(actor_id="probe", instance="probe", protocol=PROTOCOL,
                           policy_digest=policy_fingerprint(policy))
@@ -193,7 +193,7 @@ def test_two_actors_kill9_learner_and_actor_restart_exact_accounting(tmp_path):
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a valid protobuf" in err.details()
         session = probe_hello(channel, cfg, TOKEN).session
         o = {"state": np.zeros(17, np.float32), "environment_state": np.zeros(6, np.float32)}
-        t = Transition(o, np.zeros(4, np.float32), 0.0, False, False, o, False, {"gripper_penalty": 0.0})
+        t = Transition(o, np.zeros(4, np.float32), 0.0, False, False, o, False, {"grasp_penalty": 0.0})
         bad = codec.encode_transition(t, seq=1, episode=1)
         bad.observation["state"].data = b"\x00" * 10  # 17 float32 need 68 bytes
         err = probe_stream(channel, session, pb.ActorMessage(transitions=[bad]).SerializeToString())

@@ -98,22 +98,22 @@ def test_next_obs_at_terminated_and_truncated_episode_ends():
 
 def test_batch_layout_and_dtypes():
     spec = dict(SPEC, **{"features.gripper": ((2, 3, 2, 2), np.float16), "environment_state": ((5,), np.float64)})
-    buf = ReplayBuffer(32, spec, 3, info_keys=("gripper_penalty", "actor_id"), rng=0)
+    buf = ReplayBuffer(32, spec, 3, info_keys=("grasp_penalty", "actor_id"), rng=0)
     for t in range(5):
         o = dict(obs(0, t), **{"features.gripper": np.full((2, 3, 2, 2), t, np.float16), "environment_state": np.full(5, t, np.float64)})
         n = dict(obs(0, t + 1), **{"features.gripper": np.full((2, 3, 2, 2), t + 1, np.float16), "environment_state": np.full(5, t + 1, np.float64)})
-        buf.add(Transition(o, np.zeros(3, np.float32), 0.0, False, False, n, True, {"gripper_penalty": -0.02 * t, "actor_id": 7}))
+        buf.add(Transition(o, np.zeros(3, np.float32), 0.0, False, False, n, True, {"grasp_penalty": -0.02 * t, "actor_id": 7}))
     b = buf.sample(16)
     assert b["observations"]["pixels.gripper"].shape == (16, 3, H, W)
     assert b["observations"]["pixels.gripper"].dtype == torch.uint8
     assert b["observations"]["features.gripper"].shape == (16, 2, 3, 2, 2)
     assert b["observations"]["features.gripper"].dtype == torch.float32
     assert b["observations"]["environment_state"].dtype == torch.float32
-    for name in ("rewards", "terminals", "is_intervention", "gripper_penalty", "actor_id"):
+    for name in ("rewards", "terminals", "is_intervention", "grasp_penalty", "actor_id"):
         assert b[name].shape == (16,) and b[name].dtype == torch.float32
     assert b["actions"].shape == (16, 3) and b["actions"].dtype == torch.float32
     t = b["observations"]["state"][:, 1].numpy()
-    assert np.allclose(b["gripper_penalty"].numpy(), -0.02 * t)
+    assert np.allclose(b["grasp_penalty"].numpy(), -0.02 * t)
     assert np.all(b["actor_id"].numpy() == 7) and np.all(b["is_intervention"].numpy() == 1)
     assert np.array_equal(b["next_observations"]["features.gripper"][:, 0, 0, 0, 0].numpy(), t + 1)
     # every call returns fresh tensors; ``out=`` refills an earlier batch in place
@@ -207,9 +207,9 @@ def test_observation_that_does_not_continue_starts_new_episode():
 
 
 def test_validation_errors_name_the_key():
-    buf = ReplayBuffer(16, SPEC, 3, info_keys=("gripper_penalty",))
+    buf = ReplayBuffer(16, SPEC, 3, info_keys=("grasp_penalty",))
     good = dict(observation=obs(0, 0), action=np.zeros(3, np.float32), reward=0.0, terminated=False,
-                truncated=False, next_observation=obs(0, 1), info={"gripper_penalty": 0.0})
+                truncated=False, next_observation=obs(0, 1), info={"grasp_penalty": 0.0})
 
     def bad(match, **change):
         with pytest.raises(ValueError, match=match):
@@ -221,8 +221,8 @@ def test_validation_errors_name_the_key():
     bad(r"missing key 'state'", observation={"pixels.gripper": image(0, 0)})
     bad(r"unexpected key 'pixels.wrist'", observation={**obs(0, 0), "pixels.wrist": image(0, 0)})
     bad(r"action.*shape \(3,\)", action=np.zeros(4, np.float32))
-    bad(r"info.*'gripper_penalty'", info={})
-    bad(r"info.*'seq'", info={"gripper_penalty": 0.0, "seq": 1.0})
+    bad(r"info.*'grasp_penalty'", info={})
+    bad(r"info.*'seq'", info={"grasp_penalty": 0.0, "seq": 1.0})
     assert len(buf) == 0 and buf.num_added == 0  # nothing half-written
     buf.add(Transition(**good))
     assert len(buf) == 1
@@ -245,7 +245,7 @@ def test_seeded_sampling_is_reproducible():
 
 def test_bytes_per_transition_one_camera_128_plus_state():
     spec = {"state": ((18,), np.float32), "pixels.gripper": ((128, 128, 3), np.uint8)}
-    buf = ReplayBuffer(2000, spec, 4, info_keys=("gripper_penalty",))
+    buf = ReplayBuffer(2000, spec, 4, info_keys=("grasp_penalty",))
     assert 128 * 128 * 3 + 18 * 4 < buf.bytes_per_transition <= 50_000
     stacked = ReplayBuffer(2000, spec, 4, frame_stack=3)  # stacking costs no extra storage
     assert stacked.bytes_per_transition <= 50_000
@@ -298,15 +298,15 @@ def test_n_step_returns_sum_within_the_episode_and_bootstrap_from_the_right_fram
     """n = 3, discount 0.5: each row sums up to 3 rewards of its own episode, bootstraps from the frame after the
     last one, is terminal only when that last transition terminated, and says how far it looked (discounts)."""
     g = 0.5
-    buf = ReplayBuffer(200, SPEC, 3, n_step=3, discount=g, info_keys=("gripper_penalty",), rng=0)
+    buf = ReplayBuffer(200, SPEC, 3, n_step=3, discount=g, info_keys=("grasp_penalty",), rng=0)
     lengths = {0: 5, 1: 2, 2: 4}
     for ep, length in lengths.items():
         for t, tr in enumerate(episode(ep, length, end="terminated" if ep != 2 else "truncated")):
-            tr.info = {"gripper_penalty": -float(t)}
+            tr.info = {"grasp_penalty": -float(t)}
             buf.add(tr)
     open_ep = episode(3, 3, end="open")  # still running: its newest transition has no successor yet
     for t, tr in enumerate(open_ep):
-        tr.info = {"gripper_penalty": -float(t)}
+        tr.info = {"grasp_penalty": -float(t)}
         buf.add(tr)
     lengths[3] = 3
     b = buf.sample(3000)
@@ -318,7 +318,7 @@ def test_n_step_returns_sum_within_the_episode_and_bootstrap_from_the_right_fram
         k = min(3, lengths[ep] - t)  # transitions left in the episode (or written so far)
         want = sum(g ** j * code(ep, t + j) for j in range(k))
         assert b["rewards"][row].item() == pytest.approx(want)
-        assert b["gripper_penalty"][row].item() == pytest.approx(sum(g ** j * -(t + j) for j in range(k)))
+        assert b["grasp_penalty"][row].item() == pytest.approx(sum(g ** j * -(t + j) for j in range(k)))
         assert tuple(nst[row]) == (ep, t + k)
         assert b["discounts"][row].item() == pytest.approx(g ** k)
         assert b["terminals"][row].item() == float(ep in (0, 1) and t + k == lengths[ep])

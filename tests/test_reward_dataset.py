@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from hilserl.reward.dataset import (DatasetError, DatasetWriter, collect_sim_dataset, load_dataset, record_episode,
-                                    split_by_episode)
+from hilserl.reward.dataset import DatasetError, DatasetWriter, load_dataset, split_by_episode
+from hilserl.reward.recording import record_episode
+from hilserl.reward.sim_dataset import collect_sim_dataset
 
 SHAPE = (16, 16, 3)
 

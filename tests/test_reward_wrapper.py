@@ -1,5 +1,6 @@
-"""The classifier-as-reward wrapper: K consecutive frames, M minimum steps, the env's own (ground-truth)
-termination ignored, truncation passed through, info keys; and the config / training-loop wiring."""
+"""The reward wrappers: the classifier as the reward (K consecutive frames, M minimum steps, the env's own
+(ground-truth) termination ignored, truncation passed through, info keys), the ground truth shaped by the reward
+section, and the config / training-loop wiring."""
 
 import gymnasium as gym
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from gymnasium import spaces
 
 from hilserl.config import ConfigError, load_config
-from hilserl.reward.wrapper import RewardClassifierWrapper, wrap_with_classifier
+from hilserl.reward.wrapper import RewardClassifierWrapper, SuccessRewardWrapper, wrap_reward, wrap_with_classifier
 from hilserl.train.config import RewardConfig, TrainConfig
 
 
@@ -181,3 +182,32 @@ def test_expert_in_the_simulation_keeps_holding_until_the_classifier_rule_fires(
     sim.close()
     assert first_gt is not None and first_gt < 30
     assert term and not trunc and r == 10.0 and t >= 30 and info["is_success"]
+
+
+def test_ground_truth_reward_is_shaped_by_the_reward_section_only():
+    env = wrap_reward(FakeEnv(gt_from=3, max_episode_steps=10), RewardConfig(success_reward=4.0, step_penalty=-0.5))
+    assert isinstance(env, SuccessRewardWrapper)
+    rows = _run(env)
+    assert [r for r, *_ in rows] == [-0.5, -0.5, 4.0]  # the env's own 10 / -0.05 are replaced
+    assert rows[-1][1] and not rows[-1][2]  # the env's termination passes through
+    with pytest.raises(TypeError):
+        SuccessRewardWrapper(FakeEnv())  # no defaults: the values come from the reward section
+
+
+def test_make_env_gives_the_simulation_the_reward_sections_values():
+    from hilserl.sim.expert import ScriptedExpert
+    from hilserl.train.build import make_env
+
+    cfg = load_config(TrainConfig, None, ["--env.obs_type=state", "--reward.success_reward=5",
+                                          "--reward.step_penalty=-0.2"])
+    env = make_env(cfg)
+    expert = ScriptedExpert(env)
+    env.reset(seed=3)
+    rewards = []
+    while True:
+        _, r, term, trunc, info = env.step(expert.act())
+        rewards.append(r)
+        if term or trunc:
+            break
+    env.close()
+    assert term and info["is_success"] and rewards[-1] == 5.0 and set(rewards[:-1]) == {-0.2}

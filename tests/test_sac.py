@@ -10,7 +10,8 @@ import torch
 
 import hilserl.agents.sac as sac
 from hilserl.agents import SACAgent, SACConfig
-from hilserl.agents.sac import double_dqn_target, grasp_penalty, td_target
+from hilserl.agents.losses import double_dqn_target, td_target
+from hilserl.gripper import grasp_penalty
 
 # float32 updates: these tests compare against values computed in float32 (mixed precision has its own tests)
 TINY = dict(hidden_dims=(32, 32), discrete_critic_hidden_dims=(16, 16), image_feature_dim=16, state_feature_dim=8,
@@ -205,7 +206,7 @@ def test_agent_discrete_target_is_double_dqn_with_penalty(monkeypatch):
         for p in agent.discrete_critic_target.parameters():
             p.add_(torch.randn_like(p))
     batch = make_batch(cfg)
-    batch["gripper_penalty"] = torch.full((16,), -0.02)
+    batch["grasp_penalty"] = torch.full((16,), -0.02)
     seen = {}
     real = sac.double_dqn_target
 
@@ -230,13 +231,14 @@ def test_agent_discrete_target_is_double_dqn_with_penalty(monkeypatch):
     assert torch.allclose(seen["out"], expected, atol=1e-6)
 
 
-def test_grasp_penalty_from_state_change_flag():
-    cfg = SACConfig(state_dim=4, action_dim=2, discrete_gripper=True, grasp_penalty=-0.5, **TINY)
-    agent = SACAgent(cfg)
+def test_grasp_penalty_where_the_command_changes_the_gripper_state():
+    cfg = SACConfig(state_dim=4, action_dim=2, discrete_gripper=True, **TINY)
     batch = make_batch(cfg, b=4)
-    batch["gripper_state_changed"] = torch.tensor([1.0, 0.0, 1.0, 0.0])
-    prep = agent.prepare_batch(batch)
-    assert torch.allclose(prep["gripper_penalty"], torch.tensor([-0.5, 0.0, -0.5, 0.0]))
+    batch["grasp_penalty"] = torch.tensor([-0.5, 0.0, -0.5, 0.0])
+    prep = SACAgent(cfg).prepare_batch(batch)
+    assert torch.allclose(prep["grasp_penalty"], torch.tensor([-0.5, 0.0, -0.5, 0.0]))
+    del batch["grasp_penalty"]
+    assert torch.count_nonzero(SACAgent(cfg).prepare_batch(batch)["grasp_penalty"]) == 0
     closed = torch.tensor([0.0, 0.0, 1.0, 1.0])
     command = torch.tensor([0, 2, 2, 1])  # close while open, open while open, open while closed, stay
     assert torch.allclose(grasp_penalty(closed, command, -0.02), torch.tensor([-0.02, 0.0, -0.02, 0.0]))
@@ -386,7 +388,7 @@ def test_per_row_discounts_replace_the_configured_discount():
     cfg = SACConfig(state_dim=5, action_dim=2, discrete_gripper=True, cameras=(), hidden_dims=(32, 32))
     agent = SACAgent(cfg)
     batch = make_batch(cfg, b=16)
-    batch["gripper_penalty"] = torch.full((16,), -0.02)
+    batch["grasp_penalty"] = torch.full((16,), -0.02)
     plain = agent.critic_step(agent.prepare_batch(batch))[0]
     assert plain["td_target_mean"] != pytest.approx(batch["rewards"].mean().item(), abs=1e-4)
     batch["discounts"] = torch.zeros(16)
@@ -398,7 +400,7 @@ def test_per_row_discounts_replace_the_configured_discount():
     finally:
         sac.double_dqn_target = real
     assert m["td_target_mean"] == pytest.approx(batch["rewards"].mean().item(), abs=1e-5)
-    assert torch.allclose(seen["t"], batch["rewards"] + batch["gripper_penalty"])
+    assert torch.allclose(seen["t"], batch["rewards"] + batch["grasp_penalty"])
 
 
 def test_critic_trunk_compresses_the_observation_before_the_action_joins():

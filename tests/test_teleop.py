@@ -10,7 +10,7 @@ import termios
 import numpy as np
 import pytest
 
-from hilserl.agents.sac import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
 from hilserl.envs.so101 import SO101Kinematics
 from hilserl.robot.intervention import TrackingErrorDetector
 from hilserl.robot.teleop import (JS_EVENT_AXIS, JS_EVENT_BUTTON, JS_EVENT_INIT, Event, GamepadEvents,
@@ -373,12 +373,6 @@ def test_episode_reset_makes_leader_stiff_and_clears_the_detector(kin):
     assert human.step(follower.q).is_intervention
     human.reset()
     assert not human.intervening and leader.torque_calls[-1] is True
-
-
-def test_gripper_constants_match_the_agent():
-    from hilserl.sim.env import GRIPPER_CLOSE as SIM_CLOSE, GRIPPER_OPEN as SIM_OPEN
-
-    assert (SIM_CLOSE, SIM_OPEN) == (GRIPPER_CLOSE, GRIPPER_OPEN) == (0, 2)
 
 
 def test_keyboard_without_a_file_descriptor_is_a_clear_error():

@@ -112,20 +112,20 @@ def test_human_schedule_decays():
     assert human.watch_probability(500) == pytest.approx(0.1)
 
 
-def test_gripper_penalty_reads_the_closed_flag():
+def test_grasp_penalty_reads_the_closed_flag():
     from hilserl.sim.env import SO101GraspCubeEnv
-    from hilserl.train.actor import gripper_penalty
+    from hilserl.gripper import step_grasp_penalty as grasp_penalty
 
     env = SO101GraspCubeEnv(obs_type="state")
     open_state, _ = env.reset(seed=0)
     for _ in range(3):
         closed_state, *_ = env.step(np.array([0, 0, 0, 0], np.float32))  # close
     close, stay, opn = (np.array([0, 0, 0, g], np.float32) for g in (0, 1, 2))
-    assert gripper_penalty(open_state["state"], close, -0.02) == -0.02
-    assert gripper_penalty(open_state["state"], opn, -0.02) == 0.0
-    assert gripper_penalty(closed_state["state"], opn, -0.02) == -0.02
-    assert gripper_penalty(closed_state["state"], close, -0.02) == 0.0
-    assert gripper_penalty(closed_state["state"], stay, -0.02) == 0.0
+    assert grasp_penalty(open_state["state"], close, -0.02) == -0.02
+    assert grasp_penalty(open_state["state"], opn, -0.02) == 0.0
+    assert grasp_penalty(closed_state["state"], opn, -0.02) == -0.02
+    assert grasp_penalty(closed_state["state"], close, -0.02) == 0.0
+    assert grasp_penalty(closed_state["state"], stay, -0.02) == 0.0
 
 
 def _same_episode_with_and_without(**penalty):
@@ -133,12 +133,12 @@ def _same_episode_with_and_without(**penalty):
     from hilserl.agents.sac import SACAgent
     from hilserl.envs import make_env
     from hilserl.train.actor import Actor
-    from hilserl.train.actor_process import resolve_policy_config
+    from hilserl.train.build import policy_config
 
     cfg = load_config(TrainConfig, None, ["--env.obs_type=state", "--policy.hidden_dims=[32, 32]",
                                           "--policy.discrete_critic_hidden_dims=[32, 32]"])
     env = make_env(cfg.env)
-    agent = SACAgent(resolve_policy_config(cfg, env))
+    agent = SACAgent(policy_config(cfg, env.observation_space, env.action_space))
     runs = []
     for kwargs in ({}, penalty):
         got = []
@@ -168,3 +168,31 @@ def test_action_penalty_is_a_control_cost_on_what_ran():
         assert a.reward - b.reward == pytest.approx(0.2 * float(np.mean(a.action[:3].astype(np.float64) ** 2)))
     with pytest.raises(Exception, match="action_penalty"):
         load_config(TrainConfig, None, ["--reward.action_penalty=-1"])
+
+
+@pytest.mark.parametrize("mode", ["discrete", "continuous"])
+def test_both_gripper_modes_train_and_evaluate_with_shapes_from_the_env(tmp_path, mode):
+    """The policy's action size comes from the env's action space: 3 continuous dims + a close/stay/open command
+    (discrete), or 4 continuous dims (continuous). The state config with only ``env.gripper_mode`` changed trains,
+    stores actions of the env's size, checkpoints and evaluates."""
+    from rich.console import Console
+
+    cfg = load_config(TrainConfig, "configs/sim_grasp_state.json",
+                      [*TINY, f"--output_dir={tmp_path}", "--train.total_env_steps=60", f"--env.gripper_mode={mode}",
+                       "--train.num_demos=1"])
+    res = train(cfg, log=lambda line: None)
+    saved = json.loads((res.run_dir / "config.json").read_text())["policy"]
+    assert saved["discrete_gripper"] == (mode == "discrete")
+    assert saved["action_dim"] == (3 if mode == "discrete" else 4)
+    online = ReplayBuffer.open(res.run_dir / "buffers" / "online")
+    try:
+        assert online.action_dim == 4 and len(online) == res.env_steps >= 60
+        gripper = online._action[: len(online), 3]
+        if mode == "discrete":
+            assert set(np.unique(gripper)) <= {0.0, 1.0, 2.0}
+        else:
+            assert np.all(np.abs(gripper) <= 1.0) and len(np.unique(gripper)) > 3
+    finally:
+        online.close()
+    summary = run_eval(str(res.run_dir), 2, None, False, 0, 0, Console(file=open(tmp_path / "eval.txt", "w")))
+    assert summary["episodes"] == 2

@@ -36,13 +36,13 @@ def obs(i: int) -> dict:
 
 def transition(i: int, end: bool = False) -> Transition:
     return Transition(obs(i), np.array([i, 0.5], np.float32), float(i), False, end, obs(i + 1), i % 3 == 0,
-                      {"gripper_penalty": 0.0})
+                      {"grasp_penalty": 0.0})
 
 
 class MemorySink:
     """The storage contract of the learner, in memory: store each (actor, seq) once, in order."""
 
-    schema = codec.TransitionSchema(SPEC, 2, ("gripper_penalty",))
+    schema = codec.TransitionSchema(SPEC, 2, ("grasp_penalty",))
     policy_spec = POLICY
     policy_digest = "tiny-policy"
 
@@ -181,7 +181,7 @@ def test_transition_batch_checks_keys_seqs_and_elided_observations():
     assert [w.seq for w in batch] == [1, 2, 3] and previous[0] == 3
     for i, w in enumerate(batch, start=1):  # the elided observations are the previous next observations
         assert w.transition.observation["state"][0] == i and w.transition.next_observation["state"][0] == i + 1
-        assert w.transition.info == {"gripper_penalty": 0.0} and w.transition.is_intervention == (i % 3 == 0)
+        assert w.transition.info == {"grasp_penalty": 0.0} and w.transition.is_intervention == (i % 3 == 0)
     with pytest.raises(codec.CodecError, match="transition 1 was not the previous one"):
         codec.decode_batch(pb.ActorMessage(transitions=[msg.transitions[1]]), schema, None, 1 << 20)
     gap = pb.ActorMessage(transitions=[msg.transitions[0], msg.transitions[2]])

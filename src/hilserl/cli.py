@@ -1,4 +1,7 @@
-"""The one entry point: `hilserl <command>`. Settings come from a JSON config plus `--section.key=value` overrides."""
+"""The one entry point: `hilserl <command>`. Settings come from a JSON config plus `--section.key=value` overrides.
+
+Training, eval, doctor/plot/health, the demo and the sim tools live here; the reward-classifier commands in
+`hilserl.cli_reward`, the real-arm and dataset commands in `hilserl.cli_robot`."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import hilserl  # noqa: F401  (chooses the GL backend before MuJoCo loads)
 DEFAULT_CONFIG = "configs/sim_grasp.json"
 
 
-def _console():
+def rich_console():
+    """The console every command prints to (rich markup, no highlighting, long lines kept whole)."""
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True)
@@ -45,7 +49,7 @@ def _cmd_train(args, overrides) -> int:
     from hilserl.monitor.plots import plot_training
     from hilserl.train.loop import train
 
-    console = _console()
+    console = rich_console()
     cfg = _load_train_config(args.config_path, overrides)
     findings = diagnose(cfg)
     render_table(findings, console)
@@ -90,7 +94,7 @@ def _cmd_learner(args, overrides) -> int:
 
     cfg = _load_train_config(args.config_path, overrides)
     findings = diagnose(cfg)
-    render_table(findings, _console())
+    render_table(findings, rich_console())
     if any(f.severity == "error" for f in findings) and not args.ignore_doctor:
         print("The config doctor found errors; fix them or pass --ignore_doctor.", file=sys.stderr)
         return 1
@@ -138,7 +142,7 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
     from hilserl.agents.sac import SACAgent
     from hilserl.config import ConfigError, from_dict
     from hilserl.train.actor import Actor
-    from hilserl.train.actor_process import make_env
+    from hilserl.train.build import make_env
     from hilserl.train.checkpoint import resolve_model_dir
     from hilserl.train.config import TrainConfig
     from hilserl.train.evaluate import evaluate, plot_success_map, print_table
@@ -177,7 +181,7 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
 
 def _cmd_eval(args, overrides) -> int:
     run_eval(args.checkpoint, args.num_episodes, args.out, args.fixed_reset, args.video_episodes, args.seed,
-             _console(), args.config_path, overrides)
+             rich_console(), args.config_path, overrides)
     return 0
 
 
@@ -185,7 +189,7 @@ def _cmd_eval(args, overrides) -> int:
 def _cmd_doctor(args, overrides) -> int:
     from hilserl.monitor.doctor import run_doctor
 
-    return run_doctor(args.config_path, overrides, _console())
+    return run_doctor(args.config_path, overrides, rich_console())
 
 
 def _cmd_plot(args, overrides) -> int:
@@ -219,7 +223,7 @@ def _cmd_health(args, overrides) -> int:
 
 # ------------------------------------------------------------------------------------------------ demo
 def _cmd_demo(args, overrides) -> int:
-    console = _console()
+    console = rich_console()
     if args.expert_only:
         from hilserl.sim.demo import run_expert_demo
 
@@ -291,96 +295,30 @@ def _cmd_sim_expert(args, overrides) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------------ reward classifier
-def _cmd_reward_record(args, overrides) -> int:
-    if not args.sim:
-        return _reward_record_real(args, overrides)
-    if overrides:
-        raise SystemExit(f"hilserl reward record: unknown arguments {overrides}")
-    from hilserl.reward.dataset import collect_sim_dataset, dataset_summary, load_dataset
-
-    console = _console()
-    cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
-    try:
-        out = collect_sim_dataset(args.out, args.num_positive, args.num_negative, seed=args.seed,
-                                  image_size=args.image_size, cameras=cameras, overwrite=args.overwrite,
-                                  log=console.print if args.verbose else None)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    console.print(dataset_summary(load_dataset(out)))
-    return 0
-
-
-def _reward_record_real(args, overrides) -> int:
-    """The real arm: the person moves it (leader arm, keyboard or gamepad) and switches the label with `s`."""
-    from hilserl.cli_robot import load_env_config
-    from hilserl.envs import make_env
-    from hilserl.envs.so101 import SO101EnvConfig
-    from hilserl.reward.dataset import DatasetWriter, dataset_summary, load_dataset, record_with_env
-    from hilserl.train.record import hold_still
-
-    if args.config_path is None:
-        print("error: --config_path (a config with an env section of type so101) or --sim is needed", file=sys.stderr)
-        return 2
-    env_cfg = load_env_config(args.config_path, overrides)
-    if not isinstance(env_cfg, SO101EnvConfig):
-        print("error: env.type: the config's env is the simulation; pass --sim to label from its ground truth",
-              file=sys.stderr)
-        return 2
-    cameras = list(env_cfg.cameras)
-    size = env_cfg.camera_size(cameras[0])
-    writer = DatasetWriter(args.out, cameras, (*size, 3), source="so101", overwrite=args.overwrite)
-    env = make_env(env_cfg)
-    print("Move the arm with the leader (or keys/gamepad). Press s when the cube is held up (the label turns to "
-          "success) and s again when it is not; r drops the episode, q stops.")
-    try:
-        res = record_with_env(writer, env, args.num_episodes, hold_action=hold_still(env_cfg.gripper_mode))
-    finally:
-        env.close()
-    print(f"{res['saved']} episodes saved ({res['dropped']} dropped)")
-    _console().print(dataset_summary(load_dataset(args.out)))
-    return 0
-
-
-def _cmd_reward_train(args, overrides) -> int:
-    if overrides:
-        raise SystemExit(f"hilserl reward train: unknown arguments {overrides}")
-    from hilserl.reward.train import ClassifierTrainConfig, format_report, train_classifier
-
-    cfg = ClassifierTrainConfig(encoder=args.encoder, trim_head=not args.no_trim_head, steps=args.steps,
-                                batch_size=args.batch_size, lr=args.lr, num_shifts=args.num_shifts,
-                                test_fraction=args.test_fraction, target_precision=args.target_precision,
-                                seed=args.seed, torch_threads=args.torch_threads,
-                                backbone_weights=args.backbone_weights)
-    try:
-        cfg.validate()
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from hilserl.reward.dataset import DatasetError
-
-    console = _console()
-    try:
-        res = train_classifier(args.dataset, args.out, cfg, log=console.print)
-    except (DatasetError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    console.print(format_report(res))
-    return 0
-
-
+# ------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hilserl", description="HIL-SERL for the SO-101 arm. Settings: a JSON config "
                                 "plus --section.key=value overrides, e.g. --policy.utd_ratio=20")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_train_parser, _add_learner_parser, _add_actor_parser, _add_eval_parser, _add_doctor_parser,
+                _add_plot_parser, _add_health_parser, _add_demo_parser, _add_sim_parsers):
+        add(sub)
+    from hilserl import cli_reward, cli_robot
 
+    cli_reward.add_parsers(sub)  # reward record | reward train
+    cli_robot.add_parsers(sub)  # robot calibrate | robot cameras | record | dataset import-lerobot/export-lerobot
+    return p
+
+
+def _add_train_parser(sub) -> None:
     t = sub.add_parser("train", help="train in the simulation (demos, simulated human, SAC), with checkpoints")
     t.add_argument("--config_path", default=DEFAULT_CONFIG)
     t.add_argument("--resume", action="store_true", help="continue the run in output_dir/run_name")
     t.add_argument("--ignore_doctor", action="store_true", help="train even if the config doctor finds errors")
     t.set_defaults(func=_cmd_train)
 
+
+def _add_learner_parser(sub) -> None:
     ln = sub.add_parser("learner", help="the learner process: buffers, SAC updates, checkpoints; actors connect over "
                         "gRPC (token: HILSERL_TOKEN or transport.token_file)")
     ln.add_argument("--config_path", default=DEFAULT_CONFIG)
@@ -388,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--ignore_doctor", action="store_true", help="start even if the config doctor finds errors")
     ln.set_defaults(func=_cmd_learner)
 
+
+def _add_actor_parser(sub) -> None:
     ac = sub.add_parser("actor", help="an actor process: environment, policy and human, feeding a learner")
     ac.add_argument("--config_path", default=DEFAULT_CONFIG)
     ac.add_argument("--learner", required=True, metavar="HOST:PORT", help="address of `hilserl learner`")
@@ -395,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "restarted actor with the same id continues its sequence")
     ac.set_defaults(func=_cmd_actor)
 
+
+def _add_eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="evaluate a checkpoint: table, success rate with 95%% interval, video, map")
     e.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or pretrained_model folder")
     e.add_argument("--num_episodes", type=int, default=20)
@@ -406,19 +348,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "configs/so101_grasp.json) instead of the checkpoint's own; takes --env.key=value overrides")
     e.set_defaults(func=_cmd_eval)
 
+
+def _add_doctor_parser(sub) -> None:
     d = sub.add_parser("doctor", help="check a training config against HIL-SERL recommendations")
     d.add_argument("--config_path", default=DEFAULT_CONFIG)
     d.set_defaults(func=_cmd_doctor)
 
+
+def _add_plot_parser(sub) -> None:
     pl = sub.add_parser("plot", help="(re)draw the training plots of a run folder")
     pl.add_argument("run_dir")
     pl.set_defaults(func=_cmd_plot)
 
+
+def _add_health_parser(sub) -> None:
     hp = sub.add_parser("health", help="run the training health checks over a run folder's metrics")
     hp.add_argument("run_dir")
     hp.add_argument("--window", type=int, default=None, help="episodes per window (default: the run's health.window)")
     hp.set_defaults(func=_cmd_health)
 
+
+def _add_demo_parser(sub) -> None:
     m = sub.add_parser("demo", help="the simulation demo: train from the gripper camera, evaluate, video")
     m.add_argument("--config_path", default=DEFAULT_CONFIG)
     m.add_argument("--env_steps", type=int, default=3000)
@@ -427,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--expert_only", action="store_true", help="only the scripted expert video (seconds)")
     m.set_defaults(func=_cmd_demo)
 
+
+def _add_sim_parsers(sub) -> None:
     s = sub.add_parser("sim", help="simulation tools")
     ssub = s.add_subparsers(dest="sim_command", required=True)
     x = ssub.add_parser("export-mjcf", help="write the scene's MJCF to a file (open it in MuJoCo's viewer)")
@@ -436,43 +388,6 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--episodes", type=int, default=100)
     x.add_argument("--seed", type=int, default=0)
     x.set_defaults(func=_cmd_sim_expert)
-
-    r = sub.add_parser("reward", help="the reward classifier: record a labelled dataset, train it")
-    rsub = r.add_subparsers(dest="reward_command", required=True)
-    x = rsub.add_parser("record", help="record labelled frames: on the real arm (--config_path with env type so101; "
-                                       "the s key switches the label) or --sim (automatic, from the simulation)")
-    x.add_argument("--sim", action="store_true", help="label with the simulation's ground truth")
-    x.add_argument("--config_path", default=None, help="real arm: the training config (env section of type so101)")
-    x.add_argument("--num_episodes", type=int, default=30, help="real arm: episodes to record")
-    x.add_argument("--out", required=True, help="dataset folder to create")
-    x.add_argument("--num_positive", type=int, default=200)
-    x.add_argument("--num_negative", type=int, default=1000)
-    x.add_argument("--cameras", default="gripper,front", help="comma-separated cameras to store")
-    x.add_argument("--image_size", type=int, default=128)
-    x.add_argument("--seed", type=int, default=0)
-    x.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
-    x.add_argument("--verbose", action="store_true", help="one line per episode")
-    x.set_defaults(func=_cmd_reward_record)
-    x = rsub.add_parser("train", help="train the classifier, report held-out metrics, pick the threshold, save")
-    x.add_argument("--dataset", required=True)
-    x.add_argument("--out", required=True, help="folder for classifier.safetensors + classifier.json")
-    x.add_argument("--encoder", default="efficientnet_lite0", choices=["efficientnet_lite0", "resnet10"])
-    x.add_argument("--backbone_weights", default=None, help="local weights file (resnet10)")
-    x.add_argument("--no_trim_head", action="store_true", help="efficientnet_lite0: keep the 1280-channel head conv")
-    x.add_argument("--steps", type=int, default=300)
-    x.add_argument("--batch_size", type=int, default=64)
-    x.add_argument("--lr", type=float, default=3e-4)
-    x.add_argument("--num_shifts", type=int, default=4, help="cached random shifts per training frame")
-    x.add_argument("--test_fraction", type=float, default=0.25, help="share of episodes held out")
-    x.add_argument("--target_precision", type=float, default=0.99)
-    x.add_argument("--seed", type=int, default=0)
-    x.add_argument("--torch_threads", type=int, default=0, help="0: torch's default")
-    x.set_defaults(func=_cmd_reward_train)
-
-    from hilserl import cli_robot
-
-    cli_robot.add_parsers(sub)  # robot calibrate | robot cameras | record | dataset import-lerobot/export-lerobot
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

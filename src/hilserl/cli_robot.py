@@ -23,18 +23,36 @@ class _EnvSection:
     env: GraspCubeConfig | SO101EnvConfig = field(default_factory=GraspCubeConfig)
 
 
-def load_env_config(path: str | None, overrides: list[str]):
-    """The `env` section of a training config (other sections are ignored here), with `--env.key=value`."""
+def _sections(path: str | None, overrides: list[str], names: tuple[str, ...]) -> dict:
+    """The named sections of a training config (others are ignored), with their `--section.key=value` overrides."""
     from hilserl.config import apply_overrides, read_config_file
 
     data = read_config_file(path) if path is not None else {}
-    bad = [o for o in overrides if not o.startswith("--env.")]
+    bad = [o for o in overrides if not o.startswith(tuple(f"--{n}." for n in names))]
     if bad:
-        raise ConfigError(f"{bad[0]}: only --env.key=value overrides apply here")
-    section = apply_overrides({"env": data.get("env", {})}, overrides)
-    cfg = from_dict(_EnvSection, section).env
+        allowed = " or ".join(f"--{n}.key=value" for n in names)
+        raise ConfigError(f"{bad[0]}: only {allowed} overrides apply here")
+    return apply_overrides({n: data.get(n, {}) for n in names}, overrides)
+
+
+def load_env_config(path: str | None, overrides: list[str]):
+    """The `env` section of a training config (other sections are ignored here), with `--env.key=value`."""
+    cfg = from_dict(_EnvSection, _sections(path, overrides, ("env",))).env
     validate_tree(cfg, "env")
     return cfg
+
+
+def load_record_config(path: str | None, overrides: list[str]):
+    """(env, reward) sections of a training config for `hilserl record`: the demos it records carry the reward
+    section's success reward and step penalty. Takes `--env.key=value` and `--reward.key=value`."""
+    from hilserl.train.config import RewardConfig
+
+    data = _sections(path, overrides, ("env", "reward"))
+    env = from_dict(_EnvSection, {"env": data["env"]}).env
+    reward = from_dict(RewardConfig, data["reward"], prefix="reward")
+    validate_tree(env, "env")
+    validate_tree(reward, "reward.")
+    return env, reward
 
 
 def _err(msg: str) -> int:
@@ -102,11 +120,12 @@ class _SimPerson:
 
 
 def cmd_record(args, overrides) -> int:
-    from hilserl.data.episodes import DemoDataset, observation_spec_from_space
+    from hilserl.data.demo_dataset import DemoDataset
+    from hilserl.data.episodes import observation_spec_from_space
     from hilserl.envs import make_env
     from hilserl.train.record import record_demos
 
-    env_cfg = load_env_config(args.config_path, overrides)
+    env_cfg, reward = load_record_config(args.config_path, overrides)
     real = isinstance(env_cfg, SO101EnvConfig)
     env = make_env(env_cfg)
     try:
@@ -119,7 +138,8 @@ def cmd_record(args, overrides) -> int:
             print("Recording: grab the leader arm (or take over with the keyboard/gamepad), grasp and lift the "
                   "cube, then press s (success). f = failure, r = re-record, q = quit.")
         person = None if real else _SimPerson(env, args.seed)
-        summary = record_demos(env, ds, args.num_episodes, person=person, gripper_mode=env_cfg.gripper_mode,
+        summary = record_demos(env, ds, args.num_episodes, success_reward=reward.success_reward,
+                               step_penalty=reward.step_penalty, person=person, gripper_mode=env_cfg.gripper_mode,
                                keep_failed=args.keep_failed, seed=args.seed, task=args.task)
         ds.close()
     finally:
@@ -131,7 +151,8 @@ def cmd_record(args, overrides) -> int:
 
 # ----------------------------------------------------------------------------------------------------- dataset
 def cmd_import_lerobot(args, overrides) -> int:
-    from hilserl.data.episodes import DemoDataset, observation_spec_from_space
+    from hilserl.data.demo_dataset import DemoDataset
+    from hilserl.data.episodes import observation_spec_from_space
     from hilserl.data.lerobot_import import import_lerobot
     from hilserl.envs import make_env
 
@@ -167,7 +188,7 @@ def cmd_import_lerobot(args, overrides) -> int:
 
 
 def cmd_export_lerobot(args, overrides) -> int:
-    from hilserl.data.episodes import DemoDataset
+    from hilserl.data.demo_dataset import DemoDataset
     from hilserl.data.lerobot_export import export_lerobot
 
     ds = DemoDataset.open(args.source)

@@ -3,8 +3,9 @@
     cfg = load_config(TrainConfig, "configs/sim_grasp.json", ["--policy.utd_ratio=20", "--env.fps=10"])
 
 Unknown keys, wrong types and impossible values fail with the dotted key, the expected type and what was given,
-so a typo such as ``temprature_init`` is an error instead of a silently ignored setting. A config's own
-``validate()`` method, when it has one, runs after loading (nested configs first).
+so a typo such as ``temprature_init`` is an error instead of a silently ignored setting. A dataclass may list the
+keys it no longer has in a ``MOVED_KEYS`` class variable ({old key: where it went}); the error then says where.
+A config's own ``validate()`` method, when it has one, runs after loading (nested configs first).
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}." if prefix else ""
+        moved = getattr(cls, "MOVED_KEYS", {})  # {old key: where it went}, for keys a section no longer has
+        for u in unknown:
+            if u in moved:
+                raise ConfigError(f"{where}{u}: {moved[u]}")
         close = {u: _closest(u, fields) for u in unknown}
         hint = "; ".join(f"did you mean {where}{c}?" for u, c in close.items() if c)
         raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})"

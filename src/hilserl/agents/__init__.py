@@ -12,22 +12,15 @@ from .encoders import (
     efficientnet_lite0_weights_path,
     precompute_features,
 )
+from .losses import actor_loss, critic_loss, double_dqn_target, td_target, temperature_loss
 from .networks import CriticEnsemble, DiscreteCritic, TanhGaussianActor, soft_update
-from .sac import (
-    SACAgent,
-    SACConfig,
-    actor_loss,
-    critic_loss,
-    double_dqn_target,
-    grasp_penalty,
-    td_target,
-    temperature_loss,
-)
+from .sac import SACAgent
+from .sac_config import SACConfig
 
 __all__ = [
     "ConvEncoder", "CriticEnsemble", "DiscreteCritic", "EfficientNetLite0", "FrozenBackbone", "ObservationEncoder",
     "ResNet10", "SACAgent", "SACConfig", "SpatialLearnedEmbeddings", "TanhGaussianActor", "actor_loss",
     "augment_batch", "augment_observations", "build_backbone", "critic_loss", "double_dqn_target",
-    "efficientnet_lite0_weights_path", "grasp_penalty", "precompute_features", "random_shift", "shift_images",
+    "efficientnet_lite0_weights_path", "precompute_features", "random_shift", "shift_images",
     "soft_update", "td_target", "temperature_loss",
 ]

@@ -1,7 +1,8 @@
 """SAC for HIL-SERL: continuous tanh-Gaussian actor, critic ensemble, optional discrete gripper critic.
 
-Read top to bottom: ``SACConfig`` (every knob, reference defaults), the losses as plain functions of tensors,
-then ``SACAgent`` (networks, one critic step, one actor+temperature step, the UTD loop, acting, save/load).
+``SACAgent``: networks, one critic step, one actor+temperature step, the UTD loop, acting, save/load. Its knobs
+(with the reference defaults) are ``SACConfig`` (`hilserl.agents.sac_config`, re-exported here); the losses are plain
+functions of tensors in `hilserl.agents.losses`.
 
 Batch format (what a replay buffer hands to ``update``)::
 
@@ -17,11 +18,9 @@ Batch format (what a replay buffer hands to ``update``)::
     discounts        [B]   optional: the bootstrap's discount per row (n-step returns: discount ** steps taken);
                            without it every row bootstraps with ``discount``
     is_intervention  [B]   (not used by the losses; interventions are data)
-    gripper_penalty  [B]   optional, discrete mode: the grasp penalty already applied per transition, e.g. -0.02
-                           where the gripper command changed the gripper state, else 0 (see ``grasp_penalty``).
-                           Alternatively ``gripper_state_changed`` [B] in {0, 1}, multiplied by
-                           ``config.grasp_penalty`` here. With neither key there is no penalty. The penalty enters
-                           only the discrete critic's reward, never the continuous critic's.
+    grasp_penalty    [B]   optional, discrete mode: the grasp penalty of each transition, e.g. -0.02 where the
+                           gripper command changed the gripper state, else 0 (`hilserl.gripper`). Without it there is
+                           no penalty. It enters only the discrete critic's reward, never the continuous critic's.
 
 Design decisions (and why):
 
@@ -61,12 +60,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -77,200 +73,12 @@ from hilserl.fileio import atomic_write, atomic_write_json
 
 from .augment import IMAGE_PREFIX, augment_observations
 from .encoders import FEATURES, ObservationEncoder, build_backbone, precompute_features
+from .losses import actor_loss, critic_loss, double_dqn_target, td_target, temperature_loss
 from .networks import CriticEnsemble, DiscreteCritic, TanhGaussianActor, soft_update
 from .precision import cpu_bf16_name, native_bf16
+from .sac_config import SACConfig
 
-ENCODERS = ("efficientnet_lite0", "resnet10", "conv")
-GRIPPER_CLOSE, GRIPPER_STAY, GRIPPER_OPEN = 0, 1, 2
-
-
-# ============================================================================================= config
-@dataclass
-class SACConfig:
-    # ---- shapes
-    state_dim: int = 18
-    action_dim: int = 4  # continuous dims only (the gripper command is extra in discrete mode)
-    discrete_gripper: bool = False
-    num_gripper_actions: int = 3
-    cameras: tuple[str, ...] = ()
-    image_size: tuple[int, int] = (128, 128)
-    environment_state_dim: int = 0
-    # ---- encoder
-    encoder: str = "efficientnet_lite0"  # "efficientnet_lite0" (shipped ImageNet weights), "resnet10", "conv"
-    backbone_weights: str | None = None  # local .safetensors/.pth; None: shipped weights (effnet) / random (resnet)
-    backbone_dtype: str = "auto"  # "auto" | "float32" | "bfloat16"
-    backbone_trim_head: bool = False  # efficientnet_lite0 only: 320-channel maps before the 1x1 head conv
-    cached_features: bool = False
-    num_cached_shifts: int = 4
-    augmentation_pad: int = 4  # random shift of up to this many pixels (replicate edges); 0 disables
-    image_feature_dim: int = 256
-    state_feature_dim: int = 64
-    num_spatial_features: int = 8
-    head_dropout: float = 0.1
-    conv_channels: tuple[int, ...] = (32, 32, 32, 32)
-    conv_strides: tuple[int, ...] = (2, 2, 2, 1)
-    # ---- networks
-    hidden_dims: tuple[int, ...] = (256, 256)
-    activation: str = "tanh"
-    std_min: float = 1e-5
-    std_max: float = 5.0
-    critic_ensemble_size: int = 2
-    critic_trunk_dim: int | None = None  # per critic: observation features -> this many (LayerNorm, tanh) before the action joins
-    critic_subsample_size: int | None = None  # None: min over the whole target ensemble
-    discrete_critic_ensemble_size: int = 1
-    discrete_critic_hidden_dims: tuple[int, ...] = (256, 256)
-    discrete_critic_trains_encoder: bool = True
-    gripper_epsilon: float = 0.0
-    grasp_penalty: float = -0.02
-    # ---- SAC
-    discount: float = 0.97
-    n_step: int = 1  # n-step returns: the replay buffers sum up to n rewards of an episode before bootstrapping
-    tau: float = 0.005
-    temperature_init: float = 0.01
-    temperature_parametrization: str = "softplus"  # "softplus" (reference) or "log"
-    target_entropy: float | None = None  # None: -action_dim / 2 (continuous dims only)
-    backup_entropy: bool = False
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    temperature_lr: float = 3e-4
-    discrete_critic_lr: float = 3e-4
-    grad_clip_norm: float | None = None
-    utd_ratio: int = 2  # critic steps per actor step (HIL-SERL reference 2; the user's SO-101 runs use 20)
-    # bf16 matrix products in the updates; weights, optimizer state and losses stay float32. "auto": on where the
-    # CPU multiplies bf16 natively (AVX512-BF16 or AMX: 1.6-1.9x the updates/s), off elsewhere (see
-    # hilserl.agents.precision). true / false force it. Acting is always float32.
-    mixed_precision: bool | str = "auto"
-
-    def __post_init__(self):
-        for name in ("cameras", "image_size", "conv_channels", "conv_strides", "hidden_dims",
-                     "discrete_critic_hidden_dims"):
-            setattr(self, name, tuple(getattr(self, name)))
-        errors = []
-
-        def check(ok: bool, name: str, msg: str):
-            if not ok:
-                errors.append(f"{name}: {msg} (got {getattr(self, name)!r})")
-
-        check(self.state_dim >= 0, "state_dim", "must be >= 0")
-        check(self.action_dim >= 1, "action_dim", "must be >= 1 (continuous dims, gripper excluded)")
-        check(self.num_gripper_actions >= 2, "num_gripper_actions", "must be >= 2")
-        check(len(self.image_size) == 2 and all(s >= 8 for s in self.image_size), "image_size", "must be (H, W) >= 8")
-        check(self.environment_state_dim >= 0, "environment_state_dim", "must be >= 0")
-        check(self.state_dim > 0 or len(self.cameras) > 0 or self.environment_state_dim > 0, "state_dim",
-              "the observation is empty: give state_dim > 0, cameras or environment_state_dim")
-        check(len(set(self.cameras)) == len(self.cameras), "cameras", "must be unique")
-        check(self.encoder in ENCODERS, "encoder", f"must be one of {ENCODERS}")
-        check(self.backbone_dtype in ("auto", "float32", "bfloat16"), "backbone_dtype",
-              "must be 'auto', 'float32' or 'bfloat16'")
-        check(isinstance(self.mixed_precision, bool) or self.mixed_precision == "auto", "mixed_precision",
-              "must be true, false or 'auto'")
-        check(not (self.cached_features and self.encoder == "conv"), "cached_features",
-              "needs a frozen backbone (encoder 'resnet10' or 'efficientnet_lite0'), not 'conv'")
-        check(self.num_cached_shifts >= 1, "num_cached_shifts", "must be >= 1")
-        check(not self.backbone_trim_head or self.encoder == "efficientnet_lite0", "backbone_trim_head",
-              "only applies to encoder 'efficientnet_lite0'")
-        check(self.augmentation_pad >= 0, "augmentation_pad", "must be >= 0")
-        for name in ("image_feature_dim", "state_feature_dim", "num_spatial_features"):
-            check(getattr(self, name) >= 1, name, "must be >= 1")
-        check(0.0 <= self.head_dropout < 1.0, "head_dropout", "must be in [0, 1)")
-        check(len(self.conv_channels) == len(self.conv_strides) and len(self.conv_channels) > 0, "conv_channels",
-              "must be non-empty and as long as conv_strides")
-        check(len(self.hidden_dims) > 0 and all(h >= 1 for h in self.hidden_dims), "hidden_dims",
-              "must be a non-empty list of positive widths")
-        check(len(self.discrete_critic_hidden_dims) > 0, "discrete_critic_hidden_dims", "must be non-empty")
-        check(self.activation in ("tanh", "relu", "gelu", "silu", "elu"), "activation",
-              "must be tanh, relu, gelu, silu or elu")
-        check(0 < self.std_min < self.std_max, "std_min", "must satisfy 0 < std_min < std_max")
-        check(self.critic_trunk_dim is None or self.critic_trunk_dim >= 1, "critic_trunk_dim", "must be null or >= 1")
-        check(self.critic_ensemble_size >= 1, "critic_ensemble_size", "must be >= 1")
-        check(self.critic_subsample_size is None or 1 <= self.critic_subsample_size <= self.critic_ensemble_size,
-              "critic_subsample_size", "must be None or in [1, critic_ensemble_size]")
-        check(self.discrete_critic_ensemble_size >= 1, "discrete_critic_ensemble_size", "must be >= 1")
-        check(0.0 <= self.gripper_epsilon <= 1.0, "gripper_epsilon", "must be in [0, 1]")
-        check(0.0 <= self.discount <= 1.0, "discount", "must be in [0, 1]")
-        check(self.n_step >= 1, "n_step", "must be >= 1")
-        check(0.0 < self.tau <= 1.0, "tau", "must be in (0, 1]")
-        check(self.temperature_init > 0, "temperature_init", "must be > 0")
-        check(self.temperature_parametrization in ("softplus", "log"), "temperature_parametrization",
-              "must be 'softplus' or 'log'")
-        for name in ("actor_lr", "critic_lr", "temperature_lr", "discrete_critic_lr"):
-            check(getattr(self, name) > 0, name, "must be > 0")
-        check(self.grad_clip_norm is None or self.grad_clip_norm > 0, "grad_clip_norm", "must be None or > 0")
-        check(self.utd_ratio >= 1, "utd_ratio", "must be >= 1")
-        if errors:
-            raise ValueError("invalid SACConfig:\n  " + "\n  ".join(errors))
-
-    @property
-    def resolved_target_entropy(self) -> float:
-        return -self.action_dim / 2.0 if self.target_entropy is None else float(self.target_entropy)
-
-    @property
-    def full_action_dim(self) -> int:
-        """Width of the action vector in batches and from ``select_action``."""
-        return self.action_dim + (1 if self.discrete_gripper else 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SACConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SACConfig field(s): {unknown}")
-        return cls(**d)
-
-
-# ============================================================================================= losses
-def td_target(rewards: Tensor, terminals: Tensor, next_q: Tensor, discount: float | Tensor,
-              next_log_prob: Tensor | None = None, temperature: Tensor | float = 0.0) -> Tensor:
-    """r + discount * (1 - terminal) * (min_e Q_target(s', a') [- alpha * log pi(a'|s')]).
-
-    next_q: [E, B] target-critic values (already subsampled); next_log_prob given only with backup_entropy;
-    discount: a number, or [B] per row (n-step returns).
-    """
-    v = next_q.min(dim=0).values
-    if next_log_prob is not None:
-        v = v - temperature * next_log_prob
-    return rewards + discount * (1.0 - terminals) * v
-
-
-def critic_loss(q: Tensor, target: Tensor) -> Tensor:
-    """MSE, averaged over ensemble members and batch. q [E, B], target [B]."""
-    return (q - target.unsqueeze(0)).pow(2).mean()
-
-
-def actor_loss(log_prob: Tensor, q: Tensor, temperature: Tensor | float) -> Tensor:
-    """E[alpha * log pi(a|s) - mean_e Q_e(s, a)], a ~ pi (reparameterised)."""
-    return (temperature * log_prob - q.mean(dim=0)).mean()
-
-
-def temperature_loss(temperature: Tensor, log_prob: Tensor, target_entropy: float) -> Tensor:
-    """alpha * (entropy - target): descending it raises alpha when entropy < target, lowers it when above."""
-    entropy = -log_prob.detach().mean()
-    return temperature * (entropy - target_entropy)
-
-
-def double_dqn_target(rewards: Tensor, terminals: Tensor, next_q_online: Tensor, next_q_target: Tensor,
-                      discount: float | Tensor) -> Tensor:
-    """Double DQN: a* = argmax_a mean_e Q_online(s', a); value = min_e Q_target(s', a*).
-    next_q_* : [E, B, num_actions]; rewards already include any grasp penalty."""
-    best = next_q_online.mean(dim=0).argmax(dim=-1)  # [B]
-    index = best.view(1, -1, 1).expand(next_q_target.shape[0], -1, 1)
-    value = next_q_target.gather(-1, index).squeeze(-1).min(dim=0).values
-    return rewards + discount * (1.0 - terminals) * value
-
-
-def grasp_penalty(gripper_closed: Tensor | np.ndarray, command: Tensor | np.ndarray, penalty: float = -0.02):
-    """Per-transition grasp penalty for a buffer/env to store as ``gripper_penalty``: ``penalty`` where the
-    command changes the gripper state (close while open, open while closed), else 0."""
-    closed = gripper_closed > 0.5
-    changes = ((command == GRIPPER_CLOSE) & ~closed) | ((command == GRIPPER_OPEN) & closed)
-    return changes * penalty
-
-
-def _inverse_softplus(x: float) -> float:
-    return x + math.log(-math.expm1(-x))
+__all__ = ["SACAgent", "SACConfig"]
 
 
 # ============================================================================================= agent
@@ -355,11 +163,9 @@ class SACAgent(nn.Module):
         if cfg.discrete_gripper:
             out["gripper_actions"] = actions[:, cfg.action_dim].round().long()
             penalty = torch.zeros_like(out["rewards"])
-            if "gripper_penalty" in batch:
-                penalty = batch["gripper_penalty"].to(dev).float().view(-1)
-            elif "gripper_state_changed" in batch:
-                penalty = batch["gripper_state_changed"].to(dev).float().view(-1) * cfg.grasp_penalty
-            out["gripper_penalty"] = penalty
+            if "grasp_penalty" in batch:
+                penalty = batch["grasp_penalty"].to(dev).float().view(-1)
+            out["grasp_penalty"] = penalty
         return out
 
     # ---------------------------------------------------------------------------------------- critic step
@@ -404,7 +210,7 @@ class SACAgent(nn.Module):
         index = prep["gripper_actions"].view(1, -1, 1).expand(q_all.shape[0], -1, 1)
         q = q_all.gather(-1, index).squeeze(-1)
         with torch.no_grad():
-            target = double_dqn_target(prep["rewards"] + prep["gripper_penalty"], prep["terminals"],
+            target = double_dqn_target(prep["rewards"] + prep["grasp_penalty"], prep["terminals"],
                                        self.discrete_critic(next_emb), self.discrete_critic_target(next_emb),
                                        prep["discounts"])
         loss = critic_loss(q, target)
@@ -611,4 +417,5 @@ def _fast_adam_kwargs() -> dict:
         return {"foreach": True}
 
 
-
+def _inverse_softplus(x: float) -> float:
+    return x + math.log(-math.expm1(-x))

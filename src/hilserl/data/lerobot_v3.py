@@ -23,7 +23,7 @@ Frame row t of an episode holds the observation the action was taken in, the act
 ``observation.state``, ``observation.environment_state`` (if any), ``observation.images.<camera>`` (video),
 ``action``, ``next.reward``, ``next.done`` (terminated or truncated; last row only), ``next.truncated``,
 ``complementary_info.is_intervention`` (float32 0/1, the key LeRobot's HIL-SERL actor uses),
-``complementary_info.discrete_penalty`` (our ``gripper_penalty``, under LeRobot's name), other info keys as
+``complementary_info.discrete_penalty`` (our ``grasp_penalty``, under LeRobot's name), other info keys as
 ``complementary_info.<key>``, and ``timestamp``, ``frame_index``, ``episode_index``, ``index``, ``task_index``.
 
 The final next observation of an episode has no row of its own (LeRobot rows are observation/action pairs). The
@@ -56,6 +56,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+
 __all__ = [
     "CODEBASE_VERSION",
     "VIDEO_TOLERANCE",
@@ -87,8 +89,7 @@ INFO_PREFIX = "complementary_info."
 INTERVENTION_KEY = INFO_PREFIX + "is_intervention"
 FINAL_PREFIX = "final_observation/"
 # our info key -> LeRobot's complementary_info name
-INFO_NAMES = {"gripper_penalty": "discrete_penalty"}
-GRIPPER_CLOSE, GRIPPER_STAY, GRIPPER_OPEN = 0, 1, 2
+INFO_NAMES = {"grasp_penalty": "discrete_penalty"}
 
 VIDEO_TOLERANCE = {"mean_abs": 3.0, "psnr_db": 30.0}
 """Pixel error the tests allow for lossy H.264 (mean absolute error per channel value, PSNR); the measured values

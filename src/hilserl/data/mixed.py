@@ -11,7 +11,8 @@ from typing import Any, Mapping
 
 import torch
 
-from .replay_buffer import ReplayBuffer, batch_to_device
+from .replay_buffer import ReplayBuffer
+from .replay_sampling import batch_to_device, batch_views, empty_batch, gather
 from .spec import Transition
 
 __all__ = ["MixedSampler", "route_transition"]
@@ -82,11 +83,11 @@ class MixedSampler:
             raise ValueError("cannot sample: both the online and the demo buffer are empty")
         n_demo, n_online = self.split(batch_size)
         if out is None:
-            tensors, views = self.online._empty_batch(batch_size)
+            tensors, views = empty_batch(self.online, batch_size)
         else:
-            tensors, views = out, self.online._views_of(out, batch_size)
+            tensors, views = out, batch_views(self.online, out, batch_size)
         if n_demo:
-            self.demo._gather(self.demo.sample_slots(n_demo), views, 0)
+            gather(self.demo, self.demo.sample_slots(n_demo), views, 0)
         if n_online:
-            self.online._gather(self.online.sample_slots(n_online), views, n_demo)
+            gather(self.online, self.online.sample_slots(n_online), views, n_demo)
         return batch_to_device(tensors, device)

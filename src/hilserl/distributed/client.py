@@ -19,6 +19,9 @@ What is guaranteed:
   `wait_connected` and `flush` then raise `TransportError` with the learner's explanation.
 
 `send` and `send_episode` must be called from one thread (the actor's loop).
+
+The settings (defaults: those of the training config's ``transport`` section) are in `client_settings`, the gRPC
+calls in `client_rpc`; this module is the queue, the streams and the reconnect loop.
 """
 
 from __future__ import annotations
@@ -37,48 +40,13 @@ import torch
 from hilserl.data import Transition
 from hilserl.distributed import codec
 from hilserl.distributed import hilserl_pb2 as pb
-from hilserl.distributed.auth import bearer, channel_credentials
-from hilserl.distributed.server import PROTOCOL, SERVICE, SESSION_HEADER
+from hilserl.distributed.client_rpc import (FATAL, call_metadata, hello, open_channel, stream_transitions,
+                                            subscribe_weights)
+from hilserl.distributed.client_settings import DEFAULT_HEARTBEAT_S, ClientSettings, HelloInfo, TransportError
+
+__all__ = ["ClientSettings", "HelloInfo", "LearnerClient", "TransportError"]
 
 log = logging.getLogger("hilserl.transport")
-
-FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION,
-         grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED}
-
-
-class TransportError(RuntimeError):
-    """The learner refused this actor for a reason retrying cannot fix (the message says which)."""
-
-
-@dataclass
-class ClientSettings:
-    address: str  # HOST:PORT of the learner
-    actor_id: str
-    token: str | None = None
-    tls: bool = False
-    tls_ca: str | None = None  # CA that signed the learner's certificate (None: system roots)
-    tls_cert: str | None = None  # client certificate for mutual TLS (optional)
-    tls_key: str | None = None
-    tls_server_name: str | None = None  # name in the learner's certificate when it differs from the address
-    max_message_bytes: int = 64 << 20
-    max_batch_bytes: int = 4 << 20  # one ActorMessage carries at most this much (unless one transition is more)
-    max_inflight_bytes: int = 32 << 20  # sent but not yet acked, per stream
-    max_inflight_messages: int = 2  # while the learner stores one message the next fills up (group commit)
-    max_unacked_bytes: int = 512 << 20  # queued but not yet acked; `send` blocks beyond it
-    reconnect_min_s: float = 0.2
-    reconnect_max_s: float = 5.0
-    connect_timeout_s: float = 5.0
-    give_up_after_s: float = 0.0  # unreachable this long -> TransportError; 0: keep trying forever
-    learner_dead_after_s: float = 10.0
-
-
-@dataclass
-class HelloInfo:
-    acked_seq: int
-    last_episode: int
-    demos_wanted: int
-    weights_version: int
-    training_done: bool
 
 
 @dataclass
@@ -104,7 +72,7 @@ class _Stream:
 
 class LearnerClient:
     def __init__(self, settings: ClientSettings, observation_spec: dict, policy_spec: dict, policy_digest: str,
-                 heartbeat_s: float = 1.0):
+                 heartbeat_s: float = DEFAULT_HEARTBEAT_S):
         self.settings = settings
         self._observation_spec = codec.normalize_spec(observation_spec)
         self._policy_spec = dict(policy_spec)
@@ -272,35 +240,6 @@ class LearnerClient:
             self._error = error
             self._cond.notify_all()
 
-    def _channel(self) -> grpc.Channel:
-        s = self.settings
-        options = [("grpc.max_receive_message_length", s.max_message_bytes),
-                   ("grpc.max_send_message_length", s.max_message_bytes),
-                   ("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
-                   ("grpc.enable_retries", 0)]
-        if not s.tls:
-            return grpc.insecure_channel(s.address, options=options)
-        if s.tls_server_name:
-            options.append(("grpc.ssl_target_name_override", s.tls_server_name))
-        return grpc.secure_channel(s.address, channel_credentials(s.tls_ca, s.tls_cert, s.tls_key), options=options)
-
-    def _metadata(self, session: str | None = None) -> list[tuple[str, str]]:
-        md = bearer(self.settings.token)
-        if session:
-            md.append((SESSION_HEADER, session))
-        return md
-
-    def _hello(self, channel: grpc.Channel) -> pb.HelloReply:
-        req = pb.HelloRequest(actor_id=self.settings.actor_id, instance=self._instance, protocol=PROTOCOL,
-                              policy_digest=self._policy_digest)
-        codec.spec_to_proto(self._observation_spec, req.observation_spec)
-        for k, (shape, dtype) in self._policy_spec.items():
-            req.policy_spec[k].dtype = dtype
-            req.policy_spec[k].shape[:] = shape
-        hello = channel.unary_unary(f"/{SERVICE}/Hello", request_serializer=pb.HelloRequest.SerializeToString,
-                                    response_deserializer=pb.HelloReply.FromString)
-        return hello(req, timeout=self.settings.connect_timeout_s, metadata=self._metadata())
-
     def _on_hello(self, reply: pb.HelloReply) -> None:
         """Reconcile the queue with what the learner stores."""
         with self._cond:
@@ -338,8 +277,9 @@ class LearnerClient:
         while not self._stopped.is_set():
             channel, reason = None, ""
             try:
-                channel = self._channel()
-                reply = self._hello(channel)
+                channel = open_channel(s)
+                reply = hello(channel, s, self._instance, self._observation_spec, self._policy_spec,
+                              self._policy_digest)
                 self._on_hello(reply)
                 n, _ = self.unacked
                 if was_up or self.reconnects:
@@ -389,22 +329,17 @@ class LearnerClient:
             self._stopped.wait(delay)
 
     def _serve(self, channel: grpc.Channel, reply: pb.HelloReply) -> None:
-        md = self._metadata(reply.session)
-        subscribe = channel.unary_stream(f"/{SERVICE}/SubscribeWeights",
-                                         request_serializer=pb.WeightsRequest.SerializeToString,
-                                         response_deserializer=pb.Weights.FromString)
+        md = call_metadata(self.settings.token, reply.session)
         have = self._weights_version
         if have is not None and reply.weights_version < have:
             have = None  # a learner restarted from an older checkpoint: take its weights, not only newer versions
-        weights_call = subscribe(pb.WeightsRequest(has_weights=have is not None, have_version=have or 0), metadata=md)
+        weights_call = subscribe_weights(channel, have, md)
         reader = threading.Thread(target=self._read_weights, args=(weights_call,), daemon=True,
                                   name=f"actor-{self.settings.actor_id}-weights")
         reader.start()
-        stream_rpc = channel.stream_stream(f"/{SERVICE}/StreamTransitions", request_serializer=None,
-                                           response_deserializer=pb.Ack.FromString)
         with self._cond:
             st = _Stream(cursor=self._acked + 1)
-            st.call = stream_rpc(self._requests(st), metadata=md)
+            st.call = stream_transitions(channel, self._requests(st), md)
             self._stream = st
             self._connected = True
             self._cond.notify_all()

@@ -1,8 +1,8 @@
-"""One place that turns an ``env`` config into an environment: the simulation or the real SO-101.
+"""One place that turns an ``env`` config into an environment: the simulation, the real SO-101, or any gymnasium env.
 
-``env.type`` picks: "sim" (`GraspCubeConfig`, the MuJoCo simulation; also any config without a type) or
-"so101" (`SO101EnvConfig`, the real arm). Everything above this call — wrappers, actor, reward classifier — is
-the same for both.
+``env.type`` picks: "sim" (`GraspCubeConfig`, the MuJoCo simulation; also any config without a type), "so101"
+(`SO101EnvConfig`, the real arm) or "gym" (`GymEnvConfig`, a registered gymnasium env behind an adapter).
+Everything above this call — wrappers, actor, reward classifier — is the same for all.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from hilserl.config import ConfigError, from_dict
 
-ENV_TYPES = ("sim", "so101")
+ENV_TYPES = ("sim", "so101", "gym")
 
 
 def env_type(env_cfg) -> str:
@@ -31,6 +31,10 @@ def env_config(env_cfg):
         from hilserl.envs.so101 import SO101EnvConfig
 
         return from_dict(SO101EnvConfig, dict(env_cfg), prefix="env")
+    if kind == "gym":
+        from hilserl.envs.gym_env import GymEnvConfig
+
+        return from_dict(GymEnvConfig, dict(env_cfg), prefix="env")
     from hilserl.sim.env import GraspCubeConfig
 
     return from_dict(GraspCubeConfig, {k: v for k, v in env_cfg.items() if k != "type"}, prefix="env")
@@ -43,6 +47,10 @@ def make_env(env_cfg, render_mode: str | None = None):
         from hilserl.envs.so101 import make_so101_env
 
         return make_so101_env(cfg, render_mode=render_mode)
+    if env_type(cfg) == "gym":
+        from hilserl.envs.gym_env import GymEnvAdapter
+
+        return GymEnvAdapter(cfg, render_mode=render_mode)
     from hilserl.sim.env import SO101GraspCubeEnv
 
     return SO101GraspCubeEnv(cfg, render_mode=render_mode)
@@ -56,9 +64,7 @@ def env_spaces(env_cfg):
         from hilserl.envs.so101 import so101_spaces
 
         return so101_spaces(cfg)
-    from hilserl.sim.env import SO101GraspCubeEnv
-
-    env = SO101GraspCubeEnv(cfg)
+    env = make_env(cfg)  # the simulation, or a gymnasium env: cheap to build, no hardware behind it
     try:
         return env.observation_space, env.action_space
     finally:

@@ -42,7 +42,7 @@ INTERVENTION_SOURCES = ("leader", "keyboard", "gamepad", "none")
 
 
 def _default_cameras() -> dict[str, CameraConfig]:
-    # the user's gripper camera: 640x480, centred 480x480 square, resized to the policy's image size
+    # a typical SO-101 gripper camera: 640x480, centred 480x480 square, resized to the policy's image size
     return {"gripper": CameraConfig(index=0, width=640, height=480, fps=30, crop=(0, 80, 480, 480))}
 
 

@@ -77,13 +77,9 @@ def limits_from_config(cfg, window: int | None = None) -> HealthLimits:
     """Limits for a TrainConfig (or its dict form, as saved in a run's config.json)."""
     d = cfg if isinstance(cfg, dict) else asdict(cfg)
     policy, env, reward = d["policy"], d["env"], d["reward"]
-    if reward["type"] == "classifier":
-        success, step = reward["success_reward"], reward["step_penalty"]
-        earliest = max(1, reward["min_steps"] + reward["consecutive_frames"] - 1)
-    elif env.get("reward_type", "shaped") == "sparse":
-        success, step, earliest = 1.0, 0.0, None
-    else:
-        success, step, earliest = env["success_reward"], env["step_penalty"], None
+    success, step = _reward_shaping(env, reward)
+    earliest = (max(1, reward["min_steps"] + reward["consecutive_frames"] - 1) if reward["type"] == "classifier"
+                else None)
     gamma = policy["discount"]
     per_step_low = (min(step, 0.0) - 4.0 * reward.get("action_rate_penalty", 0.0)  # (a_t - a_t-1)^2 <= 4
                     - reward.get("action_penalty", 0.0))  # a^2 <= 1
@@ -94,6 +90,20 @@ def limits_from_config(cfg, window: int | None = None) -> HealthLimits:
     return HealthLimits(max_q=max_q, min_q=min_q, temperature_init=policy["temperature_init"], window=window,
                         earliest_success=earliest, discount=gamma, target_entropy=target,
                         action_scale=env.get("action_scale", 0.02))
+
+
+def _reward_shaping(env: dict, reward: dict) -> tuple[float, float]:
+    """(success_reward, step_penalty) from the reward section, their only home (both reward types)."""
+    from hilserl.config import ConfigError
+
+    for old in ("success_reward", "step_penalty", "reward_type"):
+        if old in env:
+            raise ConfigError(f"env.{old}: this config has the old layout; reward shaping is in the reward section "
+                              "only (reward.success_reward, reward.step_penalty)")
+    missing = [k for k in ("success_reward", "step_penalty") if k not in reward]
+    if missing:
+        raise ConfigError(f"reward.{missing[0]}: missing from the config; the health checks' Q limits need it")
+    return float(reward["success_reward"]), float(reward["step_penalty"])
 
 
 class HealthMonitor:

@@ -1,4 +1,13 @@
-"""The classifier as the reward: ``RewardClassifierWrapper``.
+"""The `reward` section of a training config applied to an env: ``wrap_reward(env, reward_cfg)``.
+
+Both reward types pay ``success_reward`` on the step that succeeds and ``step_penalty`` on every other step; they
+differ in who says "success":
+
+* ``SuccessRewardWrapper`` (reward.type "ground_truth", simulation only): the simulation's own ground truth
+  (``info["is_success"]``); the simulation's termination and truncation pass through unchanged.
+* ``RewardClassifierWrapper`` (reward.type "classifier"): a trained classifier, as below.
+
+The classifier as the reward: ``RewardClassifierWrapper``.
 
 Every step the classifier sees the frame(s) of its cameras (from ``obs["pixels"]`` when the observation has them,
 otherwise rendered with ``env.unwrapped.render_camera`` — a state-only simulation still gives the classifier its
@@ -113,6 +122,32 @@ class RewardClassifierWrapper(gym.Wrapper):
         return obs, reward, bool(success), truncated, info
 
 
+class SuccessRewardWrapper(gym.Wrapper):
+    """The ground-truth reward: ``success_reward`` on a step whose ``info["is_success"]`` is true, ``step_penalty``
+    on every other step. The values come from the reward section (no defaults here: it is their only home)."""
+
+    def __init__(self, env: gym.Env, *, success_reward: float, step_penalty: float):
+        super().__init__(env)
+        self.success_reward = float(success_reward)
+        self.step_penalty = float(step_penalty)
+
+    def step(self, action):
+        obs, _env_reward, terminated, truncated, info = self.env.step(action)
+        reward = self.success_reward if info.get("is_success", False) else self.step_penalty
+        return obs, reward, terminated, truncated, info
+
+
+def wrap_reward(env: gym.Env, reward_cfg, classifier=None) -> gym.Env:
+    """``env`` with the reward ``reward_cfg`` (a ``RewardConfig``) describes: the classifier's for type
+    "classifier" (loaded from ``reward_cfg.classifier_path`` unless one is given), the env's own for "env", else
+    the ground truth's."""
+    if reward_cfg.type == "classifier":
+        return wrap_with_classifier(env, reward_cfg, classifier)
+    if reward_cfg.type == "env":
+        return env
+    return SuccessRewardWrapper(env, success_reward=reward_cfg.success_reward, step_penalty=reward_cfg.step_penalty)
+
+
 def wrap_with_classifier(env: gym.Env, reward_cfg, classifier=None) -> RewardClassifierWrapper:
     """Wrap ``env`` as ``reward_cfg`` (a ``RewardConfig`` with type "classifier") says; loads the classifier
     from ``reward_cfg.classifier_path`` unless one is given."""
@@ -127,4 +162,4 @@ def wrap_with_classifier(env: gym.Env, reward_cfg, classifier=None) -> RewardCla
                                    success_reward=reward_cfg.success_reward, step_penalty=reward_cfg.step_penalty)
 
 
-__all__ = ["RewardClassifierWrapper", "wrap_with_classifier"]
+__all__ = ["RewardClassifierWrapper", "SuccessRewardWrapper", "wrap_reward", "wrap_with_classifier"]

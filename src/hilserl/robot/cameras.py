@@ -1,7 +1,7 @@
 """Cameras for the real arm: frames in, policy-sized RGB images out.
 
 The policy sees what the simulation renders: a square uint8 RGB image (128×128 by default). A USB camera gives a
-640×480 BGR frame, so every read does BGR→RGB, the configured crop (the user's gripper camera: `[0, 80, 480, 480]`
+640×480 BGR frame, so every read does BGR→RGB, the configured crop (a typical SO-101 gripper camera: `[0, 80, 480, 480]`
 as top, left, height, width — the centred 480×480 square) and a resize. Frames are grabbed by a background thread,
 so `read()` returns the newest frame at once instead of waiting up to a frame period inside the 10 Hz loop, and
 the camera's own buffer never serves a stale frame.

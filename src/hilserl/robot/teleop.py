@@ -48,7 +48,7 @@ from typing import IO, Protocol
 import numpy as np
 
 from hilserl.robot.intervention import TrackingErrorDetector
-from hilserl.sim.env import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
 from hilserl.sim.scene import JAW_OPEN_ANGLE
 
 

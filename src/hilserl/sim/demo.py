@@ -1,7 +1,8 @@
 """Expert episodes in the simulation, written as a video and a contact sheet of frames.
 
-This is what `make demo` shows until the training loop lands: a scripted expert grasping the cube, seen from the
-gripper camera (what the policy sees) beside a fixed front camera (what a person watching the arm sees).
+`make demo` starts with it (and `hilserl demo --expert_only` stops there): a scripted expert grasping the cube,
+seen from the gripper camera (what the policy sees) beside a fixed front camera (what a person watching the arm
+sees).
 """
 
 from __future__ import annotations

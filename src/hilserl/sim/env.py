@@ -1,4 +1,4 @@
-"""`hilserl/SO101GraspCube-v0`: the SO-101 grasping a cube, controlled like the user's real arm.
+"""`hilserl/SO101GraspCube-v0`: the SO-101 grasping a cube, controlled like the real arm.
 
 Control runs at `fps` (10 Hz). An action is an end-effector delta in [-1, 1]^3 scaled by `action_scale` metres, plus
 a gripper command: discrete (0 = close, 1 = stay, 2 = open) or continuous (-1 closed … +1 open). The target is
@@ -6,13 +6,18 @@ clamped to the workspace bounds, turned into joint targets by damped least-squar
 down, and sent to position servos modelled on the STS3215; physics runs in substeps between control ticks.
 
 Success (`info["is_success"]`) is ground truth: the cube touches both jaws and its bottom is at least
-`success_lift` above the table. Touching, pushing or squeezing the cube against the table is not a success.
+`success_lift` above the table. Touching, pushing or squeezing the cube against the table is not a success. The
+env's own reward is that ground truth as a number (1.0 on the successful step, else 0.0); the reward a policy trains
+on comes from the `reward` section of the training config (`success_reward`, `step_penalty`), applied by
+`hilserl.train.build.make_env` (`hilserl.reward.wrapper.SuccessRewardWrapper`; the reward classifier's wrapper
+uses the same two settings).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar
 
 import gymnasium as gym
 import mujoco
@@ -24,7 +29,7 @@ from hilserl.sim.randomization import DomainRandomization, Randomizer
 from hilserl.sim.rendering import CameraRenderer
 from hilserl.sim.scene import ARM_JOINTS, JAW_CLOSED_ANGLE, JAW_OPEN_ANGLE, SceneConfig, build_mjcf
 
-GRIPPER_CLOSE, GRIPPER_STAY, GRIPPER_OPEN = 0, 1, 2
+from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, STATE_CLOSED
 DOWN = np.array([0.0, 0.0, -1.0])
 
 
@@ -38,9 +43,6 @@ class GraspCubeConfig:
     obs_type: str = "pixels_state"  # "pixels_state" or "state" (state + privileged cube pose, no images)
     cameras: tuple[str, ...] = ("gripper",)  # add "front" for the fixed scene camera
     image_size: int = 128
-    reward_type: str = "shaped"  # "shaped" (+success_reward, step_penalty otherwise) or "sparse" (1/0)
-    success_reward: float = 10.0
-    step_penalty: float = -0.05
     success_lift: float = 0.02  # m the cube's bottom must be above the table while held
     ee_reset_pos: tuple[float, float, float] = (0.25, 0.0, 0.03)
     ee_reset_noise_xy: float = 0.03
@@ -53,6 +55,14 @@ class GraspCubeConfig:
     scene: SceneConfig = field(default_factory=SceneConfig)
     randomization: DomainRandomization = field(default_factory=DomainRandomization)
 
+    # keys this section no longer has, with where they went (`hilserl.config.from_dict` names them in its error)
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        "success_reward": "moved to reward.success_reward (the reward section is the only home of reward shaping)",
+        "step_penalty": "moved to reward.step_penalty (the reward section is the only home of reward shaping)",
+        "reward_type": "removed: the reward section shapes every reward (reward.success_reward, "
+                       "reward.step_penalty); for the old sparse 1/0 reward set them to 1 and 0",
+    }
+
     def validate(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
             if not ok:
@@ -64,7 +74,6 @@ class GraspCubeConfig:
         need(self.action_scale > 0, "action_scale", "> 0 metres")
         need(self.gripper_mode in ("discrete", "continuous"), "gripper_mode", "'discrete' or 'continuous'")
         need(self.obs_type in ("pixels_state", "state"), "obs_type", "'pixels_state' or 'state'")
-        need(self.reward_type in ("shaped", "sparse"), "reward_type", "'shaped' or 'sparse'")
         need(self.image_size >= 16, "image_size", ">= 16 pixels")
         known = {"gripper", "front"} | set(self.scene.extra_cameras)
         need(set(self.cameras) <= known and len(self.cameras) > 0, "cameras", f"a non-empty subset of {sorted(known)}")
@@ -141,7 +150,7 @@ class SO101GraspCubeEnv(gym.Env):
     # ------------------------------------------------------------------ layout
     STATE_LAYOUT = ("joint_pos[6]", "joint_vel[6]", "gripper_opening[1]", "gripper_closed_cmd[1]", "ee_pos[3]")
     state_dim = 17
-    STATE_GRIPPER_CLOSED = 13  # index of the gripper's closed-command flag in `state`
+    STATE_GRIPPER_CLOSED = STATE_CLOSED  # index of the gripper's closed-command flag in `state`
 
     def _home_pose(self) -> np.ndarray:
         q = np.zeros(self.model.nq)
@@ -246,10 +255,10 @@ class SO101GraspCubeEnv(gym.Env):
     def _apply_gripper(self, g: float) -> None:
         self._jaw_target = jaw_target(g, self.cfg.gripper_mode, self._jaw_target)
 
-    def _reward(self, success: bool) -> float:
-        if self.cfg.reward_type == "sparse":
-            return 1.0 if success else 0.0
-        return self.cfg.success_reward if success else self.cfg.step_penalty
+    @staticmethod
+    def _reward(success: bool) -> float:
+        """The ground truth as a number; `hilserl.reward.wrapper.SuccessRewardWrapper` shapes it."""
+        return 1.0 if success else 0.0
 
     # ------------------------------------------------------------------ ground truth
     def _tcp_pos(self) -> np.ndarray:
@@ -357,7 +366,7 @@ def _mat_quat(xmat: np.ndarray) -> np.ndarray:
 
 def asdict_shallow(cfg) -> dict:
     """Top-level fields of a dataclass without deep-copying nested configs."""
-    return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
 
 
-__all__ = ["SO101GraspCubeEnv", "GraspCubeConfig", "GRIPPER_CLOSE", "GRIPPER_STAY", "GRIPPER_OPEN", "asdict"]
+__all__ = ["SO101GraspCubeEnv", "GraspCubeConfig", "asdict"]

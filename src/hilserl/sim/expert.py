@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hilserl.sim.env import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY, SO101GraspCubeEnv
+from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+from hilserl.sim.env import SO101GraspCubeEnv
 from hilserl.sim.scene import FIXED_JAW_CLEARANCE, JAW_OPEN_ANGLE
 
 

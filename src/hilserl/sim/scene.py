@@ -114,103 +114,58 @@ class SceneConfig:
     cube_rgba: tuple[float, float, float, float] = (0.85, 0.12, 0.1, 1.0)
     table_rgba: tuple[float, float, float, float] = (0.55, 0.5, 0.45, 1.0)
     timestep: float = 0.004
-    gripper_camera_fovy: float = 70.0  # vertical FOV; a square render equals the user's centred square crop
+    gripper_camera_fovy: float = 70.0  # vertical FOV; a square render equals the real camera's centred square crop
     gripper_camera_tilt_deg: float = -4.0  # positive tilts toward the moving jaw
     front_camera: bool = True
     extra_cameras: dict = field(default_factory=dict)
 
 
+# Inertia of each link: a box of the link's mass, (centre, half extents) in zero-pose world coordinates.
+LINK_INERTIA_BOXES = {
+    "shoulder": ((0.045, 0, 0.085), (0.022, 0.03, 0.025)),
+    "upper_arm": ((0.083, -0.018, 0.173), (0.02, 0.02, 0.06)),
+    "lower_arm": ((0.165, -0.018, 0.232), (0.07, 0.016, 0.016)),
+    "wrist": ((0.258, -0.009, 0.2344), (0.026, 0.02, 0.017)),
+    "gripper": ((0.325, 0, 0.226), (0.035, 0.02, 0.025)),
+    "moving_jaw": ((0.35, 0, 0.23), (0.035, 0.008, 0.02)),
+}
+_VISUAL = 'class="visual"'
+
+
 def build_mjcf(cfg: SceneConfig | None = None) -> str:
+    """The scene's MJCF document: assets and defaults, the arm, the cube, the cameras, the actuators."""
     cfg = cfg or SceneConfig()
-    s = SERVO
     h = cfg.cube_size / 2
-    tz = TCP_ZERO[2]
-    tx = TCP_ZERO[0]
-    tip_x = tx + JAW_TIP_PAST_TCP
-    fixed_face = tz - FIXED_JAW_CLEARANCE
-    hinge = _FRAMES["moving_jaw"][0]
-    # camera below the fixed jaw, behind the fingers, tilted toward them
-    cam_pos = np.array([0.3335, 0.0, tz - 0.004])
-    tilt = np.deg2rad(cfg.gripper_camera_tilt_deg)
-    look = np.array([np.cos(tilt), 0.0, np.sin(tilt)])
-    cam_axes = _f(np.array([0.0, -1.0, 0.0]), np.array([-np.sin(tilt), 0.0, np.cos(tilt)]))
-    del look
+    front, extra = _scene_cameras(cfg)
+    return _preamble(cfg) + f"""  <worldbody>
+    <light name="top" pos="0.25 0 0.8" dir="0 0 -1" directional="true" castshadow="false" diffuse="0.6 0.6 0.6"/>
+    <geom name="table" type="plane" size="1 1 0.01" material="table" contype="1" conaffinity="1" friction="1 0.005 0.0001"/>
+    <body name="base">
+      <geom class="visual" type="cylinder" pos="0.02 0 0.03" size="0.045 0.03" material="servo"/>
+      <geom class="visual" type="box" pos="0.04 0 0.055" size="0.03 0.03 0.012" material="arm"/>
+      {_body_xml(0, _link_geoms(cfg))}
+    </body>
+    <body name="cube" pos="0.25 0 {h}">
+      <freejoint name="cube"/>
+      <geom name="cube" type="box" size="{h} {h} {h}" mass="{cfg.cube_mass}" material="cube" condim="4"
+        friction="{cfg.cube_friction} 0.01 0.0001" contype="1" conaffinity="1" group="2"/>
+    </body>
+    {front}
+    {extra}
+  </worldbody>
+  <contact>
+    <pair geom1="fixed_jaw" geom2="moving_jaw" condim="3"/>
+    <exclude body1="base" body2="shoulder"/>
+  </contact>
+  <actuator>
+{_actuators_xml()}
+  </actuator>
+</mujoco>
+"""
 
-    def inertial(body, center, half):
-        m = MASSES[body]
-        a, b, c = (2 * np.asarray(half)) ** 2
-        diag = m / 12 * np.array([b + c, a + c, a + b])
-        return f'<inertial pos="{_f(center)}" mass="{m}" diaginertia="{_f(diag)}"/>'
 
-    def joint(name, lo, hi):
-        return (f'<joint name="{name}" axis="0 0 1" range="{lo} {hi}" damping="{s["damping"]}" '
-                f'frictionloss="{s["frictionloss"]}" armature="{s["armature"]}"/>')
-
-    link = 'class="visual"'
-    parts = {
-        "shoulder": f'<geom {link} type="box" pos="0.045 0 0.085" size="0.022 0.03 0.025" material="servo"/>',
-        "upper_arm": (f'<geom {link} type="capsule" fromto="0.0692 -0.0183 0.1166 0.0972 -0.0183 0.2292" '
-                      f'size="0.018" material="arm"/>'),
-        "lower_arm": (f'<geom {link} type="capsule" fromto="0.0972 -0.0183 0.2292 0.2321 -0.0183 0.2344" '
-                      f'size="0.016" material="arm"/>'),
-        "wrist": (f'<geom {link} type="box" pos="0.258 -0.009 0.2344" size="0.026 0.02 0.017" material="servo"/>'),
-        "gripper": "\n".join([
-            # servo housing around the roll axis and the jaw servo
-            '<geom name="housing" class="collision" type="box" pos="0.31 0.0 0.232" size="0.022 0.021 0.024" '
-            'material="arm"/>',
-            # fixed jaw: a finger whose inner face is FIXED_JAW_CLEARANCE below the tool point
-            f'<geom name="fixed_jaw" class="finger" type="box" pos="{_f((0.332 + tip_x) / 2, 0, fixed_face - 0.004)}" '
-            f'size="{_f((tip_x - 0.332) / 2, 0.010, 0.004)}" material="jaw"/>',
-            # camera board on the palm, between the jaws, looking out past the finger tips
-            f'<geom name="camera_mount" class="visual" type="box" pos="0.3325 0 {tz - 0.004}" '
-            f'size="0.001 0.009 0.009" material="servo"/>',
-            f'<camera name="gripper" pos="{_f(cam_pos)}" xyaxes="{cam_axes}" fovy="{cfg.gripper_camera_fovy}"/>',
-            f'<site name="tcp_zero" pos="{_f(TCP_ZERO)}" size="0.002" rgba="0 1 0 0" group="4"/>',
-        ]),
-        "moving_jaw": "\n".join([
-            # an arm along the side from the hinge, a drop at the side down to the finger, and a short distal
-            # finger: the palm camera looks between the jaws and, with the jaws closed, still past them
-            f'<geom name="jaw_arm" class="collision" type="box" pos="{_f((hinge[0] + 0.362) / 2, 0.014, 0.244)}" '
-            f'size="{_f((0.362 - hinge[0]) / 2, 0.004, 0.007)}" material="jaw"/>',
-            f'<geom name="jaw_drop" class="collision" type="box" pos="{_f(0.358, 0.017, (0.251 + fixed_face + 0.008) / 2)}" '
-            f'size="{_f(0.004, 0.003, (0.251 - fixed_face - 0.008) / 2)}" material="jaw"/>',
-            f'<geom name="moving_jaw" class="finger" type="box" pos="{_f((0.354 + tip_x) / 2, 0, fixed_face + 0.004)}" '
-            f'size="{_f((tip_x - 0.354) / 2, 0.010, 0.004)}" material="jaw"/>',
-        ]),
-    }
-    inertia = {
-        "shoulder": ((0.045, 0, 0.085), (0.022, 0.03, 0.025)),
-        "upper_arm": ((0.083, -0.018, 0.173), (0.02, 0.02, 0.06)),
-        "lower_arm": ((0.165, -0.018, 0.232), (0.07, 0.016, 0.016)),
-        "wrist": ((0.258, -0.009, 0.2344), (0.026, 0.02, 0.017)),
-        "gripper": ((0.325, 0, 0.226), (0.035, 0.02, 0.025)),
-        "moving_jaw": ((0.35, 0, 0.23), (0.035, 0.008, 0.02)),
-    }
-
-    def body_xml(i: int) -> str:
-        name, parent, pos, quat, (jname, lo, hi) = CHAIN[i]
-        inner = body_xml(i + 1) if i + 1 < len(CHAIN) and CHAIN[i + 1][1] == name else ""
-        if name == "gripper":
-            inner = body_xml(i + 1)
-            site = f'<site name="tcp" pos="{_f(TCP_SITE_POS)}" quat="{_f(TCP_SITE_QUAT)}" size="0.003" group="4"/>'
-        else:
-            site = ""
-        c, hs = inertia[name]
-        return (f'<body name="{name}" pos="{_f(pos)}" quat="{_f(quat)}">\n{joint(jname, lo, hi)}\n{site}\n'
-                f'{_zero_frame_open(name)}\n{inertial(name, c, hs)}\n{parts[name]}\n</frame>\n{inner}\n</body>')
-
-    actuators = "\n".join(
-        f'<position name="{j}" joint="{j}" kp="{s["kp"]}" kv="{s["kv"]}" ctrlrange="{lo} {hi}" '
-        f'forcerange="{-s["force"]} {s["force"]}"/>'
-        for _, _, _, _, (j, lo, hi) in CHAIN
-    )
-    front_eye, front_target = (0.50, -0.32, 0.30), (0.19, 0.0, 0.07)
-    front = (f'<camera name="front" pos="{_f(front_eye)}" xyaxes="{_look_axes(front_eye, front_target)}" fovy="50"/>'
-             if cfg.front_camera else "")
-    extra = "\n".join(
-        f'<camera name="{n}" pos="{_f(e)}" xyaxes="{_look_axes(e, t)}" fovy="{fov}"/>'
-        for n, (e, t, fov) in cfg.extra_cameras.items()
-    )
+def _preamble(cfg: SceneConfig) -> str:
+    """From <mujoco> to the end of <default>: compiler, physics options, rendering, materials, geom classes."""
     return f"""<mujoco model="so101_grasp_cube">
   <compiler angle="radian" autolimits="true"/>
   <option timestep="{cfg.timestep}" integrator="implicitfast" cone="elliptic" impratio="10"/>
@@ -234,28 +189,102 @@ def build_mjcf(cfg: SceneConfig | None = None) -> str:
     <default class="finger"><geom contype="1" conaffinity="1" group="2" density="0" condim="4" friction="1.5 0.01 0.0001"
       solref="0.008 1" solimp="0.95 0.99 0.001"/></default>
   </default>
-  <worldbody>
-    <light name="top" pos="0.25 0 0.8" dir="0 0 -1" directional="true" castshadow="false" diffuse="0.6 0.6 0.6"/>
-    <geom name="table" type="plane" size="1 1 0.01" material="table" contype="1" conaffinity="1" friction="1 0.005 0.0001"/>
-    <body name="base">
-      <geom class="visual" type="cylinder" pos="0.02 0 0.03" size="0.045 0.03" material="servo"/>
-      <geom class="visual" type="box" pos="0.04 0 0.055" size="0.03 0.03 0.012" material="arm"/>
-      {body_xml(0)}
-    </body>
-    <body name="cube" pos="0.25 0 {h}">
-      <freejoint name="cube"/>
-      <geom name="cube" type="box" size="{h} {h} {h}" mass="{cfg.cube_mass}" material="cube" condim="4"
-        friction="{cfg.cube_friction} 0.01 0.0001" contype="1" conaffinity="1" group="2"/>
-    </body>
-    {front}
-    {extra}
-  </worldbody>
-  <contact>
-    <pair geom1="fixed_jaw" geom2="moving_jaw" condim="3"/>
-    <exclude body1="base" body2="shoulder"/>
-  </contact>
-  <actuator>
-{actuators}
-  </actuator>
-</mujoco>
 """
+
+
+def _body_xml(i: int, geoms: dict[str, str]) -> str:
+    """Body ``CHAIN[i]`` with its joint, inertia and geometry, and the bodies below it."""
+    name, _, pos, quat, (jname, lo, hi) = CHAIN[i]
+    inner = _body_xml(i + 1, geoms) if i + 1 < len(CHAIN) and CHAIN[i + 1][1] == name else ""
+    site = (f'<site name="tcp" pos="{_f(TCP_SITE_POS)}" quat="{_f(TCP_SITE_QUAT)}" size="0.003" group="4"/>'
+            if name == "gripper" else "")
+    return (f'<body name="{name}" pos="{_f(pos)}" quat="{_f(quat)}">\n{_joint(jname, lo, hi)}\n{site}\n'
+            f'{_zero_frame_open(name)}\n{_inertial(name)}\n{geoms[name]}\n</frame>\n{inner}\n</body>')
+
+
+def _joint(name: str, lo: float, hi: float) -> str:
+    s = SERVO
+    return (f'<joint name="{name}" axis="0 0 1" range="{lo} {hi}" damping="{s["damping"]}" '
+            f'frictionloss="{s["frictionloss"]}" armature="{s["armature"]}"/>')
+
+
+def _inertial(body: str) -> str:
+    center, half = LINK_INERTIA_BOXES[body]
+    m = MASSES[body]
+    a, b, c = (2 * np.asarray(half)) ** 2
+    diag = m / 12 * np.array([b + c, a + c, a + b])
+    return f'<inertial pos="{_f(center)}" mass="{m}" diaginertia="{_f(diag)}"/>'
+
+
+def _link_geoms(cfg: SceneConfig) -> dict[str, str]:
+    """The geometry (and the gripper's camera and sites) of every moving body, in zero-pose world coordinates."""
+    return {
+        "shoulder": f'<geom {_VISUAL} type="box" pos="0.045 0 0.085" size="0.022 0.03 0.025" material="servo"/>',
+        "upper_arm": (f'<geom {_VISUAL} type="capsule" fromto="0.0692 -0.0183 0.1166 0.0972 -0.0183 0.2292" '
+                      f'size="0.018" material="arm"/>'),
+        "lower_arm": (f'<geom {_VISUAL} type="capsule" fromto="0.0972 -0.0183 0.2292 0.2321 -0.0183 0.2344" '
+                      f'size="0.016" material="arm"/>'),
+        "wrist": (f'<geom {_VISUAL} type="box" pos="0.258 -0.009 0.2344" size="0.026 0.02 0.017" material="servo"/>'),
+        "gripper": _gripper_geoms(cfg),
+        "moving_jaw": _moving_jaw_geoms(),
+    }
+
+
+def _gripper_geoms(cfg: SceneConfig) -> str:
+    tz = TCP_ZERO[2]
+    tip_x = TCP_ZERO[0] + JAW_TIP_PAST_TCP
+    fixed_face = tz - FIXED_JAW_CLEARANCE
+    # camera below the fixed jaw, behind the fingers, tilted toward them
+    cam_pos = np.array([0.3335, 0.0, tz - 0.004])
+    tilt = np.deg2rad(cfg.gripper_camera_tilt_deg)
+    cam_axes = _f(np.array([0.0, -1.0, 0.0]), np.array([-np.sin(tilt), 0.0, np.cos(tilt)]))
+    return "\n".join([
+        # servo housing around the roll axis and the jaw servo
+        '<geom name="housing" class="collision" type="box" pos="0.31 0.0 0.232" size="0.022 0.021 0.024" '
+        'material="arm"/>',
+        # fixed jaw: a finger whose inner face is FIXED_JAW_CLEARANCE below the tool point
+        f'<geom name="fixed_jaw" class="finger" type="box" pos="{_f((0.332 + tip_x) / 2, 0, fixed_face - 0.004)}" '
+        f'size="{_f((tip_x - 0.332) / 2, 0.010, 0.004)}" material="jaw"/>',
+        # camera board on the palm, between the jaws, looking out past the finger tips
+        f'<geom name="camera_mount" class="visual" type="box" pos="0.3325 0 {tz - 0.004}" '
+        f'size="0.001 0.009 0.009" material="servo"/>',
+        f'<camera name="gripper" pos="{_f(cam_pos)}" xyaxes="{cam_axes}" fovy="{cfg.gripper_camera_fovy}"/>',
+        f'<site name="tcp_zero" pos="{_f(TCP_ZERO)}" size="0.002" rgba="0 1 0 0" group="4"/>',
+    ])
+
+
+def _moving_jaw_geoms() -> str:
+    # an arm along the side from the hinge, a drop at the side down to the finger, and a short distal finger: the
+    # palm camera looks between the jaws and, with the jaws closed, still past them
+    tip_x = TCP_ZERO[0] + JAW_TIP_PAST_TCP
+    fixed_face = TCP_ZERO[2] - FIXED_JAW_CLEARANCE
+    hinge = _FRAMES["moving_jaw"][0]
+    return "\n".join([
+        f'<geom name="jaw_arm" class="collision" type="box" pos="{_f((hinge[0] + 0.362) / 2, 0.014, 0.244)}" '
+        f'size="{_f((0.362 - hinge[0]) / 2, 0.004, 0.007)}" material="jaw"/>',
+        f'<geom name="jaw_drop" class="collision" type="box" pos="{_f(0.358, 0.017, (0.251 + fixed_face + 0.008) / 2)}" '
+        f'size="{_f(0.004, 0.003, (0.251 - fixed_face - 0.008) / 2)}" material="jaw"/>',
+        f'<geom name="moving_jaw" class="finger" type="box" pos="{_f((0.354 + tip_x) / 2, 0, fixed_face + 0.004)}" '
+        f'size="{_f((tip_x - 0.354) / 2, 0.010, 0.004)}" material="jaw"/>',
+    ])
+
+
+def _actuators_xml() -> str:
+    s = SERVO
+    return "\n".join(
+        f'<position name="{j}" joint="{j}" kp="{s["kp"]}" kv="{s["kv"]}" ctrlrange="{lo} {hi}" '
+        f'forcerange="{-s["force"]} {s["force"]}"/>'
+        for _, _, _, _, (j, lo, hi) in CHAIN
+    )
+
+
+def _scene_cameras(cfg: SceneConfig) -> tuple[str, str]:
+    """The fixed cameras: ``front`` (if ``cfg.front_camera``) and ``cfg.extra_cameras``."""
+    front_eye, front_target = (0.50, -0.32, 0.30), (0.19, 0.0, 0.07)
+    front = (f'<camera name="front" pos="{_f(front_eye)}" xyaxes="{_look_axes(front_eye, front_target)}" fovy="50"/>'
+             if cfg.front_camera else "")
+    extra = "\n".join(
+        f'<camera name="{n}" pos="{_f(e)}" xyaxes="{_look_axes(e, t)}" fovy="{fov}"/>'
+        for n, (e, t, fov) in cfg.extra_cameras.items()
+    )
+    return front, extra

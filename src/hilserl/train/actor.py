@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hilserl.agents.sac import GRIPPER_CLOSE, GRIPPER_OPEN, SACAgent
+from hilserl.agents.sac import SACAgent
 from hilserl.data import Transition
-from hilserl.sim.env import SO101GraspCubeEnv
+from hilserl.gripper import step_grasp_penalty
 from hilserl.train.observations import ObservationProcessor
 
 POLICY_PREFIXES = ("encoder.", "actor.", "discrete_critic.")
@@ -101,14 +101,6 @@ class _PolicyMotion:
                 "action_saturation": round(self.saturated / self.values, 4)}
 
 
-def gripper_penalty(stored_state: np.ndarray, action: np.ndarray, penalty: float) -> float:
-    """HIL-SERL's grasp penalty: `penalty` when the command changes the gripper's state (close while open or
-    open while closed), read from the closed-command flag in the state."""
-    closed = stored_state[SO101GraspCubeEnv.STATE_GRIPPER_CLOSED] > 0.5
-    cmd = int(round(float(action[-1])))
-    return penalty if (cmd == GRIPPER_CLOSE and not closed) or (cmd == GRIPPER_OPEN and closed) else 0.0
-
-
 class Actor:
     def __init__(self, env, agent: SACAgent, human=None, seed: int = 0, grasp_penalty: float = -0.02,
                  action_rate_penalty: float = 0.0, action_penalty: float = 0.0):
@@ -150,6 +142,8 @@ class Actor:
         # the real arm knows no cube position (nan), and its end-effector position is in the state
         cube0 = np.asarray(info.get("cube_pos", (np.nan, np.nan)), dtype=float)[:2].copy()
         ee0 = np.asarray(info.get("ee_pos", obs["state"][EE_POS]), dtype=float).copy()
+        if ee0.shape != (3,):  # an env without an end-effector position in its state (env.type gym)
+            ee0 = np.full(3, np.nan)
         rng = np.random.default_rng(self.seed * 7919 + episode)
         while True:
             if before_step is not None:
@@ -180,7 +174,7 @@ class Actor:
                 previous = moved
             extra = {}
             if self.agent.config.discrete_gripper:
-                extra["gripper_penalty"] = gripper_penalty(stored["state"], action, self.grasp_penalty)
+                extra["grasp_penalty"] = step_grasp_penalty(stored["state"], action, self.grasp_penalty)
             if on_transition is not None:
                 on_transition(Transition(stored, action, float(reward), bool(terminated), bool(truncated),
                                          next_stored, is_intervention, extra))

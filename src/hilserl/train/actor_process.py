@@ -13,7 +13,6 @@ to the robot meanwhile: "keep_acting" runs episodes on and queues their transiti
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import zlib
 from dataclasses import dataclass
@@ -25,45 +24,9 @@ from hilserl.agents.sac import SACAgent
 from hilserl.distributed import codec
 from hilserl.distributed.auth import load_token
 from hilserl.distributed.client import ClientSettings, LearnerClient, TransportError
-from hilserl.config import ConfigError
-from hilserl.sim.human import SimulatedHuman
-from hilserl.train.actor import Actor, demo_human_config, policy_fingerprint, policy_weights, record_demo
+from hilserl.train.actor import Actor, policy_fingerprint, policy_weights
+from hilserl.train.build import collect_demos, make_actor, make_env, make_human, policy_config
 from hilserl.train.config import TrainConfig
-
-
-def make_env(cfg: TrainConfig):
-    """The environment the actor acts in (the simulation or the real SO-101, by ``env.type``), with the configured
-    reward. The one place an actor's environment is built."""
-    from hilserl.envs import env_type
-    from hilserl.envs import make_env as build_env
-
-    if env_type(cfg.env) == "so101" and cfg.reward.type != "classifier":
-        raise ConfigError("reward.type: the real arm has no ground truth; train a classifier (hilserl reward train) "
-                          "and set reward.type=classifier with reward.classifier_path")
-    env = build_env(cfg.env)
-    if cfg.reward.type == "classifier":  # the learned reward (hilserl.reward): ignores the sim's own termination
-        from hilserl.reward import load_classifier, wrap_with_classifier
-
-        env = wrap_with_classifier(env, cfg.reward, load_classifier(cfg.reward.classifier_path))
-    return env
-
-
-def make_human(cfg: TrainConfig, env, rng):
-    """The simulated person (simulation only; on the real arm the person is in the env: leader arm, keys)."""
-    from hilserl.envs import env_type
-
-    return SimulatedHuman(env, cfg.human, rng) if env_type(cfg.env) == "sim" else None
-
-
-def resolve_policy_config(cfg: TrainConfig, env):
-    """Fill the policy's shape fields from the environment (the user never has to)."""
-    spaces = env.observation_space.spaces
-    cameras = tuple(spaces["pixels"].spaces) if "pixels" in spaces else ()
-    env_state = spaces["environment_state"].shape[0] if "environment_state" in spaces else 0
-    image = spaces["pixels"][cameras[0]].shape[:2] if cameras else cfg.policy.image_size
-    return dataclasses.replace(cfg.policy, state_dim=spaces["state"].shape[0], action_dim=3,
-                               discrete_gripper=cfg.env.gripper_mode == "discrete", cameras=cameras,
-                               image_size=tuple(image), environment_state_dim=env_state)
 
 
 def actor_seed(seed: int, actor_id: str) -> int:
@@ -142,6 +105,21 @@ class _Link:
                 self.apply_weights()
 
 
+def _send_demos(cfg: TrainConfig, env, agent, link: "_Link", client: LearnerClient, wanted: int, seed: int,
+                episode: int) -> int:
+    """Record the demonstrations the learner wants and send them (demo buffer); returns the last episode number."""
+    def keep(transitions, stats):
+        nonlocal episode
+        episode += 1
+        link.start_episode(episode, demo=True)
+        for t in transitions:
+            link.on_transition(t)
+        client.send_episode(episode, client.last_seq, {**stats.record(), "demo": 1})
+
+    collect_demos(cfg, env, agent, wanted, seed, keep, first_seed_index=episode)  # a reconnect records new ones
+    return episode
+
+
 def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
               first_weights_timeout_s: float = 120.0) -> ActorResult:
     loop = cfg.train
@@ -150,12 +128,10 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
     seed = actor_seed(loop.seed, actor_id)
     torch.manual_seed(seed)
     env = make_env(cfg)
-    policy_cfg = resolve_policy_config(cfg, env)
+    policy_cfg = policy_config(cfg, env.observation_space, env.action_space)
     agent = SACAgent(policy_cfg).to(loop.device)
     human = make_human(cfg, env, np.random.default_rng(seed + 101))
-    actor = Actor(env, agent, human, seed=seed, grasp_penalty=policy_cfg.grasp_penalty,
-                  action_rate_penalty=cfg.reward.action_rate_penalty,
-                  action_penalty=cfg.reward.action_penalty)
+    actor = make_actor(cfg, env, agent, human, seed)
     client = LearnerClient(client_settings(cfg, learner_address, actor_id), actor.processor.spec,
                            codec.weights_spec(policy_weights(agent)), policy_fingerprint(policy_cfg),
                            heartbeat_s=cfg.transport.heartbeat_s)
@@ -178,25 +154,8 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
                                "can make by itself; on the real arm record them (hilserl record) and start the "
                                "learner with --train.demo_dataset=FOLDER")
         if hello.demos_wanted and not client.training_done:
-            demo_actor = Actor(env, agent, SimulatedHuman(env, demo_human_config(cfg.human),
-                                                          np.random.default_rng(seed + 202)), seed=seed + 3,
-                               grasp_penalty=policy_cfg.grasp_penalty,
-                               action_rate_penalty=cfg.reward.action_rate_penalty,
-                  action_penalty=cfg.reward.action_penalty)
-            attempts = 0
-            while demos < hello.demos_wanted:
-                episode += 1
-                transitions, stats = record_demo(demo_actor, episode)
-                attempts += 1
-                if stats.success:  # keep successful demonstrations only
-                    link.start_episode(episode, demo=True)
-                    for t in transitions:
-                        link.on_transition(t)
-                    client.send_episode(episode, client.last_seq, {**stats.record(), "demo": 1})
-                    demos += 1
-                elif attempts > 5 * hello.demos_wanted:
-                    raise RuntimeError("the scripted expert keeps failing; check env settings (workspace, cube "
-                                       "offsets)")
+            episode = _send_demos(cfg, env, agent, link, client, hello.demos_wanted, seed, episode)
+            demos = hello.demos_wanted
             log(f"actor {actor_id}: sent {demos} demonstrations")
         while not client.training_done:
             episode += 1

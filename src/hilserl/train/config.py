@@ -3,7 +3,7 @@
 Sections: ``env`` (the simulation or the real arm), ``policy`` (the SAC agent; its shape fields are filled in
 from the environment), ``buffers``, ``human`` (the simulated human who intervenes), ``reward``, ``train``
 (the loop) and ``transport`` (the actor <-> learner link of `hilserl learner` / `hilserl actor`). Defaults follow
-the HIL-SERL reference and the user's SO-101 setup; `hilserl doctor` explains them.
+the HIL-SERL reference and measured SO-101 settings; `hilserl doctor` and docs/decisions.md explain them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hilserl.agents.sac import SACConfig
+from hilserl.envs.gym_env import GymEnvConfig
 from hilserl.envs.so101 import SO101EnvConfig
 from hilserl.sim.env import GraspCubeConfig
 from hilserl.sim.human import SimHumanConfig
@@ -32,20 +33,27 @@ class BufferConfig:
             raise ValueError(f"demo_fraction: expected a value in [0, 1], got {self.demo_fraction}")
 
 
+REWARD_TYPES = ("ground_truth", "env", "classifier")
+
+
 @dataclass
 class RewardConfig:
-    """Where the reward comes from. "ground_truth": the simulation's own success (simulation only).
-    "classifier": a trained reward classifier (`hilserl reward train`), turned into the reward by
-    `hilserl.reward.RewardClassifierWrapper`: success when p > threshold for `consecutive_frames` frames in a row
-    and at least `min_steps` into the episode; the env's own (ground-truth) termination is then ignored."""
+    """The reward, and the only home of its shaping: `success_reward` on the step that succeeds, `step_penalty` on
+    every other step, whoever says "success" (`hilserl.reward.wrapper.wrap_reward`, applied by
+    `hilserl.train.build.make_env`; `hilserl record` stores the same values in the demos it records).
+    "ground_truth": the env's own success (``info["is_success"]``; not on the real arm). "env": the env's own reward
+    as it is, unshaped (a gymnasium env with a reward of its own). "classifier": a trained reward classifier
+    (`hilserl reward train`), turned into the reward by `hilserl.reward.RewardClassifierWrapper`: success when
+    p > threshold for `consecutive_frames` frames in a row and at least `min_steps` into the episode; the env's own
+    (ground-truth) termination is then ignored."""
 
-    type: str = "ground_truth"  # "ground_truth" (simulation only) or "classifier"
+    type: str = "ground_truth"  # "ground_truth", "env" or "classifier"
     classifier_path: str | None = None  # folder with classifier.json + classifier.safetensors
     threshold: float | None = None  # None: the threshold stored in the classifier file
     consecutive_frames: int = 10
     min_steps: int = 30
-    success_reward: float = 10.0
-    step_penalty: float = -0.05
+    success_reward: float = 10.0  # both reward types, simulation and real arm (docs/decisions.md)
+    step_penalty: float = -0.05  # every step that is not the success
     # both reward types, simulation and real arm: reward -= action_rate_penalty * mean((a_t - a_t-1)^2) over the
     # continuous action dims (-1..1 scale) of what ran; discourages a policy that swings from tick to tick
     action_rate_penalty: float = 0.0
@@ -59,8 +67,8 @@ class RewardConfig:
             raise ValueError(f"action_penalty: expected >= 0 (it is subtracted), got {self.action_penalty}")
         if self.action_rate_penalty < 0:
             raise ValueError(f"action_rate_penalty: expected >= 0 (it is subtracted), got {self.action_rate_penalty}")
-        if self.type not in ("ground_truth", "classifier"):
-            raise ValueError(f"type: expected 'ground_truth' or 'classifier', got {self.type!r}")
+        if self.type not in REWARD_TYPES:
+            raise ValueError(f"type: expected one of {list(REWARD_TYPES)}, got {self.type!r}")
         if self.type == "classifier" and not self.classifier_path:
             raise ValueError("classifier_path: required when reward.type is 'classifier' (the folder written by "
                              "`hilserl reward train`)")
@@ -182,10 +190,11 @@ class TransportConfig:
 
 @dataclass
 class TrainConfig:
-    env: GraspCubeConfig | SO101EnvConfig = field(default_factory=GraspCubeConfig)  # by env.type: sim | so101
+    env: GraspCubeConfig | SO101EnvConfig | GymEnvConfig = field(default_factory=GraspCubeConfig)  # by env.type
     policy: SACConfig = field(default_factory=lambda: SACConfig(
-        encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True, discrete_gripper=True,
-        action_dim=3, critic_trunk_dim=50))
+        encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True, critic_trunk_dim=50))
+    #  the policy's shape fields (state_dim, action_dim, discrete_gripper, cameras, image_size) are filled in from the
+    #  environment's spaces when a run starts (hilserl.train.build.policy_config); values set here are replaced
     buffers: BufferConfig = field(default_factory=BufferConfig)
     human: SimHumanConfig = field(default_factory=SimHumanConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -202,8 +211,8 @@ class TrainConfig:
         if self.env.type == "so101" and self.train.num_demos and not self.train.demo_dataset:
             raise ValueError("train.demo_dataset: the real arm cannot make demonstrations by itself; record them "
                              "(hilserl record --out FOLDER) and pass --train.demo_dataset=FOLDER (or num_demos=0)")
-        if self.policy.discrete_gripper != (self.env.gripper_mode == "discrete"):
-            raise ValueError("policy.discrete_gripper: must be true exactly when env.gripper_mode is 'discrete' "
-                             f"(got {self.policy.discrete_gripper} with env.gripper_mode={self.env.gripper_mode!r})")
+        if self.env.type == "gym" and self.train.num_demos and not self.train.demo_dataset:
+            raise ValueError("train.num_demos: a gymnasium env has no scripted expert to make demonstrations; set "
+                             "train.num_demos=0 or give recorded ones with --train.demo_dataset=FOLDER")
         if self.buffers.online_capacity < self.train.batch_size:
             raise ValueError("buffers.online_capacity: must hold at least one batch (train.batch_size)")

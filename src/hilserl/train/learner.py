@@ -60,7 +60,7 @@ class Learner:
                  buffer_dir: Path | None, seed: int = 0, device: str = "cpu", agent: SACAgent | None = None):
         self.agent = agent if agent is not None else SACAgent(policy).to(device)
         self.batch_size = batch_size
-        self.info_keys = ("gripper_penalty",) if policy.discrete_gripper else ()
+        self.info_keys = ("grasp_penalty",) if policy.discrete_gripper else ()
         action_dim = policy.full_action_dim
         # cached mode: each stored frame holds K shifted copies' maps; a batch row gets one of them
         view_keys = tuple(k for k in observation_spec if k.startswith("features."))
@@ -173,8 +173,8 @@ class Learner:
         """Fill the demo buffer from a recorded demo dataset (`hilserl record`, or a LeRobot import), converting
         each frame as the actor does (`ObservationProcessor.to_stored`). Loaded once per run: a resumed run has
         them already. Returns the number of transitions added."""
-        from hilserl.data.episodes import DemoDataset
-        from hilserl.train.actor import gripper_penalty
+        from hilserl.data.demo_dataset import DemoDataset
+        from hilserl.gripper import step_grasp_penalty
 
         source = f"demos:{Path(path).resolve().name}"
         if self.acked_seq(source) > 0:
@@ -189,7 +189,7 @@ class Learner:
             info = None
             if policy.discrete_gripper:
                 def info(stored, action):
-                    return {"gripper_penalty": gripper_penalty(stored["state"], action, grasp_penalty)}
+                    return {"grasp_penalty": step_grasp_penalty(stored["state"], action, grasp_penalty)}
             added = 0
             for episode, ep in enumerate(ds.episodes(), start=1):
                 if ep.action_dim != policy.full_action_dim:
@@ -209,9 +209,6 @@ class Learner:
         ledger = self._ledger_json()
         self.demo.flush(extra_state={"ledger": ledger, "open": self._open["demo"]}, sync=sync)
         self.online.flush(extra_state={"ledger": ledger, "open": self._open["online"]}, sync=sync)
-
-    def flush(self) -> None:
-        self.commit()
 
     # ------------------------------------------------------------------------------------------------ updates
     def ready(self, training_starts: int) -> bool:

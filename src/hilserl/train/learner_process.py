@@ -16,9 +16,6 @@ Guarantees (with `hilserl.distributed.server` and `hilserl.train.learner`):
 
 from __future__ import annotations
 
-import dataclasses
-import fcntl
-import math
 import os
 import signal
 import threading
@@ -29,28 +26,17 @@ from pathlib import Path
 import grpc
 import torch
 
-from hilserl.agents.sac import SACAgent
-from hilserl.config import to_dict
 from hilserl.distributed import codec
 from hilserl.distributed.auth import check_bind, load_token, server_credentials
 from hilserl.distributed.server import ActorStart, IngestResult, LearnerServer, Refused, WeightsBoard, settings_from
 from hilserl.fileio import atomic_write_json
 from hilserl.monitor.health import HealthReporter
 from hilserl.train.actor import policy_fingerprint
-from hilserl.envs import env_spaces
-from hilserl.train.actor_process import resolve_policy_config
-from hilserl.train.checkpoint import last_checkpoint, load_checkpoint, load_initial_policy, save_checkpoint
 from hilserl.train.config import TrainConfig
 from hilserl.train.learner import Learner, SequenceError
-from hilserl.train.observations import ObservationProcessor
+from hilserl.train.learner_loop import LearnerLoop, open_learner, updates_due
+from hilserl.train.run_folder import RunFolder
 
-LOCK_FILE = ".learner.lock"
-
-
-@dataclass
-class _Spaces:
-    observation_space: object
-    action_space: object
 ADDRESS_FILE = "learner.json"
 
 
@@ -95,16 +81,9 @@ class LearnerSink:
     def training_done(self) -> bool:
         return self.learner.env_steps >= self.cfg.train.total_env_steps
 
-    def updates_due(self) -> int:
-        """Updates owed to the stored data so far: the rate of `hilserl train` (updates_per_env_step per env step
-        once training_starts online transitions exist)."""
-        loop = self.cfg.train
-        if not self.learner.ready(loop.training_starts):
-            return 0
-        return math.floor(loop.updates_per_env_step * (self.learner.env_steps - max(0, loop.training_starts - 1)))
-
     def updates_behind(self) -> int:
-        return self.updates_due() - self.learner.updates
+        """Updates the learner still owes to the stored data (actors may wait for it)."""
+        return updates_due(self.learner, self.cfg.train) - self.learner.updates
 
     def ingest(self, actor_id, transitions, episodes) -> IngestResult:
         """Store a message's transitions, commit, and only then return (the server acks after this)."""
@@ -145,69 +124,11 @@ class LearnerResult:
     wall_s: float
 
 
-def _lock_run(run_dir: Path):
-    fh = open(run_dir / LOCK_FILE, "w")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise FileExistsError(f"another learner is using {run_dir} (lock {run_dir / LOCK_FILE})") from None
-    return fh
-
-
-def _open_run(cfg: TrainConfig, resume: bool):
-    """The run folder, locked for this process."""
-    from hilserl.train.loop import run_dir_for
-
-    run_dir = run_dir_for(cfg)
-    if resume and not (run_dir / "config.json").exists():
-        raise FileNotFoundError(f"--resume: {run_dir} holds no run (set output_dir/run_name to the run to resume)")
-    if not resume and (run_dir / "buffers").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run_name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, _lock_run(run_dir)
-
-
-def _open_learner(cfg: TrainConfig, run_dir: Path, resume: bool, log):
-    """(config with the policy's shapes filled in, Learner with the agent of the last checkpoint, that checkpoint)."""
-    loop = cfg.train
-    env = _Spaces(*env_spaces(cfg.env))  # the shapes only: never opens the robot's port or cameras
-    policy_cfg = resolve_policy_config(cfg, env)
-    cfg = dataclasses.replace(cfg, policy=policy_cfg)
-    atomic_write_json(run_dir / "config.json", to_dict(cfg))
-    agent, state = None, {}
-    ckpt = last_checkpoint(run_dir) if resume else None
-    if ckpt is not None:
-        agent, state, rng = load_checkpoint(ckpt, loop.device)
-        if "torch_rng" in rng:
-            torch.set_rng_state(torch.from_numpy(rng["torch_rng"].astype("uint8")))
-    if agent is None:
-        agent = SACAgent(policy_cfg).to(loop.device)
-        if loop.init_policy:
-            log(f"policy initialised from {load_initial_policy(agent, loop.init_policy)}")
-    processor = ObservationProcessor(agent, env.observation_space)
-    learner = Learner(policy_cfg, cfg.buffers, processor.spec, loop.batch_size, run_dir / "buffers", loop.seed,
-                      loop.device, agent=agent)
-    if loop.demo_dataset:  # recorded demonstrations: the learner loads them, actors are asked for none
-        added = learner.load_demo_dataset(loop.demo_dataset, processor, policy_cfg.grasp_penalty)
-        if added:
-            log(f"demo buffer: {added} transitions from {loop.demo_dataset}")
-    learner.updates = int(state.get("learner_updates", 0))
-    log(f"learner: {agent.precision_summary()}")
-    if resume:
-        log(f"resumed {run_dir}: agent from {ckpt or 'scratch (no checkpoint yet)'} at {learner.updates} updates; "
-            f"buffers hold {learner.env_steps} env steps from {len(learner.actors)} actors "
-            + ", ".join(f"{a}: seq 1..{r.seq}" for a, r in learner.actors.items()))
-    return cfg, learner, ckpt
-
-
-def _checkpoint(run_dir: Path, cfg: TrainConfig, learner: Learner) -> Path:
-    with learner.lock:
-        learner.commit(sync=cfg.transport.fsync)  # the buffers are committed with every ack anyway
-        st = {"env_step": learner.env_steps, "learner_updates": learner.updates, "online_size": len(learner.online),
-              "demo_size": len(learner.demo), "actors": {a: r.seq for a, r in learner.actors.items()}}
-    return save_checkpoint(run_dir, st["env_step"], learner.agent, to_dict(cfg), st,
-                           {"torch_rng": torch.get_rng_state().numpy()})
+def _resumed_line(run: RunFolder, opened) -> str:
+    learner = opened.learner
+    return (f"resumed {run.path}: agent from {opened.checkpoint or 'scratch (no checkpoint yet)'} at "
+            f"{learner.updates} updates; buffers hold {learner.env_steps} env steps from {len(learner.actors)} "
+            "actors " + ", ".join(f"{a}: seq 1..{r.seq}" for a, r in learner.actors.items()))
 
 
 def _drain(server: LearnerServer, drain_s: float, stop: threading.Event) -> None:
@@ -230,7 +151,7 @@ def _transport_summary(m: dict) -> str:
 def run_learner(cfg: TrainConfig, resume: bool = False, log=print, stop: threading.Event | None = None,
                 drain_s: float = 15.0) -> LearnerResult:
     """Serve actors and train until `train.total_env_steps` are stored (or `stop` is set / SIGTERM / SIGINT)."""
-    from hilserl.monitor.metrics import MetricsLogger, format_learner_line
+    from hilserl.monitor.metrics import MetricsLogger
 
     t_start = time.perf_counter()
     loop, transport = cfg.train, cfg.transport
@@ -243,57 +164,33 @@ def run_learner(cfg: TrainConfig, resume: bool = False, log=print, stop: threadi
     if not cfg.buffers.on_disk:
         raise ValueError("buffers.on_disk: the learner process stores transitions on disk before acknowledging them; "
                          "it cannot run with on_disk=false")
-    run_dir, lock = _open_run(cfg, resume)
+    run = RunFolder.open(cfg, resume)
     stop = stop or threading.Event()
-    cfg, learner, ckpt = _open_learner(cfg, run_dir, resume, log)
-    logger = MetricsLogger(run_dir)
-    health = HealthReporter(cfg, run_dir, log)
+    opened = open_learner(cfg, run, resume, log)
+    cfg, learner = opened.cfg, opened.learner
+    if resume:
+        log(_resumed_line(run, opened))
+    logger = MetricsLogger(run.path)
+    health = HealthReporter(cfg, run.path, log)
     sink = LearnerSink(learner, cfg, cfg.policy, logger, log, health)
     board = WeightsBoard()
-    board.publish(learner.policy_weights(), learner.updates)
     server = LearnerServer(sink, settings_from(transport), board, token, credentials)
+    trainer = LearnerLoop(cfg, run, learner, board.publish, logger, health, log, extra_metrics=server.metrics)
+    trainer.publish_weights()
     port = server.start()
-    atomic_write_json(run_dir / ADDRESS_FILE, {"host": transport.host, "port": port, "pid": os.getpid()})
-    log(f"learner listening on {transport.host}:{port} (run folder {run_dir})")
+    atomic_write_json(run.path / ADDRESS_FILE, {"host": transport.host, "port": port, "pid": os.getpid()})
+    log(f"learner listening on {transport.host}:{port} (run folder {run.path})")
 
     previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous_handlers[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        if ckpt is None:
-            _checkpoint(run_dir, cfg, learner)  # a resume always finds one
-        every = loop.checkpoint_every
-        next_ckpt = (learner.env_steps // every + 1) * every if every else None
-        last_status = time.monotonic()
-        while not stop.is_set():
-            with learner.lock:
-                owed = sink.updates_behind()
-            if owed > 0:
-                metrics = learner.update()
-                health.update(metrics, learner.updates)  # NaN weights: stop before they are sent or saved
-                if learner.updates % loop.push_weights_every == 0:
-                    board.publish(learner.policy_weights(), learner.updates)
-                if learner.updates % loop.log_every == 0:
-                    rec = {"learner_step": learner.updates, "env_step": learner.env_steps, **metrics,
-                           "online_size": len(learner.online), "demo_size": len(learner.demo),
-                           "updates_per_s": round(learner.updates_per_second(), 2), **server.metrics()}
-                    logger.log_learner(rec)
-                    log(format_learner_line(rec))
-                    health.learner(rec)
-            elif sink.training_done():
-                break
-            else:
-                with sink.data_arrived:
-                    sink.data_arrived.wait(timeout=0.5)
-            if next_ckpt is not None and learner.env_steps >= next_ckpt:
-                next_ckpt = (learner.env_steps // every + 1) * every
-                log(f"checkpoint: {_checkpoint(run_dir, cfg, learner)}")
-            if time.monotonic() - last_status > 30:
-                last_status = time.monotonic()
-                log(_transport_summary(server.metrics()))
+        if opened.checkpoint is None:
+            trainer.checkpoint()  # a resume always finds one
+        _serve(trainer, sink, server, stop, log)
         if sink.training_done():
-            board.publish(learner.policy_weights(), learner.updates)
+            trainer.publish_weights()
             log(f"reached {loop.total_env_steps} env steps; waiting for the actors to finish sending")
             _drain(server, drain_s, stop)
     finally:
@@ -301,12 +198,36 @@ def run_learner(cfg: TrainConfig, resume: bool = False, log=print, stop: threadi
         server.stop(grace=1.0)
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
-    last_ckpt = _checkpoint(run_dir, cfg, learner)
+    last_ckpt = trainer.checkpoint()
     log(f"learner stopped: {learner.env_steps} env steps stored, {learner.updates} updates; checkpoint {last_ckpt}")
-    result = LearnerResult(run_dir, learner.env_steps, learner.updates, last_ckpt,
+    result = LearnerResult(run.path, learner.env_steps, learner.updates, last_ckpt,
                            {a: r.seq for a, r in learner.actors.items()}, time.perf_counter() - t_start)
     logger.close()
     learner.close()
-    (run_dir / ADDRESS_FILE).unlink(missing_ok=True)
-    lock.close()
+    (run.path / ADDRESS_FILE).unlink(missing_ok=True)
+    run.close()
     return result
+
+
+def _serve(trainer: LearnerLoop, sink: LearnerSink, server: LearnerServer, stop: threading.Event, log) -> None:
+    """The update loop: the updates owed to the stored data, checkpoints as the data grows, a transport summary
+    every 30 s; returns when training is done or `stop` is set."""
+    learner, every = trainer.learner, trainer.cfg.train.checkpoint_every
+    next_ckpt = (learner.env_steps // every + 1) * every if every else None
+    last_status = time.monotonic()
+    while not stop.is_set():
+        with learner.lock:
+            owed = trainer.updates_behind()
+        if owed > 0:
+            trainer.update()
+        elif sink.training_done():
+            return
+        else:
+            with sink.data_arrived:
+                sink.data_arrived.wait(timeout=0.5)
+        if next_ckpt is not None and learner.env_steps >= next_ckpt:
+            next_ckpt = (learner.env_steps // every + 1) * every
+            log(f"checkpoint: {trainer.checkpoint()}")
+        if time.monotonic() - last_status > 30:
+            last_status = time.monotonic()
+            log(_transport_summary(server.metrics()))

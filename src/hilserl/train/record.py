@@ -5,7 +5,8 @@ One episode: the env is reset, the policy side sends "hold still" (no motion, gr
 moves the arm (on the real arm the env replaces the action with the person's and reports it in
 ``info["intervention_action"]``; in the simulation `person` returns the action). The episode ends on the person's
 SUCCESS key (or the simulation's ground truth), FAILURE, RE-RECORD, QUIT or the time limit. Successful episodes are
-stored with the success reward on their last step and the step penalty on the others, terminated; failed and
+stored with the success reward on their last step and the step penalty on the others (the caller passes them from
+the config's reward section, their only home), terminated; failed and
 timed-out ones are dropped unless ``keep_failed``; re-recorded ones are always dropped and the episode is run again.
 """
 
@@ -16,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hilserl.data.episodes import DemoDataset, Episode
-
-GRIPPER_STAY = 1.0
+from hilserl.data.demo_dataset import DemoDataset
+from hilserl.data.episodes import Episode
+from hilserl.gripper import GRIPPER_STAY
 
 
 @dataclass
@@ -36,8 +37,8 @@ def hold_still(gripper_mode: str) -> np.ndarray:
     return np.array([0.0, 0.0, 0.0, GRIPPER_STAY if gripper_mode == "discrete" else 1.0], dtype=np.float32)
 
 
-def record_episode(env, *, person: Callable[[dict, dict], np.ndarray | None] | None = None,
-                   gripper_mode: str = "discrete", success_reward: float = 10.0, step_penalty: float = -0.05,
+def record_episode(env, *, success_reward: float, step_penalty: float,
+                   person: Callable[[dict, dict], np.ndarray | None] | None = None, gripper_mode: str = "discrete",
                    seed: int | None = None, task: str = "") -> tuple[str, Episode | None]:
     """Run one episode. Returns (outcome, episode): outcome is "success", "failure", "timeout", "rerecord" or
     "quit"; the episode is None for "rerecord" and "quit". `person(obs, info)` gives the person's action or None
@@ -80,10 +81,9 @@ def record_episode(env, *, person: Callable[[dict, dict], np.ndarray | None] | N
     return outcome, episode
 
 
-def record_demos(env, dataset: DemoDataset, num_episodes: int, *, person=None, gripper_mode: str = "discrete",
-                 success_reward: float = 10.0, step_penalty: float = -0.05, keep_failed: bool = False,
-                 seed: int = 0, max_attempts: int | None = None, task: str = "",
-                 log: Callable[[str], None] = print) -> RecordSummary:
+def record_demos(env, dataset: DemoDataset, num_episodes: int, *, success_reward: float, step_penalty: float,
+                 person=None, gripper_mode: str = "discrete", keep_failed: bool = False, seed: int = 0,
+                 max_attempts: int | None = None, task: str = "", log: Callable[[str], None] = print) -> RecordSummary:
     """Record until `num_episodes` episodes are saved in `dataset` (or the person quits, or `max_attempts`)."""
     summary = RecordSummary()
     attempts = 0

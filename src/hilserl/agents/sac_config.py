@@ -1,0 +1,147 @@
+"""``SACConfig``: every knob of the SAC agent (`hilserl.agents.sac`), with the HIL-SERL reference defaults, and
+its validation. A plain dataclass: it round-trips through JSON (``to_dict`` / ``from_dict``) in ``agent.json`` and
+is the ``policy`` section of a training config."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+ENCODERS = ("efficientnet_lite0", "resnet10", "conv")
+
+
+@dataclass
+class SACConfig:
+    # ---- shapes
+    state_dim: int = 18
+    action_dim: int = 4  # continuous dims only (the gripper command is extra in discrete mode)
+    discrete_gripper: bool = False
+    num_gripper_actions: int = 3
+    cameras: tuple[str, ...] = ()
+    image_size: tuple[int, int] = (128, 128)
+    environment_state_dim: int = 0
+    # ---- encoder
+    encoder: str = "efficientnet_lite0"  # "efficientnet_lite0" (shipped ImageNet weights), "resnet10", "conv"
+    backbone_weights: str | None = None  # local .safetensors/.pth; None: shipped weights (effnet) / random (resnet)
+    backbone_dtype: str = "auto"  # "auto" | "float32" | "bfloat16"
+    backbone_trim_head: bool = False  # efficientnet_lite0 only: 320-channel maps before the 1x1 head conv
+    cached_features: bool = False
+    num_cached_shifts: int = 4
+    augmentation_pad: int = 4  # random shift of up to this many pixels (replicate edges); 0 disables
+    image_feature_dim: int = 256
+    state_feature_dim: int = 64
+    num_spatial_features: int = 8
+    head_dropout: float = 0.1
+    conv_channels: tuple[int, ...] = (32, 32, 32, 32)
+    conv_strides: tuple[int, ...] = (2, 2, 2, 1)
+    # ---- networks
+    hidden_dims: tuple[int, ...] = (256, 256)
+    activation: str = "tanh"
+    std_min: float = 1e-5
+    std_max: float = 5.0
+    critic_ensemble_size: int = 2
+    critic_trunk_dim: int | None = None  # per critic: observation features -> this many (LayerNorm, tanh) before the action joins
+    critic_subsample_size: int | None = None  # None: min over the whole target ensemble
+    discrete_critic_ensemble_size: int = 1
+    discrete_critic_hidden_dims: tuple[int, ...] = (256, 256)
+    discrete_critic_trains_encoder: bool = True
+    gripper_epsilon: float = 0.0
+    grasp_penalty: float = -0.02
+    # ---- SAC
+    discount: float = 0.97
+    n_step: int = 1  # n-step returns: the replay buffers sum up to n rewards of an episode before bootstrapping
+    tau: float = 0.005
+    temperature_init: float = 0.01
+    temperature_parametrization: str = "softplus"  # "softplus" (reference) or "log"
+    target_entropy: float | None = None  # None: -action_dim / 2 (continuous dims only)
+    backup_entropy: bool = False
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    temperature_lr: float = 3e-4
+    discrete_critic_lr: float = 3e-4
+    grad_clip_norm: float | None = None
+    utd_ratio: int = 2  # critic steps per actor step (HIL-SERL reference 2; some reported SO-101 runs used 20)
+    # bf16 matrix products in the updates; weights, optimizer state and losses stay float32. "auto": on where the
+    # CPU multiplies bf16 natively (AVX512-BF16 or AMX: 1.6-1.9x the updates/s), off elsewhere (see
+    # hilserl.agents.precision). true / false force it. Acting is always float32.
+    mixed_precision: bool | str = "auto"
+
+    def __post_init__(self):
+        for name in ("cameras", "image_size", "conv_channels", "conv_strides", "hidden_dims",
+                     "discrete_critic_hidden_dims"):
+            setattr(self, name, tuple(getattr(self, name)))
+        errors = []
+
+        def check(ok: bool, name: str, msg: str):
+            if not ok:
+                errors.append(f"{name}: {msg} (got {getattr(self, name)!r})")
+
+        check(self.state_dim >= 0, "state_dim", "must be >= 0")
+        check(self.action_dim >= 1, "action_dim", "must be >= 1 (continuous dims, gripper excluded)")
+        check(self.num_gripper_actions >= 2, "num_gripper_actions", "must be >= 2")
+        check(len(self.image_size) == 2 and all(s >= 8 for s in self.image_size), "image_size", "must be (H, W) >= 8")
+        check(self.environment_state_dim >= 0, "environment_state_dim", "must be >= 0")
+        check(self.state_dim > 0 or len(self.cameras) > 0 or self.environment_state_dim > 0, "state_dim",
+              "the observation is empty: give state_dim > 0, cameras or environment_state_dim")
+        check(len(set(self.cameras)) == len(self.cameras), "cameras", "must be unique")
+        check(self.encoder in ENCODERS, "encoder", f"must be one of {ENCODERS}")
+        check(self.backbone_dtype in ("auto", "float32", "bfloat16"), "backbone_dtype",
+              "must be 'auto', 'float32' or 'bfloat16'")
+        check(isinstance(self.mixed_precision, bool) or self.mixed_precision == "auto", "mixed_precision",
+              "must be true, false or 'auto'")
+        check(not (self.cached_features and self.encoder == "conv"), "cached_features",
+              "needs a frozen backbone (encoder 'resnet10' or 'efficientnet_lite0'), not 'conv'")
+        check(self.num_cached_shifts >= 1, "num_cached_shifts", "must be >= 1")
+        check(not self.backbone_trim_head or self.encoder == "efficientnet_lite0", "backbone_trim_head",
+              "only applies to encoder 'efficientnet_lite0'")
+        check(self.augmentation_pad >= 0, "augmentation_pad", "must be >= 0")
+        for name in ("image_feature_dim", "state_feature_dim", "num_spatial_features"):
+            check(getattr(self, name) >= 1, name, "must be >= 1")
+        check(0.0 <= self.head_dropout < 1.0, "head_dropout", "must be in [0, 1)")
+        check(len(self.conv_channels) == len(self.conv_strides) and len(self.conv_channels) > 0, "conv_channels",
+              "must be non-empty and as long as conv_strides")
+        check(len(self.hidden_dims) > 0 and all(h >= 1 for h in self.hidden_dims), "hidden_dims",
+              "must be a non-empty list of positive widths")
+        check(len(self.discrete_critic_hidden_dims) > 0, "discrete_critic_hidden_dims", "must be non-empty")
+        check(self.activation in ("tanh", "relu", "gelu", "silu", "elu"), "activation",
+              "must be tanh, relu, gelu, silu or elu")
+        check(0 < self.std_min < self.std_max, "std_min", "must satisfy 0 < std_min < std_max")
+        check(self.critic_trunk_dim is None or self.critic_trunk_dim >= 1, "critic_trunk_dim", "must be null or >= 1")
+        check(self.critic_ensemble_size >= 1, "critic_ensemble_size", "must be >= 1")
+        check(self.critic_subsample_size is None or 1 <= self.critic_subsample_size <= self.critic_ensemble_size,
+              "critic_subsample_size", "must be None or in [1, critic_ensemble_size]")
+        check(self.discrete_critic_ensemble_size >= 1, "discrete_critic_ensemble_size", "must be >= 1")
+        check(0.0 <= self.gripper_epsilon <= 1.0, "gripper_epsilon", "must be in [0, 1]")
+        check(0.0 <= self.discount <= 1.0, "discount", "must be in [0, 1]")
+        check(self.n_step >= 1, "n_step", "must be >= 1")
+        check(0.0 < self.tau <= 1.0, "tau", "must be in (0, 1]")
+        check(self.temperature_init > 0, "temperature_init", "must be > 0")
+        check(self.temperature_parametrization in ("softplus", "log"), "temperature_parametrization",
+              "must be 'softplus' or 'log'")
+        for name in ("actor_lr", "critic_lr", "temperature_lr", "discrete_critic_lr"):
+            check(getattr(self, name) > 0, name, "must be > 0")
+        check(self.grad_clip_norm is None or self.grad_clip_norm > 0, "grad_clip_norm", "must be None or > 0")
+        check(self.utd_ratio >= 1, "utd_ratio", "must be >= 1")
+        if errors:
+            raise ValueError("invalid SACConfig:\n  " + "\n  ".join(errors))
+
+    @property
+    def resolved_target_entropy(self) -> float:
+        return -self.action_dim / 2.0 if self.target_entropy is None else float(self.target_entropy)
+
+    @property
+    def full_action_dim(self) -> int:
+        """Width of the action vector in batches and from ``select_action``."""
+        return self.action_dim + (1 if self.discrete_gripper else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SACConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown SACConfig field(s): {unknown}")
+        return cls(**d)

@@ -1,0 +1,207 @@
+"""A labelled reward-classifier dataset from the simulation: the labels are its ground truth (``is_success``), the
+episodes a mix of scripted kinds chosen to show the classifier near misses (``SIM_KINDS``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from hilserl.reward.dataset import DatasetWriter
+
+
+SIM_KINDS = ("expert_hold", "expert_drop", "squeeze", "close_on_nothing", "push", "touch_top", "random")
+# episodes of each kind per rotation while both classes are still missing (mostly the near misses)
+_MIXED_WEIGHTS = {"expert_hold": 1, "expert_drop": 2, "squeeze": 3, "close_on_nothing": 2, "push": 2, "touch_top": 1,
+                  "random": 1}
+
+
+class _SimEpisode:
+    """Drives the simulation for one collection episode and records (frame, ground-truth label) pairs."""
+
+    def __init__(self, env, cameras, rng: np.random.Generator, keep: Callable[[bool], bool],
+                 frame_keep: float = 1.0):
+        self.env = env
+        self.frame_keep = frame_keep
+        self.cameras = cameras
+        self.rng = rng
+        self.keep = keep  # whether a frame with this label is still wanted
+        self.frames: dict[str, list] = {c: [] for c in cameras}
+        self.labels: list[bool] = []
+        self.steps: list[int] = []
+        self.t = 0
+
+    def record(self) -> None:
+        label = self.env.is_success()
+        if self.rng.random() < self.frame_keep and self.keep(label):
+            for cam in self.cameras:
+                self.frames[cam].append(self.env.render_camera(cam))
+            self.labels.append(label)
+            self.steps.append(self.t)
+
+    def step(self, action) -> None:
+        self.env.step(action)
+        self.t += 1
+        self.record()
+
+    def move(self, target, gripper: int, steps: int, noise: float = 0.0) -> None:
+        env = self.env
+        scale = env.cfg.action_scale
+        for _ in range(steps):
+            ee = env.data.site_xpos[env.tcp]
+            motion = np.clip((np.asarray(target) - ee) / scale, -1, 1)
+            if noise:
+                motion = np.clip(motion + self.rng.normal(0, noise, 3), -1, 1)
+            self.step(np.append(motion, gripper).astype(np.float32))
+
+    def expert_until(self, expert, cond: Callable[[], bool], max_steps: int) -> bool:
+        for _ in range(max_steps):
+            if cond():
+                return True
+            self.step(expert.act())
+        return cond()
+
+
+def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_negative: int = 1000, seed: int = 0,
+                        image_size: int = 128, cameras: tuple[str, ...] = ("gripper", "front"), overwrite: bool = False,
+                        frame_keep: float = 0.4, max_episodes: int = 2000, log: Callable[[str], None] | None = None,
+                        env_overrides: dict | None = None) -> Path:
+    """Write a labelled dataset from the simulation: labels are the simulator's ground truth (``is_success``),
+    episodes a rotating mix of
+
+    * ``expert_hold``: the scripted expert grasps and lifts, then keeps holding (negatives before, positives once
+      lifted, including high in the workspace);
+    * ``expert_drop``: grasp, lift, hold a little, then open: the cube falls (lifted and dropped);
+    * ``squeeze``: the expert closes on the cube but never lifts it (or lifts it less than the success height);
+    * ``close_on_nothing``: the gripper closes next to the cube and rises;
+    * ``push``: the open or closed gripper sweeps low through the cube (touched / pushed);
+    * ``touch_top``: the closed gripper presses on the cube from above;
+    * ``random``: uniformly random actions.
+
+    Cameras: the gripper camera alone cannot tell a cube lifted 2 cm from one squeezed on the table (the jaws and
+    cube look the same; measured: ~0.95 held-out accuracy and 0.90 precision at 0.5), so the default adds the
+    fixed ``front`` camera, which the simulated scene always has (the wrapper renders it when the policy's
+    observation lacks it).
+
+    Each frame is stored with probability ``frame_keep`` (consecutive frames are near-duplicates; more, shorter
+    episodes give more variety for the same number of frames). Once a class has enough frames, frames of that class
+    are no longer stored (and the mix shifts to the episode kinds that still provide the missing class)."""
+    from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+    from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
+    from hilserl.sim.expert import ScriptedExpert
+
+    cfg = GraspCubeConfig(obs_type="state", image_size=image_size, cameras=tuple(cameras), **(env_overrides or {}))
+    env = SO101GraspCubeEnv(cfg)
+    rng = np.random.default_rng(seed)
+    writer = DatasetWriter(out, cameras, (image_size, image_size, 3), source="sim", overwrite=overwrite,
+                           info={"seed": seed, "labels": "simulation ground truth (is_success)",
+                                 "kinds": list(SIM_KINDS), "frame_keep": frame_keep})
+    if not 0.0 < frame_keep <= 1.0:
+        raise ValueError(f"frame_keep: expected a value in (0, 1], got {frame_keep}")
+    log = log or (lambda s: None)
+    try:
+        for ep in range(max_episodes):
+            need_pos = writer.num_positive < num_positive
+            need_neg = writer.num_negative < num_negative
+            if not (need_pos or need_neg):
+                break
+            kind = _episode_kind(ep, need_pos, need_neg)
+            counts = {"pos": writer.num_positive, "neg": writer.num_negative}
+
+            def keep(label: bool, counts=counts) -> bool:
+                key = "pos" if label else "neg"
+                target = num_positive if label else num_negative
+                if counts[key] >= target:
+                    return False
+                counts[key] += 1
+                return True
+
+            ep_seed = int(seed * 100_003 + ep)
+            env.reset(seed=ep_seed)
+            expert = ScriptedExpert(env, noise=float(rng.uniform(0.0, 0.15)), rng=rng)
+            rec = _SimEpisode(env, cameras, rng, keep, frame_keep)
+            rec.record()
+            _run_kind(kind, env, expert, rec, rng, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY)
+            entry = writer.add_episode({c: np.stack(v) if v else np.zeros((0, image_size, image_size, 3), np.uint8)
+                                        for c, v in rec.frames.items()}, rec.labels, rec.steps, kind=kind,
+                                       meta={"seed": ep_seed})
+            if entry is not None:
+                log(f"episode {entry['id']:4d} {kind:<16} frames {entry['num_frames']:3d} "
+                    f"positive {entry['num_positive']:3d} | total {writer.num_positive} positive, "
+                    f"{writer.num_negative} negative")
+    finally:
+        env.close()
+    return Path(out)
+
+
+def _episode_kind(ep: int, need_pos: bool, need_neg: bool) -> str:
+    """Episode ``ep``'s kind: the expert's kinds while only positives are missing, the others while only negatives
+    are, else a rotation through ``_MIXED_WEIGHTS``."""
+    if need_pos and not need_neg:
+        return "expert_hold" if ep % 3 else "expert_drop"
+    if need_neg and not need_pos:
+        kinds = [k for k in SIM_KINDS if k not in ("expert_hold",)]
+        return kinds[ep % len(kinds)]
+    pool = [k for k, w in _MIXED_WEIGHTS.items() for _ in range(w)]
+    return pool[ep % len(pool)]
+
+
+def _run_kind(kind, env, expert, rec: _SimEpisode, rng, CLOSE, OPEN, STAY) -> None:
+    h = float(env.model.geom_size[env.cube_geom][0])
+    lifted = lambda: env.is_success()  # noqa: E731
+    if kind in ("expert_hold", "expert_drop"):
+        ok = rec.expert_until(expert, lifted, 60)
+        if not ok:
+            return
+        hold = int(rng.integers(8, 30)) if kind == "expert_hold" else int(rng.integers(1, 6))
+        for _ in range(hold):  # keep lifting (to the workspace top) / holding, as a policy would
+            rec.step(expert.act())
+        if kind == "expert_drop":
+            ee = env.data.site_xpos[env.tcp].copy()
+            rec.move(ee + rng.uniform(-0.01, 0.01, 3), OPEN, int(rng.integers(8, 16)))
+    elif kind == "squeeze":
+        ok = rec.expert_until(expert, lambda: env.is_grasped(), 60)
+        if not ok:
+            return
+        lift = float(rng.choice([0.0, 0.0, rng.uniform(0.0, 0.012)]))  # stays below the 2 cm success height
+        ee = env.data.site_xpos[env.tcp].copy()
+        for _ in range(int(rng.integers(10, 25))):
+            target = ee + np.array([0, 0, lift])
+            if env.cube_bottom_height() > 0.6 * env.cfg.success_lift:
+                target = env.data.site_xpos[env.tcp].copy()
+            rec.move(target, CLOSE, 1)
+    elif kind == "close_on_nothing":
+        cube, _ = env.cube_pose()
+        ang = rng.uniform(0, 2 * np.pi)
+        off = cube + np.array([np.cos(ang), np.sin(ang), 0.0]) * rng.uniform(0.035, 0.05)
+        rec.move([off[0], off[1], 2 * h + 0.02], OPEN, 8, noise=0.1)
+        rec.move([off[0], off[1], h + 0.002], STAY, 6)
+        rec.move([off[0], off[1], h + 0.002], CLOSE, 4)
+        rec.move([off[0], off[1], h + rng.uniform(0.02, 0.05)], CLOSE, int(rng.integers(6, 15)))
+    elif kind == "push":
+        cube, _ = env.cube_pose()
+        ang = rng.uniform(0, 2 * np.pi)
+        d = np.array([np.cos(ang), np.sin(ang), 0.0])
+        start, end = cube - 0.05 * d, cube + 0.04 * d
+        grip = CLOSE if rng.random() < 0.5 else OPEN
+        rec.move([start[0], start[1], 2 * h + 0.02], grip, 8)
+        rec.move([start[0], start[1], h + 0.003], grip, 5)
+        rec.move([end[0], end[1], h + 0.003], grip, int(rng.integers(6, 12)))
+        rec.move([end[0], end[1], 2 * h + 0.03], grip, 5)
+    elif kind == "touch_top":
+        cube, _ = env.cube_pose()
+        rec.move([cube[0], cube[1], 2 * h + 0.02], CLOSE, 10, noise=0.05)
+        rec.move([cube[0], cube[1], 2 * h - 0.01], CLOSE, 6)
+        rec.move([cube[0], cube[1], 2 * h + 0.03], CLOSE, 5)
+    elif kind == "random":
+        for _ in range(int(rng.integers(20, 50))):
+            a = rng.uniform(-1, 1, 4).astype(np.float32)
+            a[3] = float(rng.integers(0, 3))
+            rec.step(a)
+    else:
+        raise ValueError(f"unknown episode kind {kind!r}")
+
+
+__all__ = ["SIM_KINDS", "collect_sim_dataset"]
