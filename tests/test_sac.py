@@ -58,6 +58,14 @@ def changed(before, module):
     return any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
 
 
+def actor_step_only(agent, batch):
+    """One actor + temperature step on a batch's (detached) observation embedding, as `SACAgent.update` runs it."""
+    prep = agent.prepare_batch(batch)
+    with torch.no_grad():
+        obs_emb = agent.encoder(prep["obs"])
+    return agent.actor_step(obs_emb)
+
+
 # --------------------------------------------------------------------------------------------- who trains what
 def test_frozen_backbone_untouched_and_head_trained_by_critic_only():
     torch.manual_seed(0)
@@ -67,7 +75,7 @@ def test_frozen_backbone_untouched_and_head_trained_by_critic_only():
                                 snapshot(agent.encoder.state_proj))
     actor0 = snapshot(agent.actor)
 
-    agent.update_actor(batch)
+    actor_step_only(agent, batch)
     assert changed(actor0, agent.actor)
     assert not changed(heads0, agent.encoder.heads), "the actor loss must not train the encoder head"
     assert not changed(proj0, agent.encoder.state_proj)
@@ -92,7 +100,7 @@ def test_conv_encoder_trained_by_critic_only():
     agent = SACAgent(pixel_config(encoder="conv", conv_channels=(8, 8), conv_strides=(2, 2)))
     batch = make_batch(agent.config)
     conv0 = snapshot(agent.encoder.convs)
-    agent.update_actor(batch)
+    actor_step_only(agent, batch)
     assert not changed(conv0, agent.encoder.convs)
     agent.update_critic(batch)
     assert changed(conv0, agent.encoder.convs)
@@ -169,7 +177,7 @@ def test_temperature_rises_below_target_entropy_and_falls_above():
         t0 = agent.temperature.item()
         assert t0 == pytest.approx(0.01, rel=1e-5)
         for _ in range(3):
-            agent.update_actor(make_batch(cfg))
+            actor_step_only(agent, make_batch(cfg))
         assert (agent.temperature.item() - t0) * direction > 0
 
 

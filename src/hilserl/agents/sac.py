@@ -277,12 +277,6 @@ class SACAgent(nn.Module):
     def update_critic(self, batch: dict) -> dict[str, float]:
         return self.critic_step(self.prepare_batch(batch))[0]
 
-    def update_actor(self, batch: dict) -> dict[str, float]:
-        prep = self.prepare_batch(batch)
-        with torch.no_grad(), self._precision():
-            obs_emb = self.encoder(prep["obs"])
-        return self.actor_step(obs_emb)
-
     def update(self, batches: dict | list[dict]) -> dict[str, float]:
         """The UTD loop: one critic step per batch, then actor + temperature on the last batch (reusing its
         embedding). Pass ``config.utd_ratio`` batches; a single dict is UTD 1."""

@@ -45,6 +45,7 @@ import torch
 from hilserl.distributed import codec
 from hilserl.distributed import hilserl_pb2 as pb
 from hilserl.distributed.auth import TokenInterceptor
+from hilserl.train.config import TransportConfig
 
 log = logging.getLogger("hilserl.transport")
 
@@ -97,14 +98,19 @@ class TransitionSink(Protocol):
     def updates_behind(self) -> int: ...
 
 
+_TRANSPORT = TransportConfig()  # the defaults of the `transport` section
+
+
 @dataclass
 class ServerSettings:
-    host: str = "127.0.0.1"
+    """The server's settings; the defaults are `TransportConfig`'s (the one home of transport settings)."""
+
+    host: str = _TRANSPORT.host
     port: int = 0  # 0: any free port (see LearnerServer.port)
-    max_message_bytes: int = 64 << 20
-    max_actors: int = 8
-    heartbeat_s: float = 1.0
-    dead_after_s: float = 10.0
+    max_message_bytes: int = int(_TRANSPORT.max_message_mb * (1 << 20))
+    max_actors: int = _TRANSPORT.max_actors
+    heartbeat_s: float = _TRANSPORT.heartbeat_s
+    dead_after_s: float = _TRANSPORT.dead_actor_timeout_s
 
 
 class WeightsBoard:
