@@ -154,7 +154,9 @@ def cmd_import_lerobot(args, overrides) -> int:
     from hilserl.data.demo_dataset import DemoDataset
     from hilserl.data.episodes import observation_spec_from_space
     from hilserl.data.lerobot_import import import_lerobot
+    from hilserl.data.lerobot_v3 import image_key
     from hilserl.envs import make_env
+    from hilserl.obs_format import PIXELS, STATE
 
     env_cfg = load_env_config(args.config_path, overrides)
     if isinstance(env_cfg, SO101EnvConfig):  # the spaces are what matter: build the simulation's twin, no hardware
@@ -162,16 +164,16 @@ def cmd_import_lerobot(args, overrides) -> int:
                                               "gripper_mode": env_cfg.gripper_mode, "fps": env_cfg.fps})
     env = make_env(env_cfg)
     spaces = env.observation_space.spaces
-    cameras = list(spaces["pixels"].spaces) if "pixels" in spaces else []
-    image_keys = [f"observation.images.{c}" for c in cameras] if cameras else []
+    cameras = list(spaces[PIXELS].spaces) if PIXELS in spaces else []
+    image_keys = [image_key(c) for c in cameras]
     if args.camera_map:
         mapping = dict(item.split("=", 1) for item in args.camera_map.split(","))  # lerobot_key=camera
         image_keys = list(mapping)
     else:
         mapping = None
     episodes = import_lerobot(args.source, image_keys=image_keys, camera_names=mapping,
-                              expect_state_dim=spaces["state"].shape[0], expect_action_dim=env.action_space.shape[0],
-                              expect_image_shape=tuple(spaces["pixels"][cameras[0]].shape) if cameras else None,
+                              expect_state_dim=spaces[STATE].shape[0], expect_action_dim=env.action_space.shape[0],
+                              expect_image_shape=tuple(spaces[PIXELS][cameras[0]].shape) if cameras else None,
                               expect_discrete_gripper=env_cfg.gripper_mode == "discrete",
                               gripper="to_discrete" if args.gripper_to_discrete else "keep")
     episodes = list(episodes)

@@ -20,9 +20,9 @@ import threading
 import torch
 from torch import Tensor
 
-_scratch = threading.local()  # per-thread padded buffers, keyed by shape and dtype
+from hilserl.obs_format import is_pixel_key
 
-IMAGE_PREFIX = "pixels."
+_scratch = threading.local()  # per-thread padded buffers, keyed by shape and dtype
 
 
 def sample_shifts(batch_size: int, pad: int, device=None, generator: torch.Generator | None = None) -> Tensor:
@@ -100,7 +100,7 @@ def augment_observations(observations: dict[str, Tensor], pad: int = 4, generato
     """
     result = {}
     for key, value in observations.items():
-        if not key.startswith(IMAGE_PREFIX):
+        if not is_pixel_key(key):
             result[key] = value
             continue
         out = None

@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hilserl.obs_format import ENV_STATE, STATE, feature_key, is_camera_key, pixel_key
+
 from .networks import FastTanh, fast_tanh
 from .precision import native_bf16
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PIXELS = "pixels."
-FEATURES = "features."
 
 
 # --------------------------------------------------------------------------------------------- weights on disk
@@ -348,18 +348,17 @@ class ObservationEncoder(nn.Module):
         pre-head input: the frozen backbone's map (float32), a cached map (one of K picked at random per sample),
         or the raw pixels for the trainable conv encoder. All pixel tensors of all dicts and cameras go through the
         backbone in ONE call, so the backbone runs exactly once per image."""
-        outs = [{k: v for k, v in obs.items() if not (k.startswith(PIXELS) or k.startswith(FEATURES))}
-                for obs in observations]
+        outs = [{k: v for k, v in obs.items() if not is_camera_key(k)} for obs in observations]
         to_run: list[tuple[int, str, Tensor]] = []
         for i, obs in enumerate(observations):
             for cam in self.cameras:
-                cached = obs.get(FEATURES + cam)
+                cached = obs.get(feature_key(cam))
                 if cached is not None:
                     outs[i][cam] = pick_cached(cached, generator).float()
                 elif self.backbone is None:
-                    outs[i][cam] = obs[PIXELS + cam]
+                    outs[i][cam] = obs[pixel_key(cam)]
                 else:
-                    to_run.append((i, cam, obs[PIXELS + cam]))
+                    to_run.append((i, cam, obs[pixel_key(cam)]))
         if to_run:
             maps = self.backbone(torch.cat([t for _, _, t in to_run], 0))
             for (i, cam, t), m in zip(to_run, maps.split([t.shape[0] for _, _, t in to_run], 0)):
@@ -376,9 +375,9 @@ class ObservationEncoder(nn.Module):
                 x = self.convs[cam](x)
             parts.append(self.heads[cam](x, dropout))
         if self.state_proj is not None:
-            parts.append(self.state_proj(pre["state"]))
+            parts.append(self.state_proj(pre[STATE]))
         if self.env_state_proj is not None:
-            parts.append(self.env_state_proj(pre["environment_state"]))
+            parts.append(self.env_state_proj(pre[ENV_STATE]))
         return torch.cat(parts, dim=-1)
 
     def encode(self, obs: dict[str, Tensor]) -> Tensor:

@@ -4,7 +4,7 @@
 (with the reference defaults) are ``SACConfig`` (`hilserl.agents.sac_config`, re-exported here); the losses are plain
 functions of tensors in `hilserl.agents.losses`.
 
-Batch format (what a replay buffer hands to ``update``)::
+Batch format (what a replay buffer hands to ``update``; the observation keys and layouts are `hilserl.obs_format`)::
 
     observations / next_observations: flat dicts
         "state"              float32 [B, S]
@@ -70,9 +70,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hilserl.fileio import atomic_write, atomic_write_json
+from hilserl.obs_format import STATE, is_camera_key
 
-from .augment import IMAGE_PREFIX, augment_observations
-from .encoders import FEATURES, ObservationEncoder, build_backbone, precompute_features
+from .augment import augment_observations
+from .encoders import ObservationEncoder, build_backbone, precompute_features
 from .losses import actor_loss, critic_loss, double_dqn_target, td_target, temperature_loss
 from .networks import CriticEnsemble, DiscreteCritic, TanhGaussianActor, soft_update
 from .precision import cpu_bf16_name, native_bf16
@@ -299,12 +300,12 @@ class SACAgent(nn.Module):
         obs, batched = {}, True
         for k, v in observation.items():
             t = torch.as_tensor(v, device=self.device)
-            if k == "state" and t.dim() == 1:
+            if k == STATE and t.dim() == 1:
                 batched = False
             obs[k] = t
         if not batched:
             obs = {k: v.unsqueeze(0) for k, v in obs.items()}
-        obs = {k: (v if k.startswith(IMAGE_PREFIX) or k.startswith(FEATURES) else v.float()) for k, v in obs.items()}
+        obs = {k: (v if is_camera_key(k) else v.float()) for k, v in obs.items()}
         was_training = self.training
         self.eval()
         try:

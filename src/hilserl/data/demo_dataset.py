@@ -23,8 +23,9 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from hilserl.fileio import atomic_write_json
+from hilserl.obs_format import STATE, VECTOR_KEYS, camera_of, is_feature_key, is_pixel_key
 
-from .episodes import FEATURES_PREFIX, PIXELS_PREFIX, Episode, episodes_from_buffer, fill_buffer
+from .episodes import Episode, episodes_from_buffer, fill_buffer
 from .replay_buffer import ReplayBuffer
 from .spec import KeySpec, normalize_spec
 
@@ -67,19 +68,19 @@ class DemoDataset:
         root = Path(root)
         spec = normalize_spec(observation_spec)
         for key, ks in spec.items():
-            if key.startswith(FEATURES_PREFIX):
+            if is_feature_key(key):
                 raise ValueError(f"observation spec key {key!r}: a demo dataset stores raw pixels "
                                  "('pixels.<camera>'), not cached backbone features")
-            if key.startswith(PIXELS_PREFIX):
+            if is_pixel_key(key):
                 if ks.dtype != np.uint8 or len(ks.shape) != 3 or ks.shape[2] != 3:
                     raise ValueError(f"observation spec key {key!r}: expected uint8 (H, W, 3), got {ks}")
-            elif key in ("state", "environment_state"):
+            elif key in VECTOR_KEYS:
                 if ks.dtype != np.float32 or len(ks.shape) != 1:
                     raise ValueError(f"observation spec key {key!r}: expected float32 (N,), got {ks}")
             else:
                 raise ValueError(f"observation spec key {key!r}: expected 'state', 'environment_state' or "
                                  "'pixels.<camera>'")
-        if "state" not in spec:
+        if STATE not in spec:
             raise ValueError("observation spec: 'state' is required")
         if int(fps) <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
@@ -90,7 +91,7 @@ class DemoDataset:
                               storage_dir=root / _BUFFER_DIR)
         manifest = {
             "format": _FORMAT,
-            "cameras": [k[len(PIXELS_PREFIX):] for k in spec if k.startswith(PIXELS_PREFIX)],
+            "cameras": [camera_of(k) for k in spec if is_pixel_key(k)],
             "fps": int(fps),
             "robot_type": robot_type,
             "task": task,

@@ -1,12 +1,13 @@
 """Whole episodes, and their conversion to and from replay-buffer transitions.
 
 An `Episode` is what a recording produces and what dataset formats exchange: every raw environment observation
-(``{"state": float32[S], "pixels": {camera: uint8 H×W×3}}``, optionally ``"environment_state"``) including the
-final next observation, the executed actions, rewards, intervention flags and how the episode ended. Raw, because
-what a replay buffer stores depends on the policy config (pixels, or cached backbone features); `fill_buffer`
-converts with the caller's ``to_stored`` (e.g. `ObservationProcessor.to_stored`) on the way into a buffer, and
-`episodes_from_buffer` rebuilds the episodes of a raw-observation buffer exactly (the buffer keeps every episode's
-final observation). The project's own on-disk demo format is `demo_dataset`.
+(``{"state": float32[S], "pixels": {camera: uint8 H×W×3}}``, optionally ``"environment_state"``; the layouts are
+defined in `hilserl.obs_format`) including the final next observation, the executed actions, rewards, intervention
+flags and how the episode ended. Raw, because what a replay buffer stores depends on the policy config (pixels, or
+cached backbone features); `fill_buffer` converts with the caller's ``to_stored`` (e.g.
+`ObservationProcessor.to_stored`) on the way into a buffer, and `episodes_from_buffer` rebuilds the episodes of a
+raw-observation buffer exactly (the buffer keeps every episode's final observation). The project's own on-disk demo
+format is `demo_dataset`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+
+from hilserl.obs_format import (ENV_STATE, PIXELS, STATE, VECTOR_KEYS, camera_of, channels_last, is_camera_key,
+                                is_feature_key, is_pixel_key, pixel_key)
 
 from .replay_buffer import ReplayBuffer
 from .spec import Transition
@@ -29,9 +33,7 @@ __all__ = [
     "stored_to_raw",
 ]
 
-PIXELS_PREFIX = "pixels."
-FEATURES_PREFIX = "features."
-_RAW_KEYS = ("state", "environment_state", "pixels")
+_RAW_KEYS = (STATE, ENV_STATE, PIXELS)
 
 ToStored = Callable[[Mapping[str, Any]], Mapping[str, np.ndarray]]
 InfoFn = Callable[[Mapping[str, np.ndarray], np.ndarray], Mapping[str, float]]
@@ -40,11 +42,11 @@ InfoFn = Callable[[Mapping[str, np.ndarray], np.ndarray], Mapping[str, float]]
 # ---------------------------------------------------------------------------------------------------- observations
 def raw_to_stored(obs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Raw env observation -> the flat layout a pixel buffer stores (``state``, ``pixels.<camera>``, ...)."""
-    out = {"state": np.asarray(obs["state"])}
-    if "environment_state" in obs:
-        out["environment_state"] = np.asarray(obs["environment_state"])
-    for cam, image in (obs.get("pixels") or {}).items():
-        out[PIXELS_PREFIX + cam] = np.asarray(image)
+    out = {STATE: np.asarray(obs[STATE])}
+    if ENV_STATE in obs:
+        out[ENV_STATE] = np.asarray(obs[ENV_STATE])
+    for cam, image in (obs.get(PIXELS) or {}).items():
+        out[pixel_key(cam)] = np.asarray(image)
     return out
 
 
@@ -53,21 +55,21 @@ def stored_to_raw(stored: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     pixels: dict[str, np.ndarray] = {}
     for key, value in stored.items():
-        if key in ("state", "environment_state"):
+        if key in VECTOR_KEYS:
             out[key] = np.asarray(value)
-        elif key.startswith(PIXELS_PREFIX):
-            pixels[key[len(PIXELS_PREFIX):]] = np.asarray(value)
-        elif key.startswith(FEATURES_PREFIX):
+        elif is_pixel_key(key):
+            pixels[camera_of(key)] = np.asarray(value)
+        elif is_feature_key(key):
             raise ValueError(
                 f"stored observation key {key!r} holds cached backbone features, not camera pixels; "
                 "raw observations cannot be rebuilt from it"
             )
         else:
             raise ValueError(f"stored observation key {key!r} is not 'state', 'environment_state' or 'pixels.<camera>'")
-    if "state" not in out:
+    if STATE not in out:
         raise ValueError("stored observation has no 'state' key")
     if pixels:
-        out["pixels"] = pixels
+        out[PIXELS] = pixels
     return out
 
 
@@ -75,12 +77,12 @@ def observation_spec_from_space(observation_space) -> dict[str, tuple[tuple[int,
     """Raw stored-layout spec (``state``, ``environment_state``, ``pixels.<camera>``) of a gymnasium Dict space
     shaped like `SO101GraspCubeEnv.observation_space`."""
     spaces = observation_space.spaces
-    spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {"state": (tuple(spaces["state"].shape), np.dtype(np.float32))}
-    if "environment_state" in spaces:
-        spec["environment_state"] = (tuple(spaces["environment_state"].shape), np.dtype(np.float32))
-    if "pixels" in spaces:
-        for cam, box in spaces["pixels"].spaces.items():
-            spec[PIXELS_PREFIX + cam] = (tuple(box.shape), np.dtype(np.uint8))
+    spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {STATE: (tuple(spaces[STATE].shape), np.dtype(np.float32))}
+    if ENV_STATE in spaces:
+        spec[ENV_STATE] = (tuple(spaces[ENV_STATE].shape), np.dtype(np.float32))
+    if PIXELS in spaces:
+        for cam, box in spaces[PIXELS].spaces.items():
+            spec[pixel_key(cam)] = (tuple(box.shape), np.dtype(np.uint8))
     return spec
 
 
@@ -91,42 +93,43 @@ def _check_raw_observation(obs: Any, where: str, reference: Mapping[str, Any] | 
     unknown = [k for k in obs if k not in _RAW_KEYS]
     if unknown:
         raise ValueError(f"{where}: unexpected key {unknown[0]!r} (a raw observation holds {list(_RAW_KEYS)})")
-    if "state" not in obs:
+    if STATE not in obs:
         raise ValueError(f"{where}: missing key 'state'")
     out: dict[str, Any] = {}
-    for key in ("state", "environment_state"):
+    for key in VECTOR_KEYS:
         if key in obs:
             arr = np.asarray(obs[key])
             if arr.dtype != np.float32 or arr.ndim != 1:
                 raise ValueError(f"{where}: {key!r} must be a 1-D float32 array, got {arr.dtype} shape {arr.shape}")
             out[key] = arr
-    if "pixels" in obs:
-        if not isinstance(obs["pixels"], Mapping):
+    if PIXELS in obs:
+        if not isinstance(obs[PIXELS], Mapping):
             raise ValueError(f"{where}: 'pixels' must be a dict camera -> image")
         pixels = {}
-        for cam, image in obs["pixels"].items():
+        for cam, image in obs[PIXELS].items():
             img = np.asarray(image)
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
                 raise ValueError(
                     f"{where}: pixels[{cam!r}] must be uint8 H×W×3, got {img.dtype} shape {img.shape}"
                 )
             pixels[cam] = img
-        out["pixels"] = pixels
+        out[PIXELS] = pixels
     if reference is not None:
         if set(out) != set(reference):
             raise ValueError(f"{where}: keys {sorted(out)} differ from the first observation's {sorted(reference)}")
-        for key in ("state", "environment_state"):
+        for key in VECTOR_KEYS:
             if key in out and out[key].shape != reference[key].shape:
                 raise ValueError(f"{where}: {key!r} has shape {out[key].shape}, the episode's first observation "
                                  f"{reference[key].shape}")
-        if "pixels" in out:
-            if set(out["pixels"]) != set(reference["pixels"]):
-                raise ValueError(f"{where}: cameras {sorted(out['pixels'])} differ from the first observation's "
-                                 f"{sorted(reference['pixels'])}")
-            for cam, img in out["pixels"].items():
-                if img.shape != reference["pixels"][cam].shape:
+        if PIXELS in out:
+            cams, ref_cams = out[PIXELS], reference[PIXELS]
+            if set(cams) != set(ref_cams):
+                raise ValueError(f"{where}: cameras {sorted(cams)} differ from the first observation's "
+                                 f"{sorted(ref_cams)}")
+            for cam, img in cams.items():
+                if img.shape != ref_cams[cam].shape:
                     raise ValueError(f"{where}: pixels[{cam!r}] has shape {img.shape}, the episode's first "
-                                     f"observation {reference['pixels'][cam].shape}")
+                                     f"observation {ref_cams[cam].shape}")
     return out
 
 
@@ -197,13 +200,13 @@ class Episode:
 
     @property
     def cameras(self) -> tuple[str, ...]:
-        return tuple(self.observations[0].get("pixels", {}))
+        return tuple(self.observations[0].get(PIXELS, {}))
 
     def stacked(self, key: str) -> np.ndarray:
         """All T + 1 values of ``state`` / ``environment_state`` / ``pixels.<camera>`` as one array."""
-        if key.startswith(PIXELS_PREFIX):
-            cam = key[len(PIXELS_PREFIX):]
-            return np.stack([o["pixels"][cam] for o in self.observations])
+        if is_pixel_key(key):
+            cam = camera_of(key)
+            return np.stack([o[PIXELS][cam] for o in self.observations])
         return np.stack([o[key] for o in self.observations])
 
     def transitions(self, to_stored: ToStored | None = None, info: InfoFn | None = None,
@@ -236,7 +239,7 @@ class FillCounts:
 
 
 def _buffer_cameras(buffer: ReplayBuffer) -> set[str]:
-    return {k.split(".", 1)[1] for k in buffer.spec if k.startswith((PIXELS_PREFIX, FEATURES_PREFIX))}
+    return {camera_of(k) for k in buffer.spec if is_camera_key(k)}
 
 
 def _check_fits(buffer: ReplayBuffer, ep: Episode, index: int) -> None:
@@ -245,16 +248,16 @@ def _check_fits(buffer: ReplayBuffer, ep: Episode, index: int) -> None:
         raise ValueError(f"episode {index}: actions have {ep.action_dim} values, the buffer expects "
                          f"{buffer.action_dim}")
     first = ep.observations[0]
-    if "state" in buffer.spec and first["state"].shape != buffer.spec["state"].shape:
-        raise ValueError(f"episode {index}: 'state' has shape {first['state'].shape}, the buffer expects "
-                         f"{buffer.spec['state'].shape}")
+    if STATE in buffer.spec and first[STATE].shape != buffer.spec[STATE].shape:
+        raise ValueError(f"episode {index}: 'state' has shape {first[STATE].shape}, the buffer expects "
+                         f"{buffer.spec[STATE].shape}")
     missing = sorted(_buffer_cameras(buffer) - set(ep.cameras))
     if missing:
         raise ValueError(f"episode {index}: camera {missing[0]!r} is missing (episode cameras: "
                          f"{list(ep.cameras)}); map the dataset's camera names to the policy's")
     for key, ks in buffer.spec.items():
-        if key.startswith(PIXELS_PREFIX):
-            got = first["pixels"][key[len(PIXELS_PREFIX):]].shape
+        if is_pixel_key(key):
+            got = first[PIXELS][camera_of(key)].shape
             if got != ks.shape:
                 raise ValueError(f"episode {index}: camera images {key!r} have shape {got}, the buffer expects "
                                  f"{ks.shape}")
@@ -334,7 +337,7 @@ def episodes_from_buffer(buffer: ReplayBuffer, tasks: Sequence[str] | str = "") 
         stored = {}
         for key, arr in buffer._frames.items():
             value = np.array(arr[slot])
-            stored[key] = np.ascontiguousarray(value.transpose(1, 2, 0)) if key in image_keys else value
+            stored[key] = channels_last(value, contiguous=True) if key in image_keys else value
         return stored_to_raw(stored)
 
     i, count = 0, 0

@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hilserl.obs_format import ENV_STATE, PIXELS, STATE, is_feature_key, pixel_key
+
 from .episodes import Episode, episodes_from_buffer
 from .lerobot_v3 import (
     ACTION_KEY,
@@ -22,7 +24,6 @@ from .lerobot_v3 import (
     DONE_KEY,
     ENV_STATE_KEY,
     FINAL_PREFIX,
-    IMAGES_PREFIX,
     INFO_NAMES,
     INFO_PATH,
     INFO_PREFIX,
@@ -35,6 +36,7 @@ from .lerobot_v3 import (
     VIDEO_PATH,
     column_values,
     gripper_to_continuous,
+    image_key,
     png_bytes,
 )
 from .lerobot_chunks import ParquetFiles, VideoFiles, write_episode_rows
@@ -108,19 +110,19 @@ class _Schema:
         first = ep.observations[0]
         have = list(ep.cameras)
         if cameras is None:
-            mapping = {c: IMAGES_PREFIX + c for c in have}
+            mapping = {c: image_key(c) for c in have}
         elif isinstance(cameras, Mapping):
             mapping = dict(cameras)
         else:
-            mapping = {c: IMAGES_PREFIX + c for c in cameras}
+            mapping = {c: image_key(c) for c in cameras}
         for cam, key in mapping.items():
             if cam not in have:
                 raise ValueError(f"camera {cam!r} is not in the episodes (cameras: {have})")
             if "/" in key or not key:
                 raise ValueError(f"LeRobot feature key {key!r} for camera {cam!r} must be non-empty without '/'")
-        env = first.get("environment_state")
-        return cls(int(first["state"].shape[0]), None if env is None else int(env.shape[0]), ep.action_dim,
-                   mapping, {c: first["pixels"][c].shape for c in mapping}, tuple(sorted(ep.info)))
+        env = first.get(ENV_STATE)
+        return cls(int(first[STATE].shape[0]), None if env is None else int(env.shape[0]), ep.action_dim,
+                   mapping, {c: first[PIXELS][c].shape for c in mapping}, tuple(sorted(ep.info)))
 
     def check(self, ep: Episode, index: int) -> None:
         missing = [c for c in self.cameras if c not in ep.cameras]
@@ -170,9 +172,9 @@ def _frame_table(ep: Episode, schema: _Schema, actions: np.ndarray, episode_inde
     t = ep.length
     last = np.zeros(t, bool)
     last[-1] = True
-    cols: dict[str, pa.Array] = {STATE_KEY: _fixed_list(ep.stacked("state")[:t], pa.float32())}
+    cols: dict[str, pa.Array] = {STATE_KEY: _fixed_list(ep.stacked(STATE)[:t], pa.float32())}
     if schema.env_state_dim is not None:
-        cols[ENV_STATE_KEY] = _fixed_list(ep.stacked("environment_state")[:t], pa.float32())
+        cols[ENV_STATE_KEY] = _fixed_list(ep.stacked(ENV_STATE)[:t], pa.float32())
     cols[ACTION_KEY] = _fixed_list(actions, pa.float32())
     cols[REWARD_KEY] = pa.array(ep.rewards, pa.float32())
     cols[DONE_KEY] = pa.array(last & (ep.terminated or ep.truncated), pa.bool_())
@@ -335,7 +337,7 @@ class _DatasetWriter:
     def _write_videos(self, e: int, ep: Episode, row: dict[str, Any], ep_stats: dict[str, Any]) -> None:
         """Each camera's frames (all but the final observation) appended to its video files; row and stats."""
         for c, (cam, key) in enumerate(self.schema.cameras.items()):
-            images = ep.stacked("pixels." + cam)
+            images = ep.stacked(pixel_key(cam))
             self.tmp.mkdir(exist_ok=True)
             path = self.tmp / f"{e:06d}_{c:02d}.mp4"
             encode_video(path, images[:-1], self.fps, self.lossless, self.crf, self.gop)
@@ -383,11 +385,11 @@ class _DatasetWriter:
 def _final_observation_cells(ep: Episode, schema: _Schema) -> dict[str, Any]:
     """The episode's final next observation (it has no frame row) as final_observation/* metadata cells."""
     final = ep.observations[-1]
-    cells: dict[str, Any] = {FINAL_PREFIX + STATE_KEY: final["state"].tolist()}
+    cells: dict[str, Any] = {FINAL_PREFIX + STATE_KEY: final[STATE].tolist()}
     if schema.env_state_dim is not None:
-        cells[FINAL_PREFIX + ENV_STATE_KEY] = final["environment_state"].tolist()
+        cells[FINAL_PREFIX + ENV_STATE_KEY] = final[ENV_STATE].tolist()
     for cam, key in schema.cameras.items():
-        cells[FINAL_PREFIX + key] = png_bytes(final["pixels"][cam])
+        cells[FINAL_PREFIX + key] = png_bytes(final[PIXELS][cam])
     return cells
 
 
@@ -395,7 +397,7 @@ def export_replay_buffer(buffer: ReplayBuffer, root: str | os.PathLike, *, task:
                          **kwargs: Any) -> ExportSummary:
     """Export the episodes of a raw-pixel replay buffer (oldest first; see `episodes_from_buffer`) with
     `export_lerobot` (keyword arguments as there; ``fps`` and ``robot_type`` are required)."""
-    features = [k for k in buffer.spec if k.startswith("features.")]
+    features = [k for k in buffer.spec if is_feature_key(k)]
     if features:
         raise ValueError(
             f"cannot export this replay buffer: it is a cached-feature buffer (key {features[0]!r} holds the frozen "

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hilserl.obs_format import ENV_STATE, PIXELS, STATE
+
 from .episodes import Episode
 from .lerobot_v3 import (
     ACTION_KEY,
@@ -21,7 +23,6 @@ from .lerobot_v3 import (
     ENV_STATE_KEY,
     EPISODES_DIR,
     FINAL_PREFIX,
-    IMAGES_PREFIX,
     INFO_NAMES,
     INFO_PATH,
     INFO_PREFIX,
@@ -30,6 +31,7 @@ from .lerobot_v3 import (
     STATE_KEY,
     TASKS_PATH,
     TRUNCATED_KEY,
+    camera_of_image_key,
     check_discrete,
     column_values,
     gripper_to_discrete,
@@ -211,7 +213,7 @@ class _ImportSpec:
         for key in names:
             if key not in keys:
                 raise ValueError(f"camera_names: {key!r} is not among the cameras read {keys}")
-        self.cams = {k: names.get(k, k[len(IMAGES_PREFIX):] if k.startswith(IMAGES_PREFIX) else k) for k in keys}
+        self.cams = {k: names.get(k, camera_of_image_key(k)) for k in keys}
         self.sizes = {k: _image_hw(self.info_path, k, self.features[k]) for k in keys}
         for key, (h, w) in self.sizes.items():
             if expect_image_shape is not None and (h, w, 3) != tuple(expect_image_shape):
@@ -390,11 +392,11 @@ def _read_episode(spec: _ImportSpec, row: dict[str, Any], data: _DataFiles,
     images = _episode_images(spec, row, table, readers, where)
     observations = []
     for i in range(length):
-        obs: dict[str, Any] = {"state": state[i]}
+        obs: dict[str, Any] = {STATE: state[i]}
         if env_state is not None:
-            obs["environment_state"] = env_state[i]
+            obs[ENV_STATE] = env_state[i]
         if images:
-            obs["pixels"] = {cam: frames[i] for cam, frames in images.items()}
+            obs[PIXELS] = {cam: frames[i] for cam, frames in images.items()}
         observations.append(obs)
     observations.append(_final_observation(spec, row, observations[-1]))
     task = spec.tasks.get(int(scalars("task_index")[0])) if "task_index" in table.column_names else None
@@ -445,13 +447,13 @@ def _final_observation(spec: _ImportSpec, row: dict[str, Any], last: dict[str, A
     """The exporter's final_observation/* columns, else the last observation repeated."""
     final = dict(last)
     if row.get(FINAL_PREFIX + spec.state_key) is not None:
-        final["state"] = np.asarray(row[FINAL_PREFIX + spec.state_key], np.float32)
+        final[STATE] = np.asarray(row[FINAL_PREFIX + spec.state_key], np.float32)
     if spec.env_key and row.get(FINAL_PREFIX + spec.env_key) is not None:
-        final["environment_state"] = np.asarray(row[FINAL_PREFIX + spec.env_key], np.float32)
-    if "pixels" in final:
-        final["pixels"] = dict(final["pixels"])
+        final[ENV_STATE] = np.asarray(row[FINAL_PREFIX + spec.env_key], np.float32)
+    if PIXELS in final:
+        final[PIXELS] = dict(final[PIXELS])
         for key, cam in spec.cams.items():
             if row.get(FINAL_PREFIX + key) is not None:
-                final["pixels"][cam] = png_image(row[FINAL_PREFIX + key],
+                final[PIXELS][cam] = png_image(row[FINAL_PREFIX + key],
                                               f"{row['_file']}: episode {row['episode_index']} {key}")
     return final

@@ -57,14 +57,17 @@ import numpy as np
 import pyarrow as pa
 
 from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+from hilserl.obs_format import check_camera
 
 __all__ = [
     "CODEBASE_VERSION",
     "VIDEO_TOLERANCE",
+    "camera_of_image_key",
     "check_discrete",
     "column_values",
     "gripper_to_continuous",
     "gripper_to_discrete",
+    "image_key",
     "png_bytes",
     "png_image",
 ]
@@ -94,6 +97,18 @@ INFO_NAMES = {"grasp_penalty": "discrete_penalty"}
 VIDEO_TOLERANCE = {"mean_abs": 3.0, "psnr_db": 30.0}
 """Pixel error the tests allow for lossy H.264 (mean absolute error per channel value, PSNR); the measured values
 are in the module docstring. Lossless export is compared for equality."""
+
+
+# ---------------------------------------------------------------------------------------------------- cameras
+def image_key(camera: str) -> str:
+    """LeRobot's feature key of one of our cameras (`hilserl.obs_format`): ``observation.images.<camera>``."""
+    return IMAGES_PREFIX + check_camera(camera)
+
+
+def camera_of_image_key(key: str) -> str:
+    """The camera name a LeRobot image feature gets by default: the key without ``observation.images.`` (a key
+    without that prefix, e.g. ``observation.image``, is used whole)."""
+    return key[len(IMAGES_PREFIX):] if key.startswith(IMAGES_PREFIX) else key
 
 
 # ---------------------------------------------------------------------------------------------------- gripper

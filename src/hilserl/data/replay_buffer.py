@@ -44,6 +44,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import torch
 
+from hilserl.obs_format import channels_first
+
 from .replay_checks import (
     check_action,
     check_info,
@@ -346,7 +348,7 @@ class ReplayBuffer:
         self._stamp[slot] = self._frames_written
         for key, arr in obs.items():
             if key in self.image_keys:
-                self._frames[key][slot] = arr.transpose(2, 0, 1)
+                self._frames[key][slot] = channels_first(arr)
             else:
                 self._frames[key][slot] = arr
         self._ep_pos[slot] = ep_pos
@@ -357,7 +359,7 @@ class ReplayBuffer:
         for key, arr in obs.items():
             stored = self._frames[key][h]
             if key in self.image_keys:
-                arr = arr.transpose(2, 0, 1)
+                arr = channels_first(arr)
             if not np.array_equal(stored, arr, equal_nan=arr.dtype.kind in "fc"):
                 return False
         return True

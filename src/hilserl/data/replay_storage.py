@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hilserl.fileio import atomic_write_json
+from hilserl.obs_format import channels_first_shape
 
 if TYPE_CHECKING:
     from .replay_buffer import ReplayBuffer
@@ -55,7 +56,7 @@ def stored_shape(buf: "ReplayBuffer", key: str) -> tuple[int, ...]:
     """Shape of one stored frame of ``key``: images HWC -> CHW, so batches gather channels-first without a copy."""
     shape = buf.spec[key].shape
     if key in buf.image_keys:
-        return (shape[2], shape[0], shape[1])
+        return channels_first_shape(shape)
     return shape
 
 

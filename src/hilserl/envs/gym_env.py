@@ -32,6 +32,7 @@ from gymnasium import spaces
 
 from hilserl.config import ConfigError
 from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN
+from hilserl.obs_format import PIXELS, STATE, camera_of, is_pixel_key
 
 GRIPPER_MODES = ("none", "continuous", "discrete")
 
@@ -51,7 +52,7 @@ class GymEnvConfig:
         if self.gripper_mode not in GRIPPER_MODES:
             raise ValueError(f"gripper_mode: expected one of {list(GRIPPER_MODES)}, got {self.gripper_mode!r}")
         for key, target in self.key_map.items():
-            if target != "state" and not (target.startswith("pixels.") and len(target) > len("pixels.")):
+            if target != STATE and not is_pixel_key(target):
                 raise ValueError(f"key_map.{key}: expected 'state' or 'pixels.<camera>', got {target!r}")
         if self.fps < 1:
             raise ValueError(f"fps: expected >= 1, got {self.fps}")
@@ -61,15 +62,15 @@ def _layout(inner: spaces.Dict, key_map: dict) -> tuple[dict[str, tuple], list[t
     """(camera name -> path of its key, state key paths in order) from the key map, or from hilserl's own layout
     (``pixels``: a Dict of cameras, ``state``) when there is no map."""
     if not key_map:
-        pixels = inner.spaces.get("pixels")
-        cameras = {cam: ("pixels", cam) for cam in pixels.spaces} if isinstance(pixels, spaces.Dict) else {}
-        return cameras, [("state",)] if "state" in inner.spaces else []
+        pixels = inner.spaces.get(PIXELS)
+        cameras = {cam: (PIXELS, cam) for cam in pixels.spaces} if isinstance(pixels, spaces.Dict) else {}
+        return cameras, [(STATE,)] if STATE in inner.spaces else []
     missing = [k for k in key_map if k not in inner.spaces]
     if missing:
         raise ConfigError(f"env.key_map: the env's observation has no key {missing[0]!r} (it has "
                           f"{sorted(inner.spaces)})")
-    cameras = {t.split(".", 1)[1]: (k,) for k, t in key_map.items() if t.startswith("pixels.")}
-    return cameras, [(k,) for k, t in key_map.items() if t == "state"]
+    cameras = {camera_of(t): (k,) for k, t in key_map.items() if is_pixel_key(t)}
+    return cameras, [(k,) for k, t in key_map.items() if t == STATE]
 
 
 def _get(tree, path: tuple):
@@ -118,7 +119,7 @@ class GymEnvAdapter(gym.Env):
                         and sp.shape[2] == 3):
                     raise ConfigError(f"env.key_map.{'.'.join(key)}: a camera must be a uint8 H×W×3 Box, got {sp}")
                 cams[cam] = sp
-            out["pixels"] = spaces.Dict(cams)
+            out[PIXELS] = spaces.Dict(cams)
         if self._state_keys:
             sizes = []
             for key in self._state_keys:
@@ -126,15 +127,15 @@ class GymEnvAdapter(gym.Env):
                 if not isinstance(sp, spaces.Box) or len(sp.shape) != 1:
                     raise ConfigError(f"env.key_map.{'.'.join(key)}: the state must be 1-D Boxes, got {sp}")
                 sizes.append(sp.shape[0])
-            out["state"] = spaces.Box(-np.inf, np.inf, shape=(sum(sizes),), dtype=np.float32)
-        if "state" not in out:
+            out[STATE] = spaces.Box(-np.inf, np.inf, shape=(sum(sizes),), dtype=np.float32)
+        if STATE not in out:
             raise ConfigError("env.key_map: map at least one observation key to 'state' (the policy's proprioception)")
         return spaces.Dict(out)
 
     def _obs(self, obs: dict) -> dict:
-        out = {"state": np.concatenate([np.asarray(_get(obs, k), np.float32).ravel() for k in self._state_keys])}
+        out = {STATE: np.concatenate([np.asarray(_get(obs, k), np.float32).ravel() for k in self._state_keys])}
         if self._cameras:
-            out["pixels"] = {cam: np.asarray(_get(obs, path), np.uint8) for cam, path in self._cameras.items()}
+            out[PIXELS] = {cam: np.asarray(_get(obs, path), np.uint8) for cam, path in self._cameras.items()}
         return out
 
     def _scaled(self, action) -> np.ndarray:

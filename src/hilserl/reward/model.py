@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from hilserl.agents.encoders import FrozenBackbone, SpatialLearnedEmbeddings, build_backbone
 from hilserl.fileio import atomic_write, atomic_write_json
+from hilserl.obs_format import channels_first
 
 FORMAT = "hilserl.reward_classifier"
 FORMAT_VERSION = 1
@@ -127,7 +128,7 @@ def _images_to_tensor(images, size: tuple[int, int], key: str) -> Tensor:
     if t.dim() != 4:
         raise ValueError(f"images[{key!r}]: expected [H, W, 3] or [B, H, W, 3], got shape {tuple(t.shape)}")
     if t.shape[-1] == 3 and t.shape[1] != 3:
-        t = t.permute(0, 3, 1, 2)
+        t = channels_first(t)
     if tuple(t.shape[2:]) != tuple(size):
         raise ValueError(f"images[{key!r}]: the classifier was trained on {size[0]}x{size[1]} images, "
                          f"got {t.shape[2]}x{t.shape[3]}")

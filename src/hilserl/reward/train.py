@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from hilserl.agents.encoders import FrozenBackbone, pick_cached, precompute_features
+from hilserl.obs_format import channels_first
 from hilserl.reward.dataset import RewardDataset, load_dataset, split_by_episode
 from hilserl.reward.model import ClassifierSpec, RewardClassifier, make_backbone
 
@@ -167,7 +168,7 @@ def cache_features(backbone: FrozenBackbone, images: np.ndarray, num_shifts: int
                    generator: torch.Generator | None = None, chunk_size: int = 128) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> float16 maps [N, K, C, h, w] of K random shifts per frame (K = 1, pad = 0: the
     unshifted maps, as at inference)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+    x = channels_first(torch.from_numpy(np.ascontiguousarray(images)), contiguous=True)
     return precompute_features(backbone, x, num_shifts, pad, chunk_size, generator)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from gymnasium import spaces
 
 from hilserl.kinematics import DampedLeastSquaresIK
+from hilserl.obs_format import ENV_STATE, PIXELS, STATE
 from hilserl.sim.randomization import DomainRandomization, Randomizer
 from hilserl.sim.rendering import CameraRenderer
 from hilserl.sim.scene import ARM_JOINTS, JAW_CLOSED_ANGLE, JAW_OPEN_ANGLE, SceneConfig, build_mjcf
@@ -133,12 +134,12 @@ class SO101GraspCubeEnv(gym.Env):
             self.action_space = spaces.Box(np.array([-1, -1, -1, 0], np.float32), np.array([1, 1, 1, 2], np.float32))
         else:
             self.action_space = spaces.Box(-1.0, 1.0, shape=(n_cont + 1,), dtype=np.float32)
-        obs = {"state": spaces.Box(-np.inf, np.inf, shape=(self.state_dim,), dtype=np.float32)}
+        obs = {STATE: spaces.Box(-np.inf, np.inf, shape=(self.state_dim,), dtype=np.float32)}
         if cfg.obs_type == "pixels_state":
             s = cfg.image_size
-            obs["pixels"] = spaces.Dict({c: spaces.Box(0, 255, (s, s, 3), np.uint8) for c in cfg.cameras})
+            obs[PIXELS] = spaces.Dict({c: spaces.Box(0, 255, (s, s, 3), np.uint8) for c in cfg.cameras})
         else:
-            obs["environment_state"] = spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32)
+            obs[ENV_STATE] = spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32)
         self.observation_space = spaces.Dict(obs)
 
         self._renderers: dict[int, CameraRenderer] = {}  # square camera images, one renderer per size
@@ -312,12 +313,12 @@ class SO101GraspCubeEnv(gym.Env):
         ]).astype(np.float32)
 
     def _observation(self) -> dict:
-        obs = {"state": self._state()}
+        obs = {STATE: self._state()}
         if self.cfg.obs_type == "pixels_state":
-            obs["pixels"] = {cam: self.render_camera(cam) for cam in self.cfg.cameras}
+            obs[PIXELS] = {cam: self.render_camera(cam) for cam in self.cfg.cameras}
         else:
             cube = self.data.xpos[self.cube_body]
-            obs["environment_state"] = np.concatenate([cube, cube - self._tcp_pos()]).astype(np.float32)
+            obs[ENV_STATE] = np.concatenate([cube, cube - self._tcp_pos()]).astype(np.float32)
         return obs
 
     def _info(self, success: bool) -> dict:

@@ -28,6 +28,7 @@ import numpy as np
 
 from hilserl.agents.sac import SACAgent, SACConfig
 from hilserl.data import MixedSampler, ReplayBuffer, Transition, route_transition
+from hilserl.obs_format import is_feature_key
 from hilserl.train.actor import policy_weights
 from hilserl.train.config import BufferConfig
 
@@ -63,7 +64,7 @@ class Learner:
         self.info_keys = ("grasp_penalty",) if policy.discrete_gripper else ()
         action_dim = policy.full_action_dim
         # cached mode: each stored frame holds K shifted copies' maps; a batch row gets one of them
-        view_keys = tuple(k for k in observation_spec if k.startswith("features."))
+        view_keys = tuple(k for k in observation_spec if is_feature_key(k))
 
         def make(name: str, capacity: int, rng_seed: int) -> ReplayBuffer:
             where = None if buffer_dir is None else Path(buffer_dir) / name

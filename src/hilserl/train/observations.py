@@ -1,8 +1,7 @@
 """From what the environment returns to what the replay buffer stores and the policy reads.
 
-Environment observation: ``{"state": float32[S], "pixels": {camera: uint8 H×W×3}}`` (or ``environment_state``
-instead of pixels in state-only runs). Stored observation: a flat dict — ``state``, ``environment_state``, and per
-camera either ``pixels.<camera>`` (faithful mode: the learner augments and runs the backbone every batch) or
+The three layouts are defined in `hilserl.obs_format`. Per camera the stored observation holds either
+``pixels.<camera>`` (faithful mode: the learner augments and runs the backbone every batch) or
 ``features.<camera>`` (cached mode: the frozen backbone's maps for K shifts of the frame, computed once here,
 float16 [K, C, h, w]; shift 0 is always the unshifted frame, which is also what the policy acts on).
 """
@@ -14,6 +13,8 @@ import torch
 
 from hilserl.agents.augment import sample_shifts, shift_images
 from hilserl.agents.sac import SACAgent
+from hilserl.obs_format import (ENV_STATE, PIXELS, STATE, channels_first, feature_key, is_feature_key, is_pixel_key,
+                                pixel_key)
 
 
 class ObservationProcessor:
@@ -23,25 +24,25 @@ class ObservationProcessor:
         self.cameras = tuple(self.cfg.cameras)
         self.generator = generator
         spaces = observation_space.spaces
-        self.spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {"state": (spaces["state"].shape, np.float32)}
-        if "environment_state" in spaces:
-            self.spec["environment_state"] = (spaces["environment_state"].shape, np.float32)
+        self.spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {STATE: (spaces[STATE].shape, np.float32)}
+        if ENV_STATE in spaces:
+            self.spec[ENV_STATE] = (spaces[ENV_STATE].shape, np.float32)
         self.feature_shape = None
         if self.cameras:
             if self.cfg.cached_features:
                 c, h, w = agent.encoder.feature_map_shape
                 self.feature_shape = (self.cfg.num_cached_shifts, c, h, w)
                 for cam in self.cameras:
-                    self.spec[f"features.{cam}"] = (self.feature_shape, np.float16)
+                    self.spec[feature_key(cam)] = (self.feature_shape, np.float16)
             else:
                 for cam in self.cameras:
-                    self.spec[f"pixels.{cam}"] = (spaces["pixels"][cam].shape, np.uint8)
+                    self.spec[pixel_key(cam)] = (spaces[PIXELS][cam].shape, np.uint8)
 
     @torch.no_grad()
     def _cached_features(self, image_hwc: np.ndarray, shifts: bool = True) -> np.ndarray:
         """float16 [K, C, h, w]: the unshifted frame first, then K-1 random shifts ([1, C, h, w] without shifts)."""
         k, pad = (self.cfg.num_cached_shifts if shifts else 1), self.cfg.augmentation_pad
-        img = torch.from_numpy(np.ascontiguousarray(image_hwc)).permute(2, 0, 1).unsqueeze(0)
+        img = channels_first(torch.from_numpy(np.ascontiguousarray(image_hwc))).unsqueeze(0)
         batch = img.expand(k, *img.shape[1:])
         if k > 1 and pad > 0:
             shifts = sample_shifts(k, pad, generator=self.generator)
@@ -53,24 +54,24 @@ class ObservationProcessor:
     def to_stored(self, obs: dict, shifts: bool = True) -> dict[str, np.ndarray]:
         """``shifts=False``: for acting only, never stored (evaluation): cached mode computes the unshifted
         frame's maps alone, a K-th of the backbone work."""
-        out = {"state": np.asarray(obs["state"], dtype=np.float32)}
-        if "environment_state" in self.spec:
-            out["environment_state"] = np.asarray(obs["environment_state"], dtype=np.float32)
+        out = {STATE: np.asarray(obs[STATE], dtype=np.float32)}
+        if ENV_STATE in self.spec:
+            out[ENV_STATE] = np.asarray(obs[ENV_STATE], dtype=np.float32)
         for cam in self.cameras:
-            image = obs["pixels"][cam]
+            image = obs[PIXELS][cam]
             if self.cfg.cached_features:
-                out[f"features.{cam}"] = self._cached_features(image, shifts)
+                out[feature_key(cam)] = self._cached_features(image, shifts)
             else:
-                out[f"pixels.{cam}"] = image
+                out[pixel_key(cam)] = image
         return out
 
     def to_policy(self, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """What `SACAgent.select_action` takes: images channels-first, cached maps of the unshifted frame."""
         out = {}
         for key, value in stored.items():
-            if key.startswith("pixels."):
-                out[key] = np.ascontiguousarray(value.transpose(2, 0, 1))
-            elif key.startswith("features."):
+            if is_pixel_key(key):
+                out[key] = channels_first(value, contiguous=True)
+            elif is_feature_key(key):
                 out[key] = value[0].astype(np.float32)
             else:
                 out[key] = value
