@@ -148,6 +148,10 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, eval_episodes: in
     }
 
 
+# the arms of the experiment: extra overrides per arm (the simulated human on, as configured, or off; demos stay)
+ARMS = {"human": [], "no_human": ["--human.enabled=false"]}
+
+
 def _child(args) -> None:
     result = run_one(args.configs[0], args.seeds[0], args.env_steps, args.eval_every, args.eval_episodes,
                      args.final_episodes, Path(args.out), args.overrides)
@@ -165,6 +169,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="seeds trained at once (one torch thread each)")
     p.add_argument("--compare_no_human", action="store_true",
                    help="also train every seed with the simulated human switched off")
+    p.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=None,
+                   help="the arms to run (default: human; with --compare_no_human: both)")
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)  # child processes only
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", metavar="--section.field=value",
@@ -175,9 +181,8 @@ def main() -> None:
     if args.result:
         return _child(args)
 
-    arms = {"human": []}
-    if args.compare_no_human:
-        arms["no_human"] = ["--human.enabled=false"]
+    names = args.arms or (["human", "no_human"] if args.compare_no_human else ["human"])
+    arms = {name: ARMS[name] for name in names}
     out = Path(tempfile.mkdtemp(prefix="hilserl-bench-"))
     jobs = [(name, arm, seed) for name in args.configs for arm in arms for seed in args.seeds]
 
