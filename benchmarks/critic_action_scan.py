@@ -27,15 +27,15 @@ import hilserl  # noqa: F401  (before mujoco)
 
 def scan(run_dir: Path, model_dir: Path | None = None, episodes: int = 6, seed: int = 1000) -> dict:
     from hilserl.agents.sac import SACAgent
-    from hilserl.config import load_config
+    from hilserl.config import from_dict
     from hilserl.sim.env import SO101GraspCubeEnv
     from hilserl.train.actor import Actor
     from hilserl.train.checkpoint import last_checkpoint, resolve_model_dir
-    from hilserl.train.config import TrainConfig
+    from hilserl.train.config import TrainConfig, upgrade_saved_config
 
     model_dir = resolve_model_dir(model_dir or last_checkpoint(run_dir))
     agent = SACAgent.load(model_dir).eval()
-    cfg = load_config(TrainConfig, run_dir / "config.json", [])
+    cfg = from_dict(TrainConfig, upgrade_saved_config(json.loads((run_dir / "config.json").read_text())))
     env = SO101GraspCubeEnv(cfg.env)
     actor = Actor(env, agent, None, seed=seed)
     dims = agent.config.action_dim

@@ -131,3 +131,24 @@ def test_every_shipped_config_keeps_reward_shaping_in_the_reward_section():
         cfg = load_config(TrainConfig, path, [])
         assert (cfg.reward.success_reward, cfg.reward.step_penalty) == (data["reward"]["success_reward"],
                                                                        data["reward"]["step_penalty"])
+
+
+def test_configs_saved_by_earlier_versions_still_load():
+    """Run folders and checkpoints written before the reward section became the only home of reward shaping keep
+    working for evaluation and health checks: the env's old values move to the reward section."""
+    from hilserl.config import from_dict, to_dict
+    from hilserl.train.config import TrainConfig, upgrade_saved_config
+
+    old = to_dict(TrainConfig())
+    old["env"].update(success_reward=5.0, step_penalty=-0.1, reward_type="shaped")
+    with pytest.raises(ConfigError, match="env.(success_reward|reward_type): (moved to reward|removed)"):
+        from_dict(TrainConfig, old)
+    cfg = from_dict(TrainConfig, upgrade_saved_config(old))
+    assert (cfg.reward.success_reward, cfg.reward.step_penalty) == (5.0, -0.1)
+    old["env"]["reward_type"] = "sparse"
+    cfg = from_dict(TrainConfig, upgrade_saved_config(old))
+    assert (cfg.reward.success_reward, cfg.reward.step_penalty) == (1.0, 0.0)
+    old["reward"].update(type="classifier", classifier_path="clf", success_reward=10.0, step_penalty=-0.05)
+    cfg = from_dict(TrainConfig, upgrade_saved_config(old))  # a classifier run used the reward section's values
+    assert (cfg.reward.success_reward, cfg.reward.step_penalty) == (10.0, -0.05)
+    assert to_dict(from_dict(TrainConfig, upgrade_saved_config(to_dict(TrainConfig())))) == to_dict(TrainConfig())

@@ -144,14 +144,14 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
     from hilserl.train.actor import Actor
     from hilserl.train.build import make_env
     from hilserl.train.checkpoint import resolve_model_dir
-    from hilserl.train.config import TrainConfig
+    from hilserl.train.config import TrainConfig, upgrade_saved_config
     from hilserl.train.evaluate import evaluate, plot_success_map, print_table
 
     model_dir = resolve_model_dir(checkpoint)
     cfg_file = model_dir / "train_config.json"
     if not cfg_file.exists():
         raise FileNotFoundError(f"{model_dir}: no train_config.json next to the model (not a hilserl checkpoint?)")
-    cfg = from_dict(TrainConfig, json.loads(cfg_file.read_text()))
+    cfg = from_dict(TrainConfig, upgrade_saved_config(json.loads(cfg_file.read_text())))
     if config_path is not None:
         from hilserl.config import load_config
 

@@ -374,7 +374,9 @@ def check_run(run_dir: str | Path, window: int | None = None) -> tuple[HealthMon
     if not config_file.exists():
         raise FileNotFoundError(f"{run_dir}: no config.json (expected a run folder written by hilserl train or "
                                 "hilserl learner)")
-    monitor = HealthMonitor(limits_from_config(json.loads(config_file.read_text()), window))
+    from hilserl.train.config import upgrade_saved_config
+
+    monitor = HealthMonitor(limits_from_config(upgrade_saved_config(json.loads(config_file.read_text())), window))
     counts, stream = {}, []
     for order, (name, observe) in enumerate((("learner", monitor.observe_learner),
                                               ("episodes", monitor.observe_episode))):

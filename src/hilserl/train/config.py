@@ -216,3 +216,28 @@ class TrainConfig:
                              "train.num_demos=0 or give recorded ones with --train.demo_dataset=FOLDER")
         if self.buffers.online_capacity < self.train.batch_size:
             raise ValueError("buffers.online_capacity: must hold at least one batch (train.batch_size)")
+
+
+# env keys that earlier hilserl versions wrote into saved configs (the sim's ground-truth reward shaping)
+_OLD_ENV_REWARD_KEYS = ("success_reward", "step_penalty")
+
+
+def upgrade_saved_config(data: dict) -> dict:
+    """A train config saved by an earlier hilserl (a run's config.json, a checkpoint's train_config.json) in today's
+    layout, so old runs can still be evaluated and checked. Earlier versions shaped the simulation's ground-truth
+    reward with ``env.success_reward`` / ``env.step_penalty`` (and ``env.reward_type``); the reward section is now
+    the only home of both: for a ground-truth reward the env's values move there (they are what that run trained
+    on), for a classifier reward they are dropped (the reward section's own values were the ones used)."""
+    data = {**data}
+    env, reward = dict(data.get("env") or {}), dict(data.get("reward") or {})
+    ground_truth = reward.get("type", "ground_truth") == "ground_truth"
+    for key in _OLD_ENV_REWARD_KEYS:
+        if key in env:
+            value = env.pop(key)
+            if ground_truth:
+                reward[key] = value
+    if env.pop("reward_type", "shaped") == "sparse" and ground_truth:
+        reward["success_reward"], reward["step_penalty"] = 1.0, 0.0
+    data["env"], data["reward"] = env, reward
+    return data
+
