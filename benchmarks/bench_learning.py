@@ -139,6 +139,7 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, eval_episodes: in
         # jitter is the mean |a_t - a_t-1| per tick: a grasp's one descend-to-lift reversal weighs more in a short
         # episode, so read it beside the episode length
         "final_mean_length": round(statistics.fmean(r["steps"] for r in final.rows), 1),
+        "action_reversals": final.action_reversals,  # back-and-forth changes per change: shaking, not speed
         "quarter_success": quarter_success(final.rows, tuple(cfg.env.ee_reset_pos[:2])),
         "evals": evals,
         "env_steps": res.env_steps,

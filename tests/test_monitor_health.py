@@ -257,3 +257,22 @@ def test_policy_motion_measures_jumps_between_consecutive_policy_steps():
             {"success": 0, "reward": -5.0, "steps": 100, "action_jitter": None},
             {"success": 1, "reward": 9.0, "steps": 30, "action_jitter": 0.4}]
     assert EvalResult(rows).action_jitter == 0.3 and EvalResult(rows).summary()["action_jitter"] == 0.3
+
+
+def test_reversals_tell_shaking_from_a_fast_single_turn():
+    """Jitter cannot tell a five-tick grasp (down hard, then up hard) from a policy that flips back and forth;
+    reversals can: the grasp turns once, the shaking policy on every tick."""
+    from hilserl.train.actor import _PolicyMotion
+
+    grasp, shaking = _PolicyMotion(dims=1), _PolicyMotion(dims=1)
+    for z in (-0.94, -0.72, 0.97, 0.96, 0.96):  # a traced pixel-policy grasp: descend, close, lift
+        grasp.add([z], False)
+    for z in (0.9, -0.9, 0.9, -0.9, 0.9):
+        shaking.add([z], False)
+    assert grasp.summary()["action_jitter"] == pytest.approx(0.48)  # high: one big turn over four changes
+    assert grasp.summary()["action_reversals"] == 0.0
+    assert shaking.summary()["action_reversals"] == 1.0
+    two = _PolicyMotion(dims=1)
+    two.add([0.0], False)
+    two.add([1.0], False)
+    assert "action_reversals" not in two.summary()  # one change: nothing to reverse yet

@@ -74,22 +74,34 @@ class EpisodeStats:
 class _PolicyMotion:
     """How the policy's own continuous actions move within an episode (the health checks read these):
     ``action_jitter`` = mean |a_t - a_t-1| over consecutive policy steps (a shaking arm: near 1 on the [-1, 1]
-    scale; a smooth one: well under 0.3), ``action_saturation`` = share of action values at the bounds (|a| > 0.99).
-    Left out when the policy made fewer than two consecutive steps (a demonstration, a fully corrected episode)."""
+    scale; a smooth one: well under 0.3), ``action_saturation`` = share of action values at the bounds (|a| > 0.99),
+    ``action_reversals`` = share of consecutive changes, per dimension, that reverse the previous change, both by
+    more than REVERSAL_STEP (back and forth: 1 for a bang-bang policy; 0 for one that turns once, like a grasp's
+    descend-then-lift, however fast; jitter alone cannot tell the two apart in short episodes). Left out when the
+    policy made fewer than two consecutive steps (a demonstration, a fully corrected episode)."""
+
+    REVERSAL_STEP = 0.25  # a quarter of a full command
 
     def __init__(self, dims: int):
         self.dims = dims
         self.previous: np.ndarray | None = None
+        self.change: np.ndarray | None = None
         self.jumps: list[float] = []
-        self.saturated = self.values = 0
+        self.saturated = self.values = self.reversals = self.pairs = 0
 
     def add(self, action: np.ndarray, is_intervention: bool) -> None:
         if is_intervention:
-            self.previous = None
+            self.previous = self.change = None
             return
         a = np.asarray(action, dtype=np.float64)[: self.dims]
         if self.previous is not None:
-            self.jumps.append(float(np.abs(a - self.previous).mean()))
+            change = a - self.previous
+            self.jumps.append(float(np.abs(change).mean()))
+            if self.change is not None:
+                big = (np.abs(change) > self.REVERSAL_STEP) & (np.abs(self.change) > self.REVERSAL_STEP)
+                self.reversals += int((big & (np.sign(change) != np.sign(self.change))).sum())
+                self.pairs += change.size
+            self.change = change
         self.previous = a
         self.saturated += int((np.abs(a) > 0.99).sum())
         self.values += a.size
@@ -97,8 +109,11 @@ class _PolicyMotion:
     def summary(self) -> dict:
         if not self.jumps:
             return {}
-        return {"action_jitter": round(float(np.mean(self.jumps)), 4),
-                "action_saturation": round(self.saturated / self.values, 4)}
+        out = {"action_jitter": round(float(np.mean(self.jumps)), 4),
+               "action_saturation": round(self.saturated / self.values, 4)}
+        if self.pairs:
+            out["action_reversals"] = round(self.reversals / self.pairs, 4)
+        return out
 
 
 class Actor:

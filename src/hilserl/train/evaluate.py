@@ -50,13 +50,22 @@ class EvalResult:
                 "success_ci_low": round(lo, 4), "success_ci_high": round(hi, 4),
                 "mean_reward": round(float(np.mean([r["reward"] for r in self.rows])) if self.rows else 0.0, 4),
                 "mean_length": round(float(np.mean([r["steps"] for r in self.rows])) if self.rows else 0.0, 2),
-                "action_jitter": self.action_jitter}
+                "action_jitter": self.action_jitter, "action_reversals": self.action_reversals}
 
     @property
     def action_jitter(self) -> float | None:
         """Mean |a_t - a_t-1| of the policy's continuous actions per tick (-1..1 scale): how much the arm would
         shake. A smooth policy stays well under 0.3; None when no episode was long enough."""
-        values = [r["action_jitter"] for r in self.rows if r.get("action_jitter") is not None]
+        return self._mean("action_jitter")
+
+    @property
+    def action_reversals(self) -> float | None:
+        """Share of the policy's tick-to-tick changes that reverse the previous one (back-and-forth shaking: near
+        1; a grasp that turns once from descending to lifting: near 0); None when no episode was long enough."""
+        return self._mean("action_reversals")
+
+    def _mean(self, key: str) -> float | None:
+        values = [r[key] for r in self.rows if r.get(key) is not None]
         return round(float(np.mean(values)), 3) if values else None
 
 
@@ -105,7 +114,8 @@ def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_rese
             result.rows.append({"episode": i + 1, "steps": stats.length, "reward": round(stats.reward, 3),
                                 "success": int(stats.success), "cube_x": stats.cube_start[0],
                                 "cube_y": stats.cube_start[1], "ee_x": stats.ee_start[0], "ee_y": stats.ee_start[1],
-                                "action_jitter": stats.extra.get("action_jitter")})
+                                "action_jitter": stats.extra.get("action_jitter"),
+                                "action_reversals": stats.extra.get("action_reversals")})
     finally:
         actor.human = human
     if video_path is not None and frames:
