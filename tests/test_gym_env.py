@@ -131,3 +131,14 @@ def test_the_reward_section_chooses_the_env_reward_or_the_success_reward(tmp_pat
         inner = env.unwrapped.inner.unwrapped
         assert reward == pytest.approx(expected(float(np.linalg.norm(inner.pos - inner.target))))
         env.close()
+
+
+def test_the_doctor_checks_a_gym_config_from_its_spaces(tmp_path):
+    from hilserl.monitor.doctor import diagnose
+
+    cfg = _cfg(tmp_path, {"key_map": {**STATE_MAP, "camera": "pixels.top"}, "kwargs": {"image": True}},
+               "--reward.type=env", "--policy.target_entropy=-2.0")
+    findings = diagnose(cfg)
+    keys = {f.setting for f in findings}
+    assert "policy.target_entropy" in keys  # -action_dim for the env's 2 continuous dims: named
+    assert not keys & {"env.action_scale", "reward.success_reward", "reward.step_penalty", "human.takeover_steps"}

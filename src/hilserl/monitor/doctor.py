@@ -76,15 +76,6 @@ def reference() -> TrainConfig:
     return load_config(TrainConfig, REFERENCE_CONFIG)
 
 
-def continuous_action_dims(cfg: TrainConfig) -> int:
-    """The actor's continuous outputs, read from the env's action space: every action dimension but the gripper
-    command in discrete mode (a separate critic chooses that)."""
-    from hilserl.envs import env_spaces
-    from hilserl.train.build import policy_config
-
-    return policy_config(cfg, *env_spaces(cfg.env)).action_dim
-
-
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
@@ -104,14 +95,21 @@ class Context:
     n: int  # the actor's continuous action dims
     pixels: bool  # the policy sees camera images
     real: bool  # the real arm
+    sim: bool  # the simulation (the only env with a simulated human)
     max_steps: int  # control ticks per episode
 
     @classmethod
     def of(cls, cfg: TrainConfig, ref: TrainConfig | None = None) -> "Context":
-        env = cfg.env
-        pixels = bool(env.cameras) and getattr(env, "obs_type", "pixels_state") == "pixels_state"
-        return cls(cfg, ref or reference(), continuous_action_dims(cfg), pixels,
-                   getattr(env, "type", "sim") == "so101", max(1, round(env.control_time_s * env.fps)))
+        """The facts come from the env's spaces, as the policy's shapes do (`hilserl.train.build.policy_config`):
+        the continuous action dims (every action dimension but a discrete gripper command) and the cameras."""
+        from hilserl.envs import env_spaces
+        from hilserl.train.build import policy_config
+
+        env, policy = cfg.env, policy_config(cfg, *env_spaces(cfg.env))
+        ticks = round(env.control_time_s * env.fps) if hasattr(env, "control_time_s") else 0
+        kind = getattr(env, "type", "sim")
+        return cls(cfg, ref or reference(), policy.action_dim, bool(policy.cameras), kind == "so101", kind == "sim",
+                   max(1, ticks))
 
 
 Check = Callable[[Context], Iterable[Finding]]  # one concern each; CHECKS lists them in report order
@@ -212,6 +210,8 @@ def check_learning_rates(c: Context) -> Iterator[Finding]:
 # ------------------------------------------------------------------------------------------------ reward
 def check_step_penalty(c: Context) -> Iterator[Finding]:
     step, ref = c.cfg.reward.step_penalty, c.ref.reward.step_penalty
+    if c.cfg.reward.type == "env":  # the env's own reward: no shaping to judge
+        return
     if step > 0:
         yield Finding("reward.step_penalty", step, ref, "error",
                       f"a positive step penalty pays the policy for every step it does NOT succeed; use {ref:g} "
@@ -224,6 +224,8 @@ def check_step_penalty(c: Context) -> Iterator[Finding]:
 
 def check_success_reward(c: Context) -> Iterator[Finding]:
     r, ref = c.cfg.reward, c.ref.reward
+    if r.type == "env":
+        return
     total_penalty = abs(r.step_penalty) * c.max_steps
     key, rec = "reward.success_reward", ref.success_reward
     if r.success_reward <= 0:
@@ -332,7 +334,10 @@ def check_batch_size(c: Context) -> Iterator[Finding]:
 
 # ------------------------------------------------------------------------------------------------ the arm
 def check_action_scale(c: Context) -> Iterator[Finding]:
-    """Judged in millimetres per tick of a typical action, not against the reference value itself."""
+    """Judged in millimetres per tick of a typical action, not against the reference value itself. An env without
+    an action scale (env.type gym: its own action bounds) has nothing to judge."""
+    if not hasattr(c.cfg.env, "action_scale"):
+        return
     scale, ref = c.cfg.env.action_scale, c.ref.env.action_scale
     step_m = TYPICAL_ACTION * scale
     if step_m < MIN_TYPICAL_STEP_M:
@@ -391,7 +396,7 @@ def check_init_policy(c: Context) -> Iterator[Finding]:
 # ------------------------------------------------------------------------------------------------ the simulated human
 def check_takeover_length(c: Context) -> Iterator[Finding]:
     human, ref = c.cfg.human, c.ref.human
-    if human.enabled and not c.real and human.takeover_steps[1] > 0.3 * c.max_steps:
+    if human.enabled and c.sim and human.takeover_steps[1] > 0.3 * c.max_steps:
         yield Finding("human.takeover_steps", list(human.takeover_steps), list(ref.takeover_steps), "warning",
                       f"takeovers up to {human.takeover_steps[1]} of {c.max_steps} steps are long; the HIL-SERL "
                       "paper warns that long interventions that carry the episode to success over-estimate the "
@@ -400,7 +405,7 @@ def check_takeover_length(c: Context) -> Iterator[Finding]:
 
 def check_first_takeover(c: Context) -> Iterator[Finding]:
     human, ref = c.cfg.human, c.ref.human.first_takeover_after
-    if human.enabled and not c.real and human.first_takeover_after[0] < ref[0] / 2:
+    if human.enabled and c.sim and human.first_takeover_after[0] < ref[0] / 2:
         yield Finding("human.first_takeover_after", list(human.first_takeover_after), list(ref), "info",
                       f"HIL-SERL's guidance is to let the policy explore {ref[0]}-{ref[1]} steps before "
                       "intervening.")
