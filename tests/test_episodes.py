@@ -125,7 +125,7 @@ def test_demo_dataset_round_trip(tmp_path):
 
 def test_demo_dataset_refuses_an_episode_that_does_not_fit_and_keeps_the_others(tmp_path):
     root = tmp_path / "demos"
-    with DemoDataset.create(root, SPEC, capacity=12, info_keys=("grasp_penalty",)) as ds:
+    with DemoDataset.create(root, SPEC, capacity=12, info_keys=(k for k in ["grasp_penalty"])) as ds:  # any iterable
         ds.add_episode(episode(0, 5))
         with pytest.raises(ValueError, match="is full: episode 1 needs 8 frame slots, 6 of 12"):
             ds.add_episode(episode(1, 7))
@@ -134,6 +134,7 @@ def test_demo_dataset_refuses_an_episode_that_does_not_fit_and_keeps_the_others(
         back = list(ds.episodes())
     assert [e.length for e in back] == [5, 4]
     assert_same_episode(back[1], episode(2, 4))
+    assert json.loads((root / "manifest.json").read_text())["info_keys"] == ["grasp_penalty"]
 
 
 def test_demo_dataset_errors_name_the_problem(tmp_path):

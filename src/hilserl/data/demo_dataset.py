@@ -66,6 +66,7 @@ class DemoDataset:
         ``info_keys``: the per-step info to keep (e.g. ``grasp_penalty``); episodes' other info is not stored.
         """
         root = Path(root)
+        info_keys = tuple(info_keys)  # read twice below: a generator would be empty the second time
         spec = normalize_spec(observation_spec)
         for key, ks in spec.items():
             if is_feature_key(key):
@@ -87,7 +88,7 @@ class DemoDataset:
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise ValueError(f"{str(root)!r} exists and is not an empty folder; refusing to overwrite it")
         root.mkdir(parents=True, exist_ok=True)
-        buffer = ReplayBuffer(int(capacity), spec, int(action_dim), info_keys=tuple(info_keys),
+        buffer = ReplayBuffer(int(capacity), spec, int(action_dim), info_keys=info_keys,
                               storage_dir=root / _BUFFER_DIR)
         manifest = {
             "format": _FORMAT,
