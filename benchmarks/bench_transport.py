@@ -5,7 +5,7 @@ buffers, so every transition is validated, written to the memory-mapped buffer f
 before it is acknowledged (transport.fsync as configured, default false: durable against a learner crash). The
 actor side is a separate process running the real `LearnerClient`: one 128x128 camera (uint8 pixels, i.e. the
 faithful-mode payload; cached mode sends float16 features of 40,960 bytes instead) + the 17-float state, 100-step
-episodes, sent as fast as the link takes them, for `--seconds` (default 30). Between two transitions the actor
+episodes, sent as fast as the link takes them, for `--seconds` (default 30) after `--warmup`. Between two transitions the actor
 applies new weights if any arrived (`take_weights` + `load_state_dict`), as the real actor does before each step.
 
 transitions_per_s: transitions acknowledged per second over the measured window (after a warm-up).
@@ -58,7 +58,8 @@ def policy_and_agent(cfg: TrainConfig):
 
 
 # ------------------------------------------------------------------------------------------------ actor process
-def run_client(port: int, seconds: float, warmup: float) -> None:
+def run_client(port: int) -> None:
+    """Stream transitions until stdin closes; print one JSON line per weights version the moment it is loaded."""
     from hilserl.data import Transition
     from hilserl.distributed import codec
     from hilserl.distributed.client import ClientSettings, LearnerClient
@@ -71,6 +72,8 @@ def run_client(port: int, seconds: float, warmup: float) -> None:
                            codec.weights_spec(policy_weights(agent)), policy_fingerprint(policy))
     client.start()
     client.wait_connected(60)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (32, 128, 128, 3), dtype=np.uint8)
     action = np.zeros(4, np.float32)
@@ -78,16 +81,14 @@ def run_client(port: int, seconds: float, warmup: float) -> None:
     def observation(i):
         return {"state": rng.standard_normal(17).astype(np.float32), "pixels.gripper": frames[i % 32]}
 
-    lags, sent, episode, step = [], 0, 1, 0
+    sent, episode, step = 0, 1, 0
     obs = observation(0)
-    start = time.monotonic()
-    while time.monotonic() - start < warmup + seconds:
+    while not stop.is_set():
         got = client.take_weights()
         if got is not None:
             version, weights, made = got
             agent.load_state_dict(weights, strict=False)  # the actor uses them from this step on
-            if time.monotonic() - start > warmup:
-                lags.append(1000.0 * (time.time() - made))
+            print(json.dumps({"version": version, "lag_ms": 1000.0 * (time.time() - made)}), flush=True)
         nxt = observation(sent + 1)
         end = step == 99
         client.send(Transition(obs, action, -0.05, False, end, nxt, False, {"grasp_penalty": 0.0}), episode,
@@ -96,7 +97,7 @@ def run_client(port: int, seconds: float, warmup: float) -> None:
         step, obs = (0, observation(sent + 1)) if end else (step + 1, nxt)
         episode += int(end)
     client.close(timeout=60)
-    print(json.dumps({"sent": sent, "weights_lags_ms": lags}), flush=True)
+    print(json.dumps({"sent": sent}), flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ learner process
@@ -113,7 +114,7 @@ def main() -> None:
     p.add_argument("--client", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.client is not None:
-        return run_client(args.client, args.seconds, args.warmup)
+        return run_client(args.client)
 
     from hilserl.distributed.server import LearnerServer, WeightsBoard, settings_from
     from hilserl.monitor.health import HealthReporter
@@ -131,9 +132,23 @@ def main() -> None:
         weights_bytes = board.publish(learner.policy_weights(), 0)
         server = LearnerServer(sink, settings_from(cfg.transport), board)
         port = server.start()
-        client = subprocess.Popen([sys.executable, __file__, "--client", str(port), "--seconds", str(args.seconds),
-                                   "--warmup", str(args.warmup)], stdout=subprocess.PIPE, text=True)
+        client = subprocess.Popen([sys.executable, __file__, "--client", str(port)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        loaded: dict[int, float] = {}  # version -> lag (ms), as the actor reports each load
+        lines: list[str] = []
+
+        def read_client():
+            for line in client.stdout:
+                lines.append(line)
+                if '"version"' in line:
+                    record = json.loads(line)
+                    loaded[record["version"]] = record["lag_ms"]
+
+        reader = threading.Thread(target=read_client, daemon=True)
+        reader.start()
         stop = threading.Event()
+        made_in_window: list[int] = []
+        window = threading.Event()  # set while the measured window is open
 
         def push_weights():
             version = 0
@@ -141,6 +156,8 @@ def main() -> None:
                 version += 1
                 made = time.time()
                 board.publish(learner.policy_weights(), version, since=made)
+                if window.is_set():
+                    made_in_window.append(version)
 
         while server.metrics()["transitions_stored"] == 0 and client.poll() is None:
             time.sleep(0.05)
@@ -148,14 +165,26 @@ def main() -> None:
         pusher.start()
         time.sleep(args.warmup)
         m0, t0 = server.metrics(), time.monotonic()
+        window.set()
         time.sleep(args.seconds)
+        window.clear()
         m1, t1 = server.metrics(), time.monotonic()
         stop.set()
-        out, _ = client.communicate(timeout=300)
+        pusher.join()
+        deadline = time.monotonic() + 60  # the actor keeps streaming until it has loaded the window's last push
+        while made_in_window and made_in_window[-1] not in loaded and client.poll() is None:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the actor never loaded weights version {made_in_window[-1]}")
+            time.sleep(0.05)
+        client.stdin.close()
+        client.wait(timeout=300)
+        reader.join(timeout=10)
         server.stop(grace=1.0)
         learner.close()
-    report = json.loads(out.strip().splitlines()[-1])
-    lags = report["weights_lags_ms"]
+    if client.returncode != 0:
+        raise SystemExit(f"the actor process exited with {client.returncode}")
+    # a version the actor skipped (two pushes between two of its steps) has no lag: it never ran those weights
+    lags = [loaded[v] for v in made_in_window if v in loaded]
     n = m1["transitions_received"] - m0["transitions_received"]
     print(json.dumps({
         "transitions_per_s": round((m1["transitions_stored"] - m0["transitions_stored"]) / (t1 - t0), 1),
