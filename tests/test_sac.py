@@ -423,3 +423,32 @@ def test_critic_trunk_compresses_the_observation_before_the_action_joins():
     assert changed(before, agent.critic.trunks)
     with pytest.raises(ValueError, match="critic_trunk_dim"):
         SACConfig(state_dim=5, action_dim=2, critic_trunk_dim=0)
+
+
+# --------------------------------------------------------------------------------------------- smoothness (CAPS)
+def _mean_gap(agent, batch):
+    """mean |mu(s) - mu(s')| of the deterministic policy over a batch's consecutive observations."""
+    with torch.no_grad():
+        prep = agent.prepare_batch(batch)
+        now, _ = agent.actor(agent.encoder(prep["obs"], dropout=False), deterministic=True)
+        nxt, _ = agent.actor(agent.encoder(prep["next_obs"], dropout=False), deterministic=True)
+    return (now - nxt).abs().mean().item()
+
+
+@pytest.mark.parametrize("smoothness", [0.0, 5.0])
+def test_action_smoothness_pulls_consecutive_mean_actions_together(smoothness):
+    """The same 40 updates from the same start: with the CAPS term the policy's mean action changes much less
+    between an observation and the next one; without it the term is neither computed nor reported."""
+    torch.manual_seed(0)
+    agent = SACAgent(SACConfig(state_dim=6, action_dim=3, action_smoothness=smoothness, **TINY))
+    batch = make_batch(agent.config, b=64)
+    gaps = [_mean_gap(agent, batch)]
+    for _ in range(40):
+        metrics = agent.update([batch, batch])
+    gaps.append(_mean_gap(agent, batch))
+    if smoothness:
+        assert metrics["policy_smoothness"] == pytest.approx(gaps[-1], rel=0.5)
+        assert gaps[-1] < 0.5 * gaps[0], gaps
+    else:
+        assert "policy_smoothness" not in metrics
+        assert gaps[-1] > 0.7 * gaps[0], gaps

@@ -29,6 +29,12 @@ def actor_loss(log_prob: Tensor, q: Tensor, temperature: Tensor | float) -> Tens
     return (temperature * log_prob - q.mean(dim=0)).mean()
 
 
+def smoothness_loss(mean_now: Tensor, mean_next: Tensor) -> Tensor:
+    """mean |mu(s_t) - mu(s_t+1)| over batch and action dims: the jitter of the deterministic policy between two
+    consecutive observations (both arguments [B, A], squashed to [-1, 1])."""
+    return (mean_now - mean_next).abs().mean()
+
+
 def temperature_loss(temperature: Tensor, log_prob: Tensor, target_entropy: float) -> Tensor:
     """alpha * (entropy - target): descending it raises alpha when entropy < target, lowers it when above."""
     entropy = -log_prob.detach().mean()

@@ -29,7 +29,8 @@ Design decisions (and why):
 * The TD targets use the ONLINE encoder under ``no_grad`` (DrQ-v2 / LeRobot style) and without dropout, so a
   target does not depend on a dropout draw; only the critic MLPs have target copies. A frozen backbone makes an
   encoder target copy nearly meaningless anyway.
-* In the full update the actor reuses the critic step's observation embedding (detached). That embedding was made
+* In the full update the actor reuses the critic step's observation embedding (detached); with
+  ``action_smoothness`` also its next-observation embedding (the TD target's) and one dropout-free pass of the head. That embedding was made
   with the encoder weights from before the critic's optimizer step, which is exactly what the reference JAX code
   does (all losses of one update are computed from the same parameters). The actor's Q does use the freshly
   updated critic MLP (CleanRL order). The backbone runs once per image per update: obs and next_obs of every
@@ -74,7 +75,7 @@ from hilserl.obs_format import STATE, is_camera_key
 
 from .augment import augment_observations
 from .encoders import ObservationEncoder, build_backbone, precompute_features
-from .losses import actor_loss, critic_loss, double_dqn_target, td_target, temperature_loss
+from .losses import actor_loss, critic_loss, double_dqn_target, smoothness_loss, td_target, temperature_loss
 from .networks import CriticEnsemble, DiscreteCritic, TanhGaussianActor, soft_update
 from .precision import cpu_bf16_name, native_bf16
 from .sac_config import SACConfig
@@ -170,17 +171,23 @@ class SACAgent(nn.Module):
         return out
 
     # ---------------------------------------------------------------------------------------- critic step
-    def critic_step(self, prep: dict) -> tuple[dict[str, float], Tensor]:
+    def critic_step(self, prep: dict) -> tuple[dict[str, float], dict[str, Tensor]]:
         """One gradient step on the critic ensemble (+ trainable encoder) and the discrete critic, then the soft
-        target update. Returns metrics and the (detached) observation embedding for the actor step."""
+        target update. Returns metrics and the (detached) embeddings the actor step reads: ``obs`` (as the critic
+        saw it) and, with ``action_smoothness``, ``obs_plain`` and ``next_obs`` (both without dropout, so that two
+        consecutive observations differ only in what the camera and the state saw)."""
         with self._precision():
             return self._critic_step(prep)
 
-    def _critic_step(self, prep: dict) -> tuple[dict[str, float], Tensor]:
+    def _critic_step(self, prep: dict) -> tuple[dict[str, float], dict[str, Tensor]]:
         cfg = self.config
         obs_emb = self.encoder(prep["obs"])
+        embeddings = {"obs": obs_emb.detach()}
         with torch.no_grad():
             next_emb = self.encoder(prep["next_obs"], dropout=False)  # deterministic targets
+            if cfg.action_smoothness > 0:
+                embeddings["obs_plain"] = self.encoder(prep["obs"], dropout=False)
+                embeddings["next_obs"] = next_emb
             next_actions, next_log_prob = self.actor(next_emb)
             next_q = self.critic_target(next_emb, next_actions)
             if cfg.critic_subsample_size is not None and cfg.critic_subsample_size < cfg.critic_ensemble_size:
@@ -202,7 +209,7 @@ class SACAgent(nn.Module):
         if cfg.discrete_gripper:
             soft_update(self.discrete_critic_target, self.discrete_critic, cfg.tau)
         self.num_critic_updates += 1
-        return metrics, obs_emb.detach()
+        return metrics, embeddings
 
     def _discrete_critic_loss(self, prep: dict, obs_emb: Tensor, next_emb: Tensor, metrics: dict) -> Tensor:
         cfg = self.config
@@ -220,21 +227,33 @@ class SACAgent(nn.Module):
         return loss
 
     # ---------------------------------------------------------------------------------------- actor step
-    def actor_step(self, obs_emb: Tensor) -> dict[str, float]:
-        """One step on the actor and one on the temperature, from a detached observation embedding."""
+    def actor_step(self, embeddings: dict[str, Tensor] | Tensor) -> dict[str, float]:
+        """One step on the actor and one on the temperature, from detached embeddings (``critic_step``'s; a bare
+        tensor is the observation embedding alone, without the smoothness term)."""
+        if isinstance(embeddings, Tensor):
+            embeddings = {"obs": embeddings}
         with self._precision():
-            return self._actor_step(obs_emb.detach())
+            return self._actor_step({k: v.detach() for k, v in embeddings.items()})
 
-    def _actor_step(self, obs_emb: Tensor) -> dict[str, float]:
+    def _actor_step(self, emb: dict[str, Tensor]) -> dict[str, float]:
+        cfg = self.config
+        obs_emb = emb["obs"]
         actions, log_prob = self.actor(obs_emb)
         q = self.critic(obs_emb, actions)
         loss = actor_loss(log_prob, q, self.temperature.detach())
+        metrics = {}
+        if cfg.action_smoothness > 0 and "next_obs" in emb:
+            mean_now, _ = self.actor(emb["obs_plain"], deterministic=True)
+            mean_next, _ = self.actor(emb["next_obs"], deterministic=True)
+            smooth = smoothness_loss(mean_now, mean_next)
+            loss = loss + cfg.action_smoothness * smooth
+            metrics["policy_smoothness"] = smooth.item()
         self._step(["actor"], loss)
         t_loss = temperature_loss(self.temperature, log_prob, self.target_entropy)
         self._step(["temperature"], t_loss)
         self.num_actor_updates += 1
         return {"actor_loss": loss.item(), "temperature_loss": t_loss.item(),
-                "temperature": self.temperature.item(), "entropy": -log_prob.mean().item()}
+                "temperature": self.temperature.item(), "entropy": -log_prob.mean().item(), **metrics}
 
     def _precision(self):
         """bf16 autocast for one optimizer step when ``mixed_precision``, else nothing. One context per step, never
@@ -286,8 +305,8 @@ class SACAgent(nn.Module):
         self.train()
         for batch in batches[:-1]:
             self.update_critic(batch)
-        metrics, obs_emb = self.critic_step(self.prepare_batch(batches[-1]))
-        metrics.update(self.actor_step(obs_emb))
+        metrics, embeddings = self.critic_step(self.prepare_batch(batches[-1]))
+        metrics.update(self.actor_step(embeddings))
         return metrics
 
     # ---------------------------------------------------------------------------------------- acting
