@@ -380,41 +380,49 @@ class LearnerServer:
         try:
             for raw in request_iterator:
                 s.last_seen = time.monotonic()
-                self._count(messages=1, bytes_received=len(raw))
+                # a message's bytes are counted with its transitions (one update), so that a reader of metrics()
+                # never sees one without the other; a refused message counts its bytes as it is refused
+                counted = False
                 ended = "refused a malformed message"
                 try:
-                    msg = pb.ActorMessage.FromString(raw)
-                except Exception:  # noqa: BLE001
-                    self._malformed(context, s.actor_id, ValueError("ActorMessage: not a valid protobuf message"))
-                try:
-                    batch, new_previous = codec.decode_batch(msg, self.sink.schema, previous, max_bytes)
-                    episodes = [(int(e.episode), int(e.last_seq), codec.decode_episode(e)) for e in msg.episodes]
-                except codec.CodecError as e:
-                    self._malformed(context, s.actor_id, e)
-                ended = "disconnected (call ended)"
-                if not s.streaming:  # a valid message: the session holds its slot firmly from now on
-                    with self._lock:
-                        s.streaming = s.known = True
-                        self._known.add(s.actor_id)
-                t0 = time.perf_counter()
-                s.busy = True
-                try:
-                    with s.lock:
-                        if not s.alive:
-                            context.abort(grpc.StatusCode.ABORTED, "session ended; say Hello again")
-                        try:
-                            res = self.sink.ingest(s.actor_id, batch, episodes)
-                        except Refused as e:
-                            ended = "refused a message"
-                            self._count(malformed=1)
-                            log.warning("refused a message from actor %s (%s): %s", s.actor_id, s.peer, e)
-                            context.abort(e.code, str(e))
+                    try:
+                        msg = pb.ActorMessage.FromString(raw)
+                    except Exception:  # noqa: BLE001
+                        self._malformed(context, s.actor_id, ValueError("ActorMessage: not a valid protobuf message"))
+                    try:
+                        batch, new_previous = codec.decode_batch(msg, self.sink.schema, previous, max_bytes)
+                        episodes = [(int(e.episode), int(e.last_seq), codec.decode_episode(e)) for e in msg.episodes]
+                    except codec.CodecError as e:
+                        self._malformed(context, s.actor_id, e)
+                    ended = "disconnected (call ended)"
+                    if not s.streaming:  # a valid message: the session holds its slot firmly from now on
+                        with self._lock:
+                            s.streaming = s.known = True
+                            self._known.add(s.actor_id)
+                    t0 = time.perf_counter()
+                    s.busy = True
+                    try:
+                        with s.lock:
+                            if not s.alive:
+                                context.abort(grpc.StatusCode.ABORTED, "session ended; say Hello again")
+                            try:
+                                res = self.sink.ingest(s.actor_id, batch, episodes)
+                            except Refused as e:
+                                ended = "refused a message"
+                                self._count(malformed=1)
+                                log.warning("refused a message from actor %s (%s): %s", s.actor_id, s.peer, e)
+                                context.abort(e.code, str(e))
+                    finally:
+                        s.busy, s.last_seen = False, time.monotonic()
+                    previous = new_previous
+                    s.transitions += res.stored
+                    self._count(messages=1, bytes_received=len(raw), transitions_received=len(batch),
+                                transitions_stored=res.stored, duplicates=res.duplicates,
+                                ingest_s=time.perf_counter() - t0)
+                    counted = True
                 finally:
-                    s.busy, s.last_seen = False, time.monotonic()
-                previous = new_previous
-                s.transitions += res.stored
-                self._count(transitions_received=len(batch), transitions_stored=res.stored,
-                            duplicates=res.duplicates, ingest_s=time.perf_counter() - t0)
+                    if not counted:
+                        self._count(messages=1, bytes_received=len(raw))
                 yield pb.Ack(acked_seq=res.acked_seq, training_done=self.sink.training_done(),
                              updates_behind=max(0, self.sink.updates_behind())).SerializeToString()
             ended = "disconnected (stream closed by the actor)"
