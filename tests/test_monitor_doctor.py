@@ -204,3 +204,17 @@ def test_a_pixel_critic_without_trunk_is_flagged():
     assert finding.setting == "policy.critic_trunk_dim" and finding.recommended == 50
     state = load_config(TrainConfig, "configs/sim_grasp_state.json", ["--policy.critic_trunk_dim=null"])
     assert _problems(diagnose(state)) == []  # proprioception alone: a small embedding, no finding
+
+
+def test_the_smoothness_term_off_is_noted_and_a_huge_one_is_flagged():
+    ref = reference().policy.action_smoothness
+    assert ref > 0  # the shipped pixel config trains with it
+    off = diagnose(load_config(TrainConfig, "configs/sim_grasp.json", ["--policy.action_smoothness=0"]))
+    assert _problems(off) == []
+    (note,) = [f for f in off if f.setting == "policy.action_smoothness"]
+    assert note.severity == "info" and note.recommended == ref
+    huge = load_config(TrainConfig, "configs/sim_grasp.json", [f"--policy.action_smoothness={ref * 20:g}"])
+    (finding,) = _problems(diagnose(huge))
+    assert finding.setting == "policy.action_smoothness" and finding.severity == "warning"
+    state = diagnose(load_config(TrainConfig, "configs/sim_grasp_state.json", []))
+    assert not [f for f in state if f.setting == "policy.action_smoothness"]  # no camera: nothing to note

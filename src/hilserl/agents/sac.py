@@ -30,9 +30,9 @@ Design decisions (and why):
   target does not depend on a dropout draw; only the critic MLPs have target copies. A frozen backbone makes an
   encoder target copy nearly meaningless anyway.
 * In the full update the actor reuses the critic step's observation embedding (detached); with
-  ``action_smoothness`` also its next-observation embedding (the TD target's) and one dropout-free pass of the head. That embedding was made
-  with the encoder weights from before the critic's optimizer step, which is exactly what the reference JAX code
-  does (all losses of one update are computed from the same parameters). The actor's Q does use the freshly
+  ``action_smoothness`` also its next-observation embedding (the TD target's) and one dropout-free pass of the
+  head. Those embeddings were made with the encoder weights from before the critic's optimizer step, which is
+  exactly what the reference JAX code does (all losses of one update are computed from the same parameters). The actor's Q does use the freshly
   updated critic MLP (CleanRL order). The backbone runs once per image per update: obs and next_obs of every
   camera go through it in a single call.
 * ``update(batches)`` = ``utd_ratio`` critic steps (one per batch) and one actor + temperature step on the last
