@@ -8,8 +8,8 @@ import pytest
 from rich.console import Console
 
 from hilserl.config import ConfigError, load_config
-from hilserl.monitor.doctor import (CHECKS, REFERENCE_CONFIG, Finding, diagnose, exploration_std, reference,
-                                    render_table, run_doctor)
+from hilserl.monitor.doctor import CHECKS, REFERENCE_CONFIG, Finding, diagnose, exploration_std, reference
+from hilserl.monitor.doctor_report import render_table, run_doctor
 from hilserl.train.config import TrainConfig
 
 BAD = ("error", "warning")

@@ -44,7 +44,8 @@ def _load_train_config(path, overrides):
 
 # ------------------------------------------------------------------------------------------------ train
 def _cmd_train(args, overrides) -> int:
-    from hilserl.monitor.doctor import diagnose, render_table
+    from hilserl.monitor.doctor import diagnose
+    from hilserl.monitor.doctor_report import render_table
     from hilserl.monitor.health import TrainingHealthError
     from hilserl.monitor.plots import plot_training
     from hilserl.train.loop import train
@@ -88,7 +89,8 @@ def _transport_logging() -> None:
 
 def _cmd_learner(args, overrides) -> int:
     from hilserl.distributed.auth import AuthError
-    from hilserl.monitor.doctor import diagnose, render_table
+    from hilserl.monitor.doctor import diagnose
+    from hilserl.monitor.doctor_report import render_table
     from hilserl.monitor.health import TrainingHealthError
     from hilserl.train.learner_process import run_learner
 
@@ -187,7 +189,7 @@ def _cmd_eval(args, overrides) -> int:
 
 # ------------------------------------------------------------------------------------------------ doctor / plot
 def _cmd_doctor(args, overrides) -> int:
-    from hilserl.monitor.doctor import run_doctor
+    from hilserl.monitor.doctor_report import run_doctor
 
     return run_doctor(args.config_path, overrides, rich_console())
 

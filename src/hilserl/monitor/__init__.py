@@ -19,9 +19,9 @@ _EXPORTS = {
     "read_csv": "plots",
     "Finding": "doctor",
     "diagnose": "doctor",
-    "render_table": "doctor",
-    "run_doctor": "doctor",
-    "summary_line": "doctor",
+    "render_table": "doctor_report",
+    "run_doctor": "doctor_report",
+    "summary_line": "doctor_report",
 }
 
 __all__ = sorted(_EXPORTS)

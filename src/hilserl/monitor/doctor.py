@@ -5,9 +5,7 @@ augmentation, a small buffer, too few demos, an action scale so small the arm di
 small function of one concern in `CHECKS` that gives the recommended value and one sentence on why, naming where
 the recommendation comes from. Why each default is what it is: docs/decisions.md.
 
-    findings = diagnose(cfg)           # list[Finding], errors first
-    render_table(findings)             # rich table + one-line summary
-    code = run_doctor("configs/sim_grasp.json", ["--policy.temperature_init=0.2"])   # 1 if any error
+    findings = diagnose(cfg)           # list[Finding], errors first (shown by hilserl.monitor.doctor_report)
 
 Severities: "error" (this broke a real run; fix it before training), "warning" (likely to slow or stall learning),
 "info" (a deliberate-looking difference from the reference, worth knowing).
@@ -28,7 +26,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hilserl.train.config import TrainConfig
 
@@ -443,77 +441,3 @@ def diagnose(cfg: TrainConfig, reference_cfg: TrainConfig | None = None) -> list
     out = [finding for check in CHECKS for finding in check(ctx)]
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     return sorted(out, key=lambda f: rank[f.severity])
-
-
-# ------------------------------------------------------------------------------------------------ output
-STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-MARKS = {"error": "✗", "warning": "!", "info": "i"}  # readable without colour too
-
-
-def _show(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else "None" if v is None else str(v)
-
-
-def summary_line(findings: Sequence[Finding]) -> str:
-    counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
-    if not findings:
-        return "doctor: no problems found - the settings match the HIL-SERL reference."
-    parts = []
-    for s, word in (("error", "error"), ("warning", "warning"), ("info", "note")):
-        if counts[s]:
-            parts.append(f"{counts[s]} {word}{'s' if counts[s] != 1 else ''}")
-    tail = (" - fix the errors before training." if counts["error"] else
-            " - training can start; read the warnings." if counts["warning"] else " - nothing to fix.")
-    return "doctor: " + ", ".join(parts) + tail
-
-
-def render_table(findings: Sequence[Finding], console=None) -> None:
-    """Print the findings as a rich table (setting | value | recommended | why, coloured by severity) + a summary."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    if findings:
-        table = Table(title=f"hilserl doctor  (✗ error, ! warning, i note; why each default: {DECISIONS})",
-                      show_lines=True, title_justify="left")
-        table.add_column("setting", no_wrap=True)
-        table.add_column("value")
-        table.add_column("recommended")
-        table.add_column("why", ratio=1)
-        for f in findings:
-            table.add_row(f"{MARKS[f.severity]} {f.setting}", _show(f.value), _show(f.recommended), f.why,
-                          style=STYLES[f.severity])
-        console.print(table)
-    counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
-    style = "bold red" if counts["error"] else "yellow" if counts["warning"] else "green"
-    console.print(summary_line(findings), style=style)
-
-
-def run_doctor(config_path: str | Path | None, overrides: list[str] | None = None, console=None) -> int:
-    """Load the config (a `hilserl.config.ConfigError` propagates), print the findings; 1 if any error, else 0."""
-    from hilserl.config import load_config
-
-    cfg = load_config(TrainConfig, config_path, overrides or [])
-    findings = diagnose(cfg)
-    render_table(findings, console=console)
-    return 1 if any(f.severity == "error" for f in findings) else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hilserl.monitor.doctor [CONFIG.json] [--a.b=c ...]`` (what `hilserl doctor` should call)."""
-    import sys
-
-    from hilserl.config import ConfigError
-
-    args = sys.argv[1:] if argv is None else argv
-    path = args[0] if args and not args[0].startswith("--") else None
-    overrides = args[1:] if path is not None else args
-    try:
-        return run_doctor(path, overrides)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
