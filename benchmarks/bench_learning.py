@@ -172,6 +172,8 @@ def main() -> None:
                    help="also train every seed with the simulated human switched off")
     p.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=None,
                    help="the arms to run (default: human; with --compare_no_human: both)")
+    p.add_argument("--keep_runs", default=None, metavar="DIR",
+                   help="keep every run folder (metrics, checkpoints, best model) under DIR instead of deleting them")
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)  # child processes only
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", metavar="--section.field=value",
@@ -184,7 +186,8 @@ def main() -> None:
 
     names = args.arms or (["human", "no_human"] if args.compare_no_human else ["human"])
     arms = {name: ARMS[name] for name in names}
-    out = Path(tempfile.mkdtemp(prefix="hilserl-bench-"))
+    out = Path(args.keep_runs) if args.keep_runs else Path(tempfile.mkdtemp(prefix="hilserl-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
     jobs = [(name, arm, seed) for name in args.configs for arm in arms for seed in args.seeds]
 
     def launch(job) -> tuple:
@@ -208,7 +211,8 @@ def main() -> None:
             for (name, arm, seed), r in pool.map(launch, jobs):
                 results.setdefault(name, {}).setdefault(arm, {})[str(seed)] = r
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        if not args.keep_runs:
+            shutil.rmtree(out, ignore_errors=True)
     summary = {}
     for name, by_arm in results.items():
         summary[name] = {}
