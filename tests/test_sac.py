@@ -10,7 +10,7 @@ import torch
 
 import hilserl.agents.sac as sac
 from hilserl.agents import SACAgent, SACConfig
-from hilserl.agents.losses import double_dqn_target, td_target
+from hilserl.agents.losses import actor_loss, double_dqn_target, td_target
 from hilserl.gripper import grasp_penalty
 
 # float32 updates: these tests compare against values computed in float32 (mixed precision has its own tests)
@@ -379,7 +379,8 @@ def test_config_defaults_match_reference():
 
 @pytest.mark.parametrize("field,value", [("discount", 1.5), ("tau", 0.0), ("critic_subsample_size", 3),
                                          ("encoder", "vit"), ("activation", "swish"), ("utd_ratio", 0),
-                                         ("temperature_init", -1.0), ("mixed_precision", "bf16")])
+                                         ("temperature_init", -1.0), ("mixed_precision", "bf16"),
+                                         ("actor_q", "max")])
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         SACConfig(**{field: value})
@@ -452,3 +453,26 @@ def test_action_smoothness_pulls_consecutive_mean_actions_together(smoothness):
     else:
         assert "policy_smoothness" not in metrics
         assert gaps[-1] > 0.7 * gaps[0], gaps
+
+
+def test_actor_q_min_charges_the_actor_for_critic_disagreement():
+    """actor_q="min": the actor's loss reads the ensemble's minimum, i.e. the mean minus half the two critics' gap,
+    so actions where the critics disagree (little data) look worse than under "mean"; the agent's own update uses it."""
+    torch.manual_seed(0)
+    agent = SACAgent(SACConfig(state_dim=6, action_dim=3, actor_q="min", **TINY))
+    batch = make_batch(agent.config, b=64)
+    with torch.no_grad():
+        emb = agent.encoder(agent.prepare_batch(batch)["obs"])
+        actions, log_prob = agent.actor(emb)
+        q = agent.critic(emb, actions)
+    gap = (q[0] - q[1]).abs().mean().item()
+    assert gap > 0
+    alpha = agent.temperature.item()
+    low, mean = actor_loss(log_prob, q, alpha, "min").item(), actor_loss(log_prob, q, alpha).item()
+    assert low - mean == pytest.approx(gap / 2, rel=1e-4)
+    with torch.no_grad():  # the agent's own actor step reports the loss with the minimum
+        torch.manual_seed(1)
+        a2, lp2 = agent.actor(emb)
+        expected = actor_loss(lp2, agent.critic(emb, a2), alpha, "min").item()
+    torch.manual_seed(1)
+    assert agent.actor_step(emb)["actor_loss"] == pytest.approx(expected, rel=1e-4)

@@ -24,9 +24,11 @@ def critic_loss(q: Tensor, target: Tensor) -> Tensor:
     return (q - target.unsqueeze(0)).pow(2).mean()
 
 
-def actor_loss(log_prob: Tensor, q: Tensor, temperature: Tensor | float) -> Tensor:
-    """E[alpha * log pi(a|s) - mean_e Q_e(s, a)], a ~ pi (reparameterised)."""
-    return (temperature * log_prob - q.mean(dim=0)).mean()
+def actor_loss(log_prob: Tensor, q: Tensor, temperature: Tensor | float, reduce: str = "mean") -> Tensor:
+    """E[alpha * log pi(a|s) - Q(s, a)], a ~ pi (reparameterised); Q is the mean of the ensemble's E critics
+    (q: [E, B]) or, with ``reduce="min"``, their minimum, which also charges the actor for where they disagree."""
+    value = q.min(dim=0).values if reduce == "min" else q.mean(dim=0)
+    return (temperature * log_prob - value).mean()
 
 
 def smoothness_loss(mean_now: Tensor, mean_next: Tensor) -> Tensor:

@@ -240,7 +240,7 @@ class SACAgent(nn.Module):
         obs_emb = emb["obs"]
         actions, log_prob = self.actor(obs_emb)
         q = self.critic(obs_emb, actions)
-        loss = actor_loss(log_prob, q, self.temperature.detach())
+        loss = actor_loss(log_prob, q, self.temperature.detach(), cfg.actor_q)
         metrics = {}
         if cfg.action_smoothness > 0 and "next_obs" in emb:
             mean_now, _ = self.actor(emb["obs_plain"], deterministic=True)

@@ -61,6 +61,7 @@ class SACConfig:
     # squashed mean action, s_t+1 the batch's next observation. An L1 cost in Q units: a dimension the critic does
     # not care about (x and y while lifting) stops moving; one whose Q slope is larger (the descent) still turns.
     action_smoothness: float = 0.0
+    actor_q: str = "mean"  # the actor loss reads the critic ensemble's "mean" or its "min" (pessimistic)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     temperature_lr: float = 3e-4
@@ -120,6 +121,7 @@ class SACConfig:
         check(0.0 <= self.gripper_epsilon <= 1.0, "gripper_epsilon", "must be in [0, 1]")
         check(0.0 <= self.discount <= 1.0, "discount", "must be in [0, 1]")
         check(self.n_step >= 1, "n_step", "must be >= 1")
+        check(self.actor_q in ("mean", "min"), "actor_q", 'expected "mean" or "min"')
         check(self.action_smoothness >= 0.0, "action_smoothness", "must be >= 0 (it is a cost)")
         check(0.0 < self.tau <= 1.0, "tau", "must be in (0, 1]")
         check(self.temperature_init > 0, "temperature_init", "must be > 0")
