@@ -193,7 +193,7 @@ class TrainConfig:
     env: GraspCubeConfig | SO101EnvConfig | GymEnvConfig = field(default_factory=GraspCubeConfig)  # by env.type
     policy: SACConfig = field(default_factory=lambda: SACConfig(
         encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True, critic_trunk_dim=50,
-        action_smoothness=1.0, actor_q="min"))
+        action_smoothness=1.0))
     #  the policy's shape fields (state_dim, action_dim, discrete_gripper, cameras, image_size) are filled in from the
     #  environment's spaces when a run starts (hilserl.train.build.policy_config); values set here are replaced
     buffers: BufferConfig = field(default_factory=BufferConfig)
