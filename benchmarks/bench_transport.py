@@ -7,10 +7,10 @@ actor side is a separate process running the real `LearnerClient`: one 128x128 c
 faithful-mode payload; cached mode sends float16 features of 40,960 bytes instead) + the 17-float state, 100-step
 episodes, sent as fast as the link takes them, for `--seconds` (default 30) after `--warmup`. Between two transitions the actor
 applies new weights if any arrived (`take_weights` + `load_state_dict`), as the real actor does before each step.
-"As fast as the link takes them": the actor waits while more than `UNACKED_AHEAD` bytes are unacked (four full
-messages), so the link always has the next message ready. Without that wait the actor would serialise transitions
-into the client's 1 GB unacked queue at a full core's speed, measuring the queue filling rather than the link (on
-2 cores a 2-second window could then see no acknowledgement at all, and weights took 0.2-2 s instead of ~0.05 s).
+"As fast as the link takes them": the client's unacked queue is `UNACKED_AHEAD` bytes (four full messages), so
+`send` blocks once the link has the next messages ready. With the default 1 GB queue the actor would serialise
+transitions into it at a full core's speed, measuring the queue filling rather than the link (on 2 cores a
+2-second window could then see no acknowledgement at all, and weights took 0.2-2 s instead of ~0.05 s).
 
 transitions_per_s: transitions acknowledged per second over the measured window (after a warm-up).
 weights_push_ms: median over the window of (actor has loaded version v) - (learner made version v: policy weights
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -48,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "sim_grasp.json"
 OVERRIDES = ["--policy.cached_features=false", "--train.torch_threads=1", "--buffers.online_capacity=200000",
              "--buffers.demo_capacity=1000", "--train.total_env_steps=100000000", "--train.num_demos=0"]
-UNACKED_AHEAD = 16 << 20  # bytes the actor lets run ahead of the learner's acknowledgements
+UNACKED_AHEAD = 16 << 20  # the client's unacked queue here: bytes the actor runs ahead of the acknowledgements
 SPEC = {"state": ((17,), np.float32), "pixels.gripper": ((128, 128, 3), np.uint8)}
 
 
@@ -73,7 +74,8 @@ def run_client(port: int) -> None:
     torch.set_num_threads(1)
     cfg = load_config(TrainConfig, CONFIG, OVERRIDES)
     policy, agent = policy_and_agent(cfg)
-    client = LearnerClient(ClientSettings(f"127.0.0.1:{port}", "bench"), SPEC,
+    logging.getLogger("hilserl.transport").setLevel(logging.ERROR)  # a full queue is the point here
+    client = LearnerClient(ClientSettings(f"127.0.0.1:{port}", "bench", max_unacked_bytes=UNACKED_AHEAD), SPEC,
                            codec.weights_spec(policy_weights(agent)), policy_fingerprint(policy))
     client.start()
     client.wait_connected(60)
@@ -94,8 +96,6 @@ def run_client(port: int) -> None:
             version, weights, made = got
             agent.load_state_dict(weights, strict=False)  # the actor uses them from this step on
             print(json.dumps({"version": version, "lag_ms": 1000.0 * (time.time() - made)}), flush=True)
-        while client.unacked[1] > UNACKED_AHEAD and not stop.is_set():
-            time.sleep(0.002)
         nxt = observation(sent + 1)
         end = step == 99
         client.send(Transition(obs, action, -0.05, False, end, nxt, False, {"grasp_penalty": 0.0}), episode,
