@@ -53,5 +53,23 @@ class CameraRenderer:
         self.renderer.update_scene(data, camera, self.option)
         return self.renderer.render()
 
+    def upload_textures(self, texids) -> None:
+        """Send textures the model's `tex_data` now holds (rewritten by domain randomization) to this renderer."""
+        if not len(texids):
+            return
+        r = self.renderer
+        gl, con = getattr(r, "_gl_context", None), getattr(r, "_mjr_context", None)
+        if con is None:  # a MuJoCo whose Renderer keeps its context elsewhere: make a new renderer instead
+            self.__init__(self.model, r.height, r.width)
+            r.close()
+            return
+        if gl is not None:
+            with gl.as_current():
+                for t in texids:
+                    self._mujoco.mjr_uploadTexture(self.model, con, int(t))
+        else:
+            for t in texids:
+                self._mujoco.mjr_uploadTexture(self.model, con, int(t))
+
     def close(self) -> None:
         self.renderer.close()

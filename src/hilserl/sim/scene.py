@@ -11,6 +11,7 @@ Rendering is tuned for speed on a CPU: no shadows, no reflections, no skybox, no
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +119,10 @@ class SceneConfig:
     gripper_camera_tilt_deg: float = -4.0  # positive tilts toward the moving jaw
     front_camera: bool = True
     extra_cameras: dict = field(default_factory=dict)
+    # textures, backdrop walls and distractor objects for domain randomization and the held-out looks
+    # (`hilserl.sim.randomization`, `hilserl.sim.looks`); hidden (geom group 3) unless a hook or a look shows them,
+    # so the nominal scene renders the same pixels with or without them
+    randomization_assets: bool = True
 
 
 # Inertia of each link: a box of the link's mass, (centre, half extents) in zero-pose world coordinates.
@@ -133,13 +138,34 @@ _VISUAL = 'class="visual"'
 
 
 def build_mjcf(cfg: SceneConfig | None = None) -> str:
-    """The scene's MJCF document: assets and defaults, the arm, the cube, the cameras, the actuators."""
+    """The scene's MJCF document: assets and defaults, the arm, the cube, the cameras, the actuators.
+
+    With `cfg.randomization_assets` the document also holds the hidden randomization assets, and states the model
+    statistics (centre, extent) of the scene without them: the compiler would otherwise widen them to the walls,
+    and the extent scales every camera's near clipping plane."""
     cfg = cfg or SceneConfig()
+    if not cfg.randomization_assets:
+        return _document(cfg, assets=False, statistic="")
+    return _document(cfg, assets=True, statistic=_statistic_of(_document(cfg, assets=False, statistic="")))
+
+
+@functools.lru_cache(maxsize=8)
+def _statistic_of(xml: str) -> str:
+    """An MJCF <statistic> element holding the centre and extent MuJoCo computes for `xml` (exact doubles)."""
+    import mujoco
+
+    m = mujoco.MjModel.from_xml_string(xml)
+    center = " ".join(repr(float(v)) for v in m.stat.center)
+    return f'  <statistic center="{center}" extent="{float(m.stat.extent)!r}"/>\n'
+
+
+def _document(cfg: SceneConfig, assets: bool, statistic: str) -> str:
     h = cfg.cube_size / 2
     front, extra = _scene_cameras(cfg)
-    return _preamble(cfg) + f"""  <worldbody>
+    return _preamble(cfg, assets, statistic) + f"""  <worldbody>
     <light name="top" pos="0.25 0 0.8" dir="0 0 -1" directional="true" castshadow="false" diffuse="0.6 0.6 0.6"/>
     <geom name="table" type="plane" size="1 1 0.01" material="table" contype="1" conaffinity="1" friction="1 0.005 0.0001"/>
+    {_randomization_geoms() if assets else ""}
     <body name="base">
       <geom class="visual" type="cylinder" pos="0.02 0 0.03" size="0.045 0.03" material="servo"/>
       <geom class="visual" type="box" pos="0.04 0 0.055" size="0.03 0.03 0.012" material="arm"/>
@@ -164,11 +190,11 @@ def build_mjcf(cfg: SceneConfig | None = None) -> str:
 """
 
 
-def _preamble(cfg: SceneConfig) -> str:
+def _preamble(cfg: SceneConfig, assets: bool, statistic: str) -> str:
     """From <mujoco> to the end of <default>: compiler, physics options, rendering, materials, geom classes."""
     return f"""<mujoco model="so101_grasp_cube">
   <compiler angle="radian" autolimits="true"/>
-  <option timestep="{cfg.timestep}" integrator="implicitfast" cone="elliptic" impratio="10"/>
+{statistic}  <option timestep="{cfg.timestep}" integrator="implicitfast" cone="elliptic" impratio="10"/>
   <visual>
     <quality shadowsize="0" offsamples="0"/>
     <global offwidth="640" offheight="480"/>
@@ -182,6 +208,7 @@ def _preamble(cfg: SceneConfig) -> str:
       rgb2="{_f(np.asarray(cfg.table_rgba[:3]) * 0.92)}"/>
     <material name="table" texture="table" texrepeat="12 12" rgba="1 1 1 1" specular="0" reflectance="0"/>
     <material name="cube" rgba="{_f(cfg.cube_rgba)}" specular="0" reflectance="0"/>
+    {_randomization_assets() if assets else ""}
   </asset>
   <default>
     <default class="visual"><geom contype="0" conaffinity="0" group="1" density="0"/></default>
@@ -190,6 +217,45 @@ def _preamble(cfg: SceneConfig) -> str:
       solref="0.008 1" solimp="0.95 0.99 0.001"/></default>
   </default>
 """
+
+
+# Domain-randomization assets. Textures are overwritten at reset (`hilserl.sim.randomization`); sizes in texels.
+DR_TABLE_TEXTURE, DR_TABLE_TEXTURE_SIZE, DR_TABLE_TEXREPEAT = "table_dr", 256, 8  # one tile = 25 cm of table
+DR_BACKDROP_TEXTURE, DR_BACKDROP_TEXTURE_SIZE = "backdrop_dr", 128
+DR_BACKDROP_GEOMS = ("backdrop_back", "backdrop_side")
+# visual-only objects (no contacts), parked until the distractor hook places them: (type, size)
+DR_DISTRACTORS = (("box", (0.012, 0.018, 0.010)), ("cylinder", (0.012, 0.015)), ("sphere", (0.011,)),
+                  ("box", (0.022, 0.012, 0.005)))
+DR_HIDDEN_GROUP = 3  # geom group the camera renderers leave out
+# where hidden distractors wait: inside the arm's base, so they leave the model's bounding box (its statistics,
+# which set the cameras' near clipping plane) as it is
+DR_PARKED = (0.03, 0.0, 0.03)
+
+
+def _randomization_assets() -> str:
+    t, n, b, nb = DR_TABLE_TEXTURE, DR_TABLE_TEXTURE_SIZE, DR_BACKDROP_TEXTURE, DR_BACKDROP_TEXTURE_SIZE
+    mats = "\n".join(f'    <material name="distractor{i}" rgba="0.5 0.5 0.5 1" specular="0" reflectance="0"/>'
+                     for i in range(len(DR_DISTRACTORS)))
+    return f"""<texture name="{t}" type="2d" builtin="flat" width="{n}" height="{n}" rgb1="0.5 0.5 0.5"/>
+    <material name="{t}" texture="{t}" texrepeat="{DR_TABLE_TEXREPEAT} {DR_TABLE_TEXREPEAT}" rgba="1 1 1 1"
+      specular="0" reflectance="0"/>
+    <texture name="{b}" type="2d" builtin="flat" width="{nb}" height="{nb}" rgb1="0.5 0.5 0.5"/>
+    <material name="{b}" texture="{b}" texrepeat="4 1.5" rgba="1 1 1 1" specular="0" reflectance="0"/>
+{mats}"""
+
+
+def _randomization_geoms() -> str:
+    """Backdrop walls (behind the arm and to its left, facing the scene) and the parked distractors, all hidden."""
+    hid = f'class="visual" group="{DR_HIDDEN_GROUP}"'
+    # planes, which the model's statistics (extent, hence the cameras' near plane) leave out, with a coarse
+    # render grid (third size: MuJoCo draws a plane as quads of that spacing, which cost time even unseen)
+    walls = (f'<geom name="backdrop_back" {hid} type="plane" pos="-0.3 0 0.3" xyaxes="0 1 0 0 0 1" '
+             f'size="0.8 0.3 0.3" material="{DR_BACKDROP_TEXTURE}"/>\n'
+             f'    <geom name="backdrop_side" {hid} type="plane" pos="0.25 0.55 0.3" xyaxes="1 0 0 0 0 1" '
+             f'size="0.8 0.3 0.3" material="{DR_BACKDROP_TEXTURE}"/>')
+    objs = "\n".join(f'    <geom name="distractor{i}" {hid} type="{kind}" size="{_f(size)}" pos="{_f(DR_PARKED)}" '
+                     f'material="distractor{i}"/>' for i, (kind, size) in enumerate(DR_DISTRACTORS))
+    return walls + "\n" + objs
 
 
 def _body_xml(i: int, geoms: dict[str, str]) -> str:
