@@ -3,7 +3,9 @@
 Control runs at `fps` (10 Hz). An action is an end-effector delta in [-1, 1]^3 scaled by `action_scale` metres, plus
 a gripper command: discrete (0 = close, 1 = stay, 2 = open) or continuous (-1 closed … +1 open). The target is
 clamped to the workspace bounds, turned into joint targets by damped least-squares IK with the gripper pointing
-down, and sent to position servos modelled on the STS3215; physics runs in substeps between control ticks.
+down, and sent to position servos modelled on the STS3215; physics runs in substeps between control ticks. Domain
+randomization (`hilserl.sim.randomization`) can also delay every command by one tick and put play on the jaw, and a
+held-out look (`hilserl.sim.looks`, `look=`) fixes the scene's appearance.
 
 Success (`info["is_success"]`) is ground truth: the cube touches both jaws and its bottom is at least
 `success_lift` above the table. Touching, pushing or squeezing the cube against the table is not a success. The
@@ -26,6 +28,7 @@ from gymnasium import spaces
 
 from hilserl.kinematics import DampedLeastSquaresIK
 from hilserl.obs_format import ENV_STATE, PIXELS, STATE
+from hilserl.sim.looks import LOOK_NAMES
 from hilserl.sim.randomization import DomainRandomization, Randomizer
 from hilserl.sim.rendering import CameraRenderer
 from hilserl.sim.scene import ARM_JOINTS, JAW_CLOSED_ANGLE, JAW_OPEN_ANGLE, SceneConfig, build_mjcf
@@ -55,6 +58,7 @@ class GraspCubeConfig:
     settle_s: float = 0.1  # physics time after a reset before the first observation
     scene: SceneConfig = field(default_factory=SceneConfig)
     randomization: DomainRandomization = field(default_factory=DomainRandomization)
+    look: str = "nominal"  # a held-out scene appearance (hilserl.sim.looks), e.g. "heldout_a"
 
     # keys this section no longer has, with where they went (`hilserl.config.from_dict` names them in its error)
     MOVED_KEYS: ClassVar[dict[str, str]] = {
@@ -80,6 +84,14 @@ class GraspCubeConfig:
         need(set(self.cameras) <= known and len(self.cameras) > 0, "cameras", f"a non-empty subset of {sorted(known)}")
         need(all(lo < hi for lo, hi in zip(self.workspace_low, self.workspace_high)), "workspace_low",
              "each bound below workspace_high")
+        need(self.look in LOOK_NAMES, "look", f"one of {list(LOOK_NAMES)}")
+        try:
+            self.randomization.validate()
+        except ValueError as e:
+            raise ValueError(f"env.randomization.{e}") from None
+        if (self.randomization.after_placement or self.look != "nominal") and not self.scene.randomization_assets:
+            raise ValueError("env.scene.randomization_assets: expected true, the appearance hooks and the looks "
+                             "need the scene's randomization textures, backdrop and distractors")
 
 
 def jaw_target(command: float, gripper_mode: str, current: float) -> float:
@@ -126,7 +138,7 @@ class SO101GraspCubeEnv(gym.Env):
         self.robot_geoms = np.array([g for g in range(m.ngeom) if m.geom_bodyid[g] in robot_bodies])
         self.low = np.array(cfg.workspace_low, dtype=float)
         self.high = np.array(cfg.workspace_high, dtype=float)
-        self.randomizer = Randomizer(m, cfg.randomization)
+        self.randomizer = Randomizer(m, cfg.randomization, cfg.look)
         self.home_qpos = self._home_pose()
 
         n_cont = 3
@@ -146,6 +158,8 @@ class SO101GraspCubeEnv(gym.Env):
         self._video_renderer: CameraRenderer | None = None
         self._ee_target = np.zeros(3)
         self._jaw_target = JAW_OPEN_ANGLE
+        self._jaw_servo = JAW_OPEN_ANGLE  # what the jaw servo is sent: the target through the backlash's play
+        self._pending_action: np.ndarray | None = None  # the command that action latency holds for one tick
         self._steps = 0
 
     # ------------------------------------------------------------------ layout
@@ -166,9 +180,9 @@ class SO101GraspCubeEnv(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         m, d, c = self.model, self.data, self.cfg
-        self._randomization = self.randomizer.apply(rng) if c.randomization.any else {}
+        self._randomization = self.randomizer.apply(rng) if c.randomization.before_placement else {}
         mujoco.mj_resetData(m, d)
-        if c.randomization.any:
+        if c.randomization.before_placement:
             mujoco.mj_setConst(m, d)  # masses/sizes changed: recompute the derived constants (constraint scaling)
         options = options or {}
         ee = np.array(options.get("ee_pos", c.ee_reset_pos), dtype=float)
@@ -183,6 +197,13 @@ class SO101GraspCubeEnv(gym.Env):
         self._jaw_target = JAW_OPEN_ANGLE
         d.ctrl[:] = q[self.joint_qadr]
         self._place_cube(rng, ee, options.get("cube_pos"), options.get("cube_yaw"))
+        if self.randomizer.active_after_placement:  # never changes the start state: drawn after placement
+            cube_xy = d.qpos[self.cube_qadr:self.cube_qadr + 2].copy()
+            self._randomization.update(self.randomizer.apply_after_placement(rng, cube_xy))
+            self._upload_textures(self.randomizer.take_dirty_textures())
+            mujoco.mj_kinematics(m, d)  # moved distractors
+        self._jaw_servo = JAW_OPEN_ANGLE
+        self._pending_action = None
         for _ in range(max(0, round(c.settle_s / m.opt.timestep))):
             mujoco.mj_step(m, d)
         self._ee_target = self._tcp_pos().copy()
@@ -228,8 +249,11 @@ class SO101GraspCubeEnv(gym.Env):
             raise ValueError(f"action: expected 4 values (dx, dy, dz, gripper), got shape {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action: expected finite values, got {a}")
-        delta = np.clip(a[:3], -1.0, 1.0) * c.action_scale
-        self._apply_gripper(a[3])
+        if self.randomizer.effects.latency:  # one tick late: apply the previous command (none at first: stand still)
+            a, self._pending_action = self._pending_action, a.copy()
+        delta = np.zeros(3) if a is None else np.clip(a[:3], -1.0, 1.0) * c.action_scale
+        if a is not None:
+            self._apply_gripper(a[3])
         measured = self._tcp_pos()
         anchor = self._ee_target if np.linalg.norm(measured - self._ee_target) < 0.01 else measured
         target = np.clip(anchor + delta, self.low, self.high)
@@ -238,7 +262,7 @@ class SO101GraspCubeEnv(gym.Env):
         q_arm = self.ik.solve(target, self._ik_seed(), DOWN).qpos
         d.ctrl[:4] = q_arm
         d.ctrl[4] = self.home_qpos[self.arm_qadr[4]]
-        d.ctrl[5] = self._jaw_target
+        d.ctrl[5] = self._jaw_servo_target()
         for _ in range(self.n_substeps):
             mujoco.mj_step(m, d)
         self._steps += 1
@@ -255,6 +279,13 @@ class SO101GraspCubeEnv(gym.Env):
 
     def _apply_gripper(self, g: float) -> None:
         self._jaw_target = jaw_target(g, self.cfg.gripper_mode, self._jaw_target)
+
+    def _jaw_servo_target(self) -> float:
+        """The jaw target after the backlash's play b: the jaw follows the target only once the target leaves
+        ±b/2 around it, so it stops b/2 short of each commanded angle and ignores reversals smaller than b."""
+        b = self.randomizer.effects.backlash
+        self._jaw_servo = float(np.clip(self._jaw_servo, self._jaw_target - b / 2, self._jaw_target + b / 2))
+        return self._jaw_servo
 
     @staticmethod
     def _reward(success: bool) -> float:
@@ -301,6 +332,11 @@ class SO101GraspCubeEnv(gym.Env):
         return self._jaw_target
 
     @property
+    def pending_action(self) -> np.ndarray | None:
+        """The command that action latency holds back until the next step (None without latency)."""
+        return self._pending_action
+
+    @property
     def ee_target(self) -> np.ndarray:
         return self._ee_target.copy()
 
@@ -342,7 +378,14 @@ class SO101GraspCubeEnv(gym.Env):
         size = size or self.cfg.image_size
         if size not in self._renderers:
             self._renderers[size] = CameraRenderer(self.model, size, size)
-        return self._renderers[size].render(self.data, camera)
+        img = self._renderers[size].render(self.data, camera)
+        corrupt = self.randomizer.effects.image  # the randomized camera's blur, noise and compression
+        return corrupt(img) if corrupt is not None else img
+
+    def _upload_textures(self, texids: list[int]) -> None:
+        for r in (*self._renderers.values(), self._video_renderer):
+            if r is not None:
+                r.upload_textures(texids)
 
     def render(self):
         if self.render_mode != "rgb_array":

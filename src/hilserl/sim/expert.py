@@ -46,6 +46,8 @@ class ScriptedExpert:
         env = self.env
         cube, quat = env.cube_pose()
         ee = env.data.site_xpos[env.tcp].copy()
+        if env.pending_action is not None:  # one tick of action latency: plan from where the held command leads
+            ee += np.clip(env.pending_action[:3], -1.0, 1.0) * env.cfg.action_scale
         xmat = env.data.site_xmat[env.tcp].reshape(3, 3)
         sep = xmat[:, 2].copy()  # fixed jaw → moving jaw
         sep[2] = 0.0
