@@ -3,12 +3,18 @@
 pixel_steps_per_s: control steps per second (10 Hz control, physics substeps, IK, one 128x128 gripper camera
 rendered headless) on one thread; state_steps_per_s: the same without rendering. expert_success_rate: the scripted
 expert over `episodes` seeded episodes with the default randomization (end-effector and cube reset noise).
+
+`--config PATH` measures that config's `env` section instead (e.g. configs/sim_pretrain.json, domain randomization
+on; the expert then runs under its physics and latency hooks too) and, in the same process, the same env with
+randomization off and the nominal look, alternating `--rounds` times: `nominal_pixel_steps_per_s` and
+`pixel_rate_vs_nominal` (the config's pixel rate over the nominal one, 1.0 = as fast).
 Prints one JSON object as its last line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -20,6 +26,7 @@ import numpy as np  # noqa: E402
 
 import hilserl  # noqa: E402,F401
 from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv  # noqa: E402
+from hilserl.sim.randomization import DomainRandomization  # noqa: E402
 from hilserl.sim.expert import expert_success_rate  # noqa: E402
 
 
@@ -36,21 +43,50 @@ def steps_per_second(env: SO101GraspCubeEnv, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
+def env_config(path: str | None) -> GraspCubeConfig:
+    if path is None:
+        return GraspCubeConfig(cameras=("gripper",), image_size=128)
+    from hilserl.config import load_config
+    from hilserl.train.config import TrainConfig
+
+    env = load_config(TrainConfig, path, []).env
+    if not isinstance(env, GraspCubeConfig):
+        raise SystemExit(f"--config {path}: env.type must be 'sim' to benchmark the simulation")
+    return dataclasses.replace(env, obs_type="pixels_state", cameras=("gripper",))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--config", default=None, help="a training config whose env section to measure")
+    p.add_argument("--rounds", type=int, default=2, help="with --config: alternations of nominal and config")
     args = p.parse_args()
 
-    pixel_env = SO101GraspCubeEnv(GraspCubeConfig(cameras=("gripper",), image_size=128))
-    pixel_sps = steps_per_second(pixel_env, args.seconds)
+    cfg = env_config(args.config)
+    result: dict = {}
+    pixel_env = SO101GraspCubeEnv(cfg)
+    if args.config is None:
+        pixel_sps = steps_per_second(pixel_env, args.seconds)
+    else:
+        nominal = SO101GraspCubeEnv(dataclasses.replace(cfg, randomization=DomainRandomization(), look="nominal"))
+        rates: dict[str, list[float]] = {"nominal": [], "config": []}
+        for _ in range(args.rounds):
+            rates["nominal"].append(steps_per_second(nominal, args.seconds))
+            rates["config"].append(steps_per_second(pixel_env, args.seconds))
+        nominal.close()
+        pixel_sps, nominal_sps = float(np.mean(rates["config"])), float(np.mean(rates["nominal"]))
+        result.update(config=args.config, nominal_pixel_steps_per_s=round(nominal_sps, 1),
+                      pixel_rate_vs_nominal=round(pixel_sps / nominal_sps, 3),
+                      rounds={k: [round(r, 1) for r in v] for k, v in rates.items()})
     pixel_env.close()
-    state_env = SO101GraspCubeEnv(GraspCubeConfig(obs_type="state"))
+    state_env = SO101GraspCubeEnv(dataclasses.replace(cfg, obs_type="state"))
     state_sps = steps_per_second(state_env, args.seconds)
 
     wins, lengths = expert_success_rate(state_env, args.episodes, seed=10_000)
     result = {
         "pixel_steps_per_s": round(pixel_sps, 1),
+        **result,
         "state_steps_per_s": round(state_sps, 1),
         "expert_success_rate": wins / args.episodes,
         "expert_mean_steps": round(float(np.mean(lengths)), 2),
