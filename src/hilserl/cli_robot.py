@@ -154,11 +154,12 @@ def cmd_import_lerobot(args, overrides) -> int:
     from hilserl.data.demo_dataset import DemoDataset
     from hilserl.data.episodes import observation_spec_from_space
     from hilserl.data.lerobot_import import import_lerobot
+    from hilserl.data.lerobot_joints import is_joint_space
     from hilserl.data.lerobot_v3 import image_key
     from hilserl.envs import make_env
     from hilserl.obs_format import PIXELS, STATE
 
-    env_cfg = load_env_config(args.config_path, overrides)
+    env_cfg = control_cfg = load_env_config(args.config_path, overrides)
     if isinstance(env_cfg, SO101EnvConfig):  # the spaces are what matter: build the simulation's twin, no hardware
         env_cfg = from_dict(GraspCubeConfig, {"cameras": list(env_cfg.cameras), "image_size": env_cfg.image_size,
                                               "gripper_mode": env_cfg.gripper_mode, "fps": env_cfg.fps})
@@ -171,12 +172,19 @@ def cmd_import_lerobot(args, overrides) -> int:
         image_keys = list(mapping)
     else:
         mapping = None
-    episodes = import_lerobot(args.source, image_keys=image_keys, camera_names=mapping,
-                              expect_state_dim=spaces[STATE].shape[0], expect_action_dim=env.action_space.shape[0],
-                              expect_image_shape=tuple(spaces[PIXELS][cameras[0]].shape) if cameras else None,
-                              expect_discrete_gripper=env_cfg.gripper_mode == "discrete",
-                              gripper="to_discrete" if args.gripper_to_discrete else "keep")
+    image_shape = tuple(spaces[PIXELS][cameras[0]].shape) if cameras else None
+    report = None
+    if is_joint_space(args.source) and spaces[STATE].shape[0] != 6:
+        episodes, report = _import_joint_space(args, control_cfg, image_keys, mapping, image_shape)
+    else:
+        episodes = import_lerobot(args.source, image_keys=image_keys, camera_names=mapping,
+                                  expect_state_dim=spaces[STATE].shape[0],
+                                  expect_action_dim=env.action_space.shape[0], expect_image_shape=image_shape,
+                                  expect_discrete_gripper=env_cfg.gripper_mode == "discrete",
+                                  gripper="to_discrete" if args.gripper_to_discrete else "keep")
     episodes = list(episodes)
+    if report is not None:
+        print(report.summary())
     steps = sum(e.length + 1 for e in episodes)
     ds = DemoDataset.create(args.out, observation_spec_from_space(env.observation_space), capacity=max(1, steps),
                             fps=env_cfg.fps, task=episodes[0].task if episodes else "",
@@ -187,6 +195,24 @@ def cmd_import_lerobot(args, overrides) -> int:
     env.close()
     print(f"{len(episodes)} episodes ({steps - len(episodes)} transitions) imported into {args.out}")
     return 0
+
+
+def _import_joint_space(args, env_cfg, image_keys, mapping, image_shape):
+    """A LeRobot SO-101 recording in joint space: its units must be named; the state and actions are derived."""
+    from hilserl.data.lerobot_joints import JointSpaceLayout, import_lerobot_joint_space
+    from hilserl.robot.calibration import Calibration
+
+    if args.joint_units is None:
+        raise ValueError(f"{args.source}: observation.state holds the 6 SO-101 joint positions in LeRobot's units; "
+                         "say which with --joint_units degrees (recorded with use_degrees=true) or --joint_units "
+                         "range_m100_100 --calibration FILE (LeRobot's default)")
+    layout = JointSpaceLayout(units=args.joint_units, fps=int(env_cfg.fps), action_scale=float(env_cfg.action_scale),
+                              workspace_low=tuple(env_cfg.workspace_low), workspace_high=tuple(env_cfg.workspace_high),
+                              gripper_mode=env_cfg.gripper_mode,
+                              calibration=Calibration.load(args.calibration) if args.calibration else None,
+                              ee_step_m=args.ee_step_m)
+    return import_lerobot_joint_space(args.source, layout, image_keys=image_keys, camera_names=mapping,
+                                      expect_image_shape=image_shape)
 
 
 def cmd_export_lerobot(args, overrides) -> int:
@@ -238,6 +264,12 @@ def add_parsers(sub) -> None:
     x.add_argument("--camera_map", default="", help="lerobot_key=camera,... (default observation.images.<camera>)")
     x.add_argument("--gripper_to_discrete", action="store_true",
                    help="threshold a continuous gripper column into close/stay/open")
+    x.add_argument("--joint_units", choices=["degrees", "range_m100_100"], default=None,
+                   help="a joint-space SO-101 recording (state = 6 joint positions): LeRobot's units for it")
+    x.add_argument("--calibration", default=None,
+                   help="the recording arm's LeRobot calibration JSON (needed for range_m100_100)")
+    x.add_argument("--ee_step_m", type=float, default=None,
+                   help="end-effector-delta actions: metres per unit action they were recorded with")
     x.set_defaults(func=_clear_errors(cmd_import_lerobot))
     x = dsub.add_parser("export-lerobot", help="a demo dataset → a LeRobot v3.0 dataset (parquet + mp4)")
     x.add_argument("source")

@@ -39,7 +39,7 @@ from .lerobot_v3 import (
 )
 from .video import VideoReader
 
-__all__ = ["import_lerobot"]
+__all__ = ["import_lerobot", "load_info"]
 
 
 class _CameraFrames:
@@ -92,7 +92,9 @@ def _load_json(path: Path, what: str) -> Any:
         raise ValueError(f"{path}: {what} is not valid JSON ({exc})") from exc
 
 
-def _load_info(root: Path) -> dict[str, Any]:
+def load_info(root: str | os.PathLike) -> dict[str, Any]:
+    """A dataset folder's meta/info.json, checked for the fields every reader needs (ValueError naming them)."""
+    root = Path(root)
     if not root.is_dir():
         raise ValueError(f"LeRobot dataset folder {str(root)!r} does not exist")
     path = root / INFO_PATH
@@ -289,7 +291,7 @@ def import_lerobot(
     if gripper not in ("keep", "to_discrete"):
         raise ValueError(f"gripper must be 'keep' or 'to_discrete', got {gripper!r}")
     root = Path(root)
-    info = _load_info(root)
+    info = load_info(root)
     env_key = environment_state_key if environment_state_key in info["features"] else None
     spec = _ImportSpec(root, info, state_key, action_key, env_key, reward_key, {}, {}, gripper, gripper_threshold,
                        expect_discrete_gripper, intervention_if_missing, tolerance_s)

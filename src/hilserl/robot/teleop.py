@@ -419,24 +419,37 @@ class LeaderArmIntervention:
     def action(self, leader_q: np.ndarray, follower_q: np.ndarray, ee_reference: np.ndarray | None = None,
                gripper_closed: bool = False) -> np.ndarray:
         """The policy-space action that moves the follower's tool point toward the leader's."""
-        leader_ee = np.clip(self.kinematics.ee_position(leader_q), self.low, self.high)
-        ref = self.kinematics.ee_position(follower_q) if ee_reference is None else np.asarray(ee_reference, float)
-        delta = np.clip((leader_ee - ref) / self.action_scale, -1.0, 1.0)
-        opening = float(np.clip(leader_q[5] / JAW_OPEN_ANGLE, 0.0, 1.0))
-        if self.gripper_mode == "continuous":
-            gripper = 2.0 * opening - 1.0
-        elif not gripper_closed and opening < self.close_below:
-            gripper = GRIPPER_CLOSE
-        elif gripper_closed and opening > self.open_above:
-            gripper = GRIPPER_OPEN
-        else:
-            gripper = GRIPPER_STAY
-        return np.array([*delta, gripper], dtype=np.float32)
+        return leader_action(self.kinematics, leader_q, follower_q, self.action_scale, self.low, self.high,
+                             gripper_closed, self.gripper_mode, self.close_below, self.open_above, ee_reference)
 
     def close(self) -> None:
         pass  # the env owns the arms and closes them
 
 
+def leader_action(kinematics, leader_q, follower_q, action_scale: float, workspace_low, workspace_high,
+                  gripper_closed: bool, gripper_mode: str = "discrete", close_below: float = 0.35,
+                  open_above: float = 0.65, ee_reference=None) -> np.ndarray:
+    """The policy-space action [dx, dy, dz, gripper] that a leader pose asks of the follower: the tool-point delta
+    from the follower (or `ee_reference`) to the leader's tool point clamped to the workspace, divided by
+    `action_scale` and clipped to [-1, 1]; the gripper as in `LeaderArmIntervention` (hysteresis between
+    `close_below` and `open_above` of the open angle, or the opening itself in continuous mode). Joint values in
+    the simulation's radians. Also how joint-space recordings become actions (`hilserl.data.lerobot_joints`)."""
+    leader_q = np.asarray(leader_q, dtype=float)
+    leader_ee = np.clip(kinematics.ee_position(leader_q), workspace_low, workspace_high)
+    ref = kinematics.ee_position(follower_q) if ee_reference is None else np.asarray(ee_reference, float)
+    delta = np.clip((leader_ee - ref) / action_scale, -1.0, 1.0)
+    opening = float(np.clip(leader_q[5] / JAW_OPEN_ANGLE, 0.0, 1.0))
+    if gripper_mode == "continuous":
+        gripper = 2.0 * opening - 1.0
+    elif not gripper_closed and opening < close_below:
+        gripper = GRIPPER_CLOSE
+    elif gripper_closed and opening > open_above:
+        gripper = GRIPPER_OPEN
+    else:
+        gripper = GRIPPER_STAY
+    return np.array([*delta, gripper], dtype=np.float32)
+
+
 __all__ = ["Event", "EventSource", "GamepadEvents", "GamepadMap", "GamepadNotFoundError", "HumanInput",
            "HumanSource", "KeyboardEvents", "LeaderArmIntervention", "TeleopIntervention", "JS_EVENT",
-           "JS_EVENT_AXIS", "JS_EVENT_BUTTON", "JS_EVENT_INIT"]
+           "JS_EVENT_AXIS", "JS_EVENT_BUTTON", "JS_EVENT_INIT", "leader_action"]
