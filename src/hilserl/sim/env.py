@@ -89,6 +89,10 @@ class GraspCubeConfig:
             self.randomization.validate()
         except ValueError as e:
             raise ValueError(f"env.randomization.{e}") from None
+        try:
+            self.scene.validate()  # the gripper camera, with the alignment's correction (hilserl robot align-camera)
+        except ValueError as e:
+            raise ValueError(f"env.scene.{e}") from None
         if (self.randomization.after_placement or self.look != "nominal") and not self.scene.randomization_assets:
             raise ValueError("env.scene.randomization_assets: expected true, the appearance hooks and the looks "
                              "need the scene's randomization textures, backdrop and distractors")

@@ -44,6 +44,12 @@ JAW_TIP_PAST_TCP = 0.008  # how far the finger tips reach past the tool point al
 JAW_OPEN_ANGLE = 1.0  # rad, the "open" command (about 8 cm between the tips)
 JAW_CLOSED_ANGLE = -0.1  # rad, the "close" command: past contact, so the servo squeezes
 
+# how far the camera alignment may move the gripper camera from its nominal pose: more means a wrong mount or a
+# config typo (metres entered as mm), not a correction
+MAX_CAMERA_OFFSET_MM = 30.0
+MAX_CAMERA_ROTATION_DEG = 30.0
+CAMERA_FOVY_RANGE = (10.0, 150.0)  # degrees, the vertical field of view a config may give the gripper camera
+
 
 def _quat_to_mat(q) -> np.ndarray:
     w, x, y, z = np.asarray(q, dtype=float) / np.linalg.norm(q)
@@ -117,12 +123,30 @@ class SceneConfig:
     timestep: float = 0.004
     gripper_camera_fovy: float = 70.0  # vertical FOV; a square render equals the real camera's centred square crop
     gripper_camera_tilt_deg: float = -4.0  # positive tilts toward the moving jaw
+    # the camera alignment's correction (`hilserl robot align-camera` writes it), in the camera's own frame:
+    # offset (right, up, forward) in mm, rotation (roll, pitch, yaw) in degrees: roll + turns the camera
+    # counterclockwise about its view axis, pitch + looks up, yaw + looks left; zeros: the nominal camera
+    gripper_camera_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    gripper_camera_rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     front_camera: bool = True
     extra_cameras: dict = field(default_factory=dict)
     # textures, backdrop walls and distractor objects for domain randomization and the held-out looks
     # (`hilserl.sim.randomization`, `hilserl.sim.looks`); hidden (geom group 3) unless a hook or a look shows them,
     # so the nominal scene renders the same pixels with or without them
     randomization_assets: bool = True
+
+    def validate(self) -> None:
+        """The gripper camera's settings (the others are the scene's own facts)."""
+        lo, hi = CAMERA_FOVY_RANGE
+        if not lo <= self.gripper_camera_fovy <= hi:
+            raise ValueError(f"gripper_camera_fovy: expected {lo:g}-{hi:g} degrees (vertical field of view), got "
+                             f"{self.gripper_camera_fovy!r}")
+        for name, limit, unit in (("gripper_camera_offset_mm", MAX_CAMERA_OFFSET_MM, "mm (right, up, forward)"),
+                                  ("gripper_camera_rotation_deg", MAX_CAMERA_ROTATION_DEG,
+                                   "degrees (roll, pitch, yaw)")):
+            v = getattr(self, name)
+            if len(v) != 3 or not all(np.isfinite(x) and abs(x) <= limit for x in v):
+                raise ValueError(f"{name}: expected three numbers within ±{limit:g} {unit}, got {v!r}")
 
 
 # Inertia of each link: a box of the link's mass, (centre, half extents) in zero-pose world coordinates.
@@ -296,14 +320,41 @@ def _link_geoms(cfg: SceneConfig) -> dict[str, str]:
     }
 
 
+def gripper_camera_frame(cfg: SceneConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gripper camera's position and its x (image right) and y (image up) axes, in zero-pose world coordinates
+    (it looks along its -z axis, MuJoCo's convention). The nominal camera sits below the fixed jaw, behind the
+    fingers, tilted toward them; `cfg.gripper_camera_offset_mm` and `gripper_camera_rotation_deg` move it in its own
+    frame. With both at zero the numbers are exactly the nominal ones."""
+    pos = np.array([0.3335, 0.0, TCP_ZERO[2] - 0.004])
+    tilt = np.deg2rad(cfg.gripper_camera_tilt_deg)
+    x, y = np.array([0.0, -1.0, 0.0]), np.array([-np.sin(tilt), 0.0, np.cos(tilt)])
+    offset, rotation = np.asarray(cfg.gripper_camera_offset_mm, float), np.asarray(cfg.gripper_camera_rotation_deg,
+                                                                                     float)
+    if not offset.any() and not rotation.any():
+        return pos, x, y
+    frame = np.stack([x, y, np.cross(x, y)], axis=1)  # columns: the camera's x, y, z (z points back from the view)
+    right, up, forward = offset / 1000.0
+    pos = pos + frame @ np.array([right, up, -forward])
+    frame = frame @ camera_correction_matrix(*rotation)
+    return pos, frame[:, 0], frame[:, 1]
+
+
+def camera_correction_matrix(roll_deg: float, pitch_deg: float, yaw_deg: float) -> np.ndarray:
+    """Rotation in the camera's own frame (x right, y up, z back): yaw about y (+ looks left), then pitch about x
+    (+ looks up), then roll about z (+ turns the camera counterclockwise, the picture clockwise)."""
+    r, p, w = np.deg2rad([roll_deg, pitch_deg, yaw_deg])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    ry = np.array([[np.cos(w), 0, np.sin(w)], [0, 1, 0], [-np.sin(w), 0, np.cos(w)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return ry @ rx @ rz
+
+
 def _gripper_geoms(cfg: SceneConfig) -> str:
     tz = TCP_ZERO[2]
     tip_x = TCP_ZERO[0] + JAW_TIP_PAST_TCP
     fixed_face = tz - FIXED_JAW_CLEARANCE
-    # camera below the fixed jaw, behind the fingers, tilted toward them
-    cam_pos = np.array([0.3335, 0.0, tz - 0.004])
-    tilt = np.deg2rad(cfg.gripper_camera_tilt_deg)
-    cam_axes = _f(np.array([0.0, -1.0, 0.0]), np.array([-np.sin(tilt), 0.0, np.cos(tilt)]))
+    cam_pos, cam_x, cam_y = gripper_camera_frame(cfg)
+    cam_axes = _f(cam_x, cam_y)
     return "\n".join([
         # servo housing around the roll axis and the jaw servo
         '<geom name="housing" class="collision" type="box" pos="0.31 0.0 0.232" size="0.022 0.021 0.024" '
