@@ -2,6 +2,7 @@
 
   hilserl robot calibrate --port /dev/ttyACM0 --out calibration/follower.json
   hilserl robot cameras --config_path configs/so101_grasp.json [--out outputs/cameras]
+  hilserl robot align-camera --config_path configs/so101_grasp.json [--out configs/sim_pretrain.json]
   hilserl record --config_path configs/so101_grasp.json --num_episodes 20 --out data/demos
   hilserl dataset import-lerobot LEROBOT_FOLDER --out data/demos --config_path configs/so101_grasp.json
   hilserl dataset export-lerobot data/demos --out LEROBOT_FOLDER [--lossless]
@@ -99,6 +100,66 @@ def cmd_cameras(args, overrides) -> int:
     print(format_camera_checks(checks))
     print(f"what the policy sees: {args.out}/<camera>.png; the full frame with the crop drawn: <camera>_raw.png")
     return 0
+
+
+def cmd_align_camera(args, overrides) -> int:
+    """The real camera's frame blended with the simulation's gripper camera at the arm's measured pose; keys nudge
+    the simulation camera; `s` saves the correction into the simulation config (--out)."""
+    from hilserl.envs.so101 import _calibration
+    from hilserl.robot.align import KEY_HELP, CameraAligner, CameraCorrection, SimGripperCamera
+    from hilserl.robot.align_config import load_sim_env, write_correction
+    from hilserl.robot.align_session import choose_display, run_alignment
+    from hilserl.robot.so101 import SO101Follower
+
+    env = load_env_config(args.config_path, overrides)
+    if not isinstance(env, SO101EnvConfig):
+        return _err("env.type: the camera alignment is for the real arm: --config_path takes the real-arm config "
+                    "(\"type\": \"so101\") and --out the simulation config the correction is saved into")
+    if args.camera not in env.cameras:
+        return _err(f"--camera: {args.camera!r} is not one of env.cameras ({', '.join(sorted(env.cameras))})")
+    sim = load_sim_env(args.out)
+    cube_xy = _cube_xy(args.cube_xy)
+    size = env.camera_size(args.camera)
+    follower = SO101Follower(env.follower_port, _calibration(env.follower_calibration, "follower_calibration"))
+    camera = env.cameras[args.camera].build(args.camera, size)
+    sim_camera = SimGripperCamera(sim.scene, size, cube_xy)
+    aligner = CameraAligner(sim_camera, CameraCorrection.from_scene(sim.scene))
+    display = None
+
+    def save(correction) -> str:
+        values = write_correction(args.out, correction)
+        return f"saved into {args.out} (env.scene): " + ", ".join(f"{k}={v}" for k, v in values.items())
+
+    try:
+        follower.connect()
+        camera.connect()
+        print("Hold the arm: its torque goes off now, so that you can move it by hand.")
+        follower.torque(False)
+        display = choose_display(args.display, args.view)
+        where = "nowhere (hidden)" if cube_xy is None else f"x {cube_xy[0]:.3f} y {cube_xy[1]:.3f} m"
+        print(f"The simulated cube is at {where}; put the real one there. Starting from {args.out}: "
+              f"{aligner.correction.format()}")
+        print("\n".join(KEY_HELP))
+        run_alignment(aligner, follower, camera, display, save)
+    finally:
+        for device in (display, camera, sim_camera, follower):  # the follower last: its close turns torque off
+            if device is not None:
+                device.close()
+    return 0
+
+
+def _cube_xy(text: str):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--cube_xy: expected X,Y in metres in the arm's frame (e.g. 0.25,0) or none, got "
+                         f"{text!r}") from None
+    if not (0.05 <= x <= 0.5 and abs(y) <= 0.3):
+        raise ValueError(f"--cube_xy: expected x in 0.05..0.5 m and |y| <= 0.3 m (in reach, in front of the arm), "
+                         f"got {text!r}")
+    return x, y
 
 
 # ----------------------------------------------------------------------------------------------------- record
@@ -231,7 +292,7 @@ def cmd_export_lerobot(args, overrides) -> int:
 
 
 def add_parsers(sub) -> None:
-    r = sub.add_parser("robot", help="the real SO-101: calibrate an arm, check the cameras")
+    r = sub.add_parser("robot", help="the real SO-101: calibrate an arm, check the cameras, align the sim camera")
     rsub = r.add_subparsers(dest="robot_command", required=True)
     x = rsub.add_parser("calibrate", help="calibrate a follower or leader arm (LeRobot-compatible JSON)")
     x.add_argument("--port", required=True, help="serial port of the arm, e.g. /dev/ttyACM0")
@@ -244,6 +305,19 @@ def add_parsers(sub) -> None:
     x.add_argument("--out", default="outputs/cameras")
     x.add_argument("--frames", type=int, default=10)
     x.set_defaults(func=_clear_errors(cmd_cameras))
+    x = rsub.add_parser("align-camera", help="blend the real camera with the simulation's at the arm's pose, nudge "
+                                             "the sim camera with keys, save the correction into the sim config")
+    x.add_argument("--config_path", required=True, help="the real-arm config (follower, calibration, camera)")
+    x.add_argument("--out", default="configs/sim_pretrain.json",
+                   help="the simulation config the correction is saved into (env.scene); its current correction "
+                        "is the starting point")
+    x.add_argument("--camera", default="gripper", help="the real camera (env.cameras) on the gripper")
+    x.add_argument("--cube_xy", default="0.25,0",
+                   help="where the real cube lies, X,Y m in the arm's frame (0.25,0: the reset point), or none")
+    x.add_argument("--display", default="auto", choices=["auto", "window", "file"],
+                   help="an OpenCV window, or a PNG rewritten about once a second with keys from the terminal")
+    x.add_argument("--view", default="outputs/align_camera/view.png", help="the PNG for --display file")
+    x.set_defaults(func=_clear_errors(cmd_align_camera))
 
     x = sub.add_parser("record", help="record demonstrations into a demo dataset (real arm: leader arm/keys; "
                                       "simulation: the scripted expert)")
