@@ -1,7 +1,8 @@
 """The one entry point: `hilserl <command>`. Settings come from a JSON config plus `--section.key=value` overrides.
 
 Training, eval, doctor/plot/health, the demo and the sim tools live here; the reward-classifier commands in
-`hilserl.cli_reward`, the real-arm and dataset commands in `hilserl.cli_robot`."""
+`hilserl.cli_reward`, the real-arm and dataset commands in `hilserl.cli_robot`, the encoder probe in
+`hilserl.cli_probe`."""
 
 from __future__ import annotations
 
@@ -305,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_train_parser, _add_learner_parser, _add_actor_parser, _add_eval_parser, _add_doctor_parser,
                 _add_plot_parser, _add_health_parser, _add_demo_parser, _add_sim_parsers):
         add(sub)
-    from hilserl import cli_reward, cli_robot
+    from hilserl import cli_probe, cli_reward, cli_robot
 
+    cli_probe.add_parsers(sub)  # probe
     cli_reward.add_parsers(sub)  # reward record | reward train
     cli_robot.add_parsers(sub)  # robot calibrate | robot cameras | record | dataset import-lerobot/export-lerobot
     return p
