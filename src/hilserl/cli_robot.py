@@ -39,7 +39,7 @@ def _sections(path: str | None, overrides: list[str], names: tuple[str, ...]) ->
 def load_env_config(path: str | None, overrides: list[str]):
     """The `env` section of a training config (other sections are ignored here), with `--env.key=value`."""
     cfg = from_dict(_EnvSection, _sections(path, overrides, ("env",))).env
-    validate_tree(cfg, "env")
+    validate_tree(cfg, "env.")
     return cfg
 
 
@@ -51,7 +51,7 @@ def load_record_config(path: str | None, overrides: list[str]):
     data = _sections(path, overrides, ("env", "reward"))
     env = from_dict(_EnvSection, {"env": data["env"]}).env
     reward = from_dict(RewardConfig, data["reward"], prefix="reward")
-    validate_tree(env, "env")
+    validate_tree(env, "env.")
     validate_tree(reward, "reward.")
     return env, reward
 
