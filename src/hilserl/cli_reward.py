@@ -1,6 +1,8 @@
 """The reward-classifier commands of `hilserl` (registered by `hilserl.cli`):
 
   hilserl reward record --sim --out data/reward                       (labelled by the simulation's ground truth)
+  hilserl reward record --sim --config_path configs/sim_pretrain.json --out data/reward_dr   (randomized scenes)
+  hilserl reward record --sim --config_path configs/sim_pretrain.json --env.look=heldout_a --out data/reward_a
   hilserl reward record --config_path configs/so101_grasp.json --out data/reward   (the real arm, the s key)
   hilserl reward train --dataset data/reward --out outputs/reward_classifier
 """
@@ -15,17 +17,25 @@ from hilserl.cli import rich_console
 def cmd_reward_record(args, overrides) -> int:
     if not args.sim:
         return _reward_record_real(args, overrides)
-    if overrides:
-        raise SystemExit(f"hilserl reward record: unknown arguments {overrides}")
     from hilserl.reward.dataset import dataset_summary, load_dataset
     from hilserl.reward.sim_dataset import collect_sim_dataset
 
+    env_cfg = None
+    if args.config_path is not None or overrides:  # the simulation of a config: its randomization, look, scene
+        from hilserl.cli_robot import load_env_config
+        from hilserl.sim.env import GraspCubeConfig
+
+        env_cfg = load_env_config(args.config_path, overrides)
+        if not isinstance(env_cfg, GraspCubeConfig):
+            print(f"error: env.type: --sim records in the simulation; {args.config_path or 'the overrides'} "
+                  f"describe(s) env.type {env_cfg.type!r} (the real arm: leave out --sim)", file=sys.stderr)
+            return 2
     console = rich_console()
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     try:
         out = collect_sim_dataset(args.out, args.num_positive, args.num_negative, seed=args.seed,
                                   image_size=args.image_size, cameras=cameras, overwrite=args.overwrite,
-                                  log=console.print if args.verbose else None)
+                                  log=console.print if args.verbose else None, env_config=env_cfg)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -101,9 +111,15 @@ def add_parsers(sub) -> None:
 
 def _add_record_parser(rsub) -> None:
     x = rsub.add_parser("record", help="record labelled frames: on the real arm (--config_path with env type so101; "
-                                       "the s key switches the label) or --sim (automatic, from the simulation)")
+                                       "the s key switches the label) or --sim (automatic, from the simulation)",
+                        epilog="With --sim, --config_path (a simulation config such as configs/sim_pretrain.json) "
+                               "and --env.key=value overrides choose the simulation the frames come from: its "
+                               "randomization hooks, held-out look (--env.look=heldout_a) and scene; --cameras and "
+                               "--image_size stay the dataset's own. Without them: the simulation's defaults.")
     x.add_argument("--sim", action="store_true", help="label with the simulation's ground truth")
-    x.add_argument("--config_path", default=None, help="real arm: the training config (env section of type so101)")
+    x.add_argument("--config_path", default=None,
+                   help="real arm: the training config (env section of type so101); --sim: a simulation config "
+                        "whose env section (randomization, look, scene) the frames are drawn in")
     x.add_argument("--num_episodes", type=int, default=30, help="real arm: episodes to record")
     x.add_argument("--out", required=True, help="dataset folder to create")
     x.add_argument("--num_positive", type=int, default=200)

@@ -3,6 +3,8 @@ episodes a mix of scripted kinds chosen to show the classifier near misses (``SI
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -67,7 +69,7 @@ class _SimEpisode:
 def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_negative: int = 1000, seed: int = 0,
                         image_size: int = 128, cameras: tuple[str, ...] = ("gripper", "front"), overwrite: bool = False,
                         frame_keep: float = 0.4, max_episodes: int = 2000, log: Callable[[str], None] | None = None,
-                        env_overrides: dict | None = None) -> Path:
+                        env_overrides: dict | None = None, env_config=None) -> Path:
     """Write a labelled dataset from the simulation: labels are the simulator's ground truth (``is_success``),
     episodes a rotating mix of
 
@@ -87,19 +89,33 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
 
     Each frame is stored with probability ``frame_keep`` (consecutive frames are near-duplicates; more, shorter
     episodes give more variety for the same number of frames). Once a class has enough frames, frames of that class
-    are no longer stored (and the mix shifts to the episode kinds that still provide the missing class)."""
+    are no longer stored (and the mix shifts to the episode kinds that still provide the missing class).
+
+    ``env_config`` (a simulation ``GraspCubeConfig``, e.g. the ``env`` section of ``configs/sim_pretrain.json``) is
+    the simulation the frames come from: its domain-randomization hooks, held-out look (``look``), scene and motion
+    settings apply; the dataset sets ``obs_type``, ``cameras`` and ``image_size`` itself. Default: the simulation's
+    defaults (no randomization, the nominal look). ``env_overrides`` replace top-level fields of it. The manifest
+    records the look and the hooks that were on, and each episode what its reset drew (``drawn``)."""
     from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
-    from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
+    from hilserl.sim.env import SO101GraspCubeEnv
     from hilserl.sim.expert import ScriptedExpert
 
-    cfg = GraspCubeConfig(obs_type="state", image_size=image_size, cameras=tuple(cameras), **(env_overrides or {}))
-    env = SO101GraspCubeEnv(cfg)
-    rng = np.random.default_rng(seed)
-    writer = DatasetWriter(out, cameras, (image_size, image_size, 3), source="sim", overwrite=overwrite,
-                           info={"seed": seed, "labels": "simulation ground truth (is_success)",
-                                 "kinds": list(SIM_KINDS), "frame_keep": frame_keep})
+    cfg = sim_dataset_env_config(env_config, image_size, cameras, env_overrides)
+    for name, value in (("num_positive", num_positive), ("num_negative", num_negative)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name}: expected a whole number >= 0, got {value!r}")
+    if num_positive + num_negative == 0:
+        raise ValueError("num_positive, num_negative: at least one frame is needed, both are 0")
     if not 0.0 < frame_keep <= 1.0:
         raise ValueError(f"frame_keep: expected a value in (0, 1], got {frame_keep}")
+    env = SO101GraspCubeEnv(cfg)
+    rng = np.random.default_rng(seed)
+    hooks = [f.name for f in dataclasses.fields(cfg.randomization)
+             if isinstance(getattr(cfg.randomization, f.name), bool) and getattr(cfg.randomization, f.name)]
+    writer = DatasetWriter(out, cameras, (image_size, image_size, 3), source="sim", overwrite=overwrite,
+                           info={"seed": seed, "labels": "simulation ground truth (is_success)",
+                                 "kinds": list(SIM_KINDS), "frame_keep": frame_keep, "look": cfg.look,
+                                 "randomization": hooks, "action_scale": cfg.action_scale})
     log = log or (lambda s: None)
     try:
         for ep in range(max_episodes):
@@ -126,7 +142,8 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
             _run_kind(kind, env, expert, rec, rng, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY)
             entry = writer.add_episode({c: np.stack(v) if v else np.zeros((0, image_size, image_size, 3), np.uint8)
                                         for c, v in rec.frames.items()}, rec.labels, rec.steps, kind=kind,
-                                       meta={"seed": ep_seed})
+                                       meta={"seed": ep_seed, "look": cfg.look,
+                                             "drawn": _drawn_summary(getattr(env, "_randomization", {}))})
             if entry is not None:
                 log(f"episode {entry['id']:4d} {kind:<16} frames {entry['num_frames']:3d} "
                     f"positive {entry['num_positive']:3d} | total {writer.num_positive} positive, "
@@ -134,6 +151,51 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
     finally:
         env.close()
     return Path(out)
+
+
+def sim_dataset_env_config(env_config=None, image_size: int = 128, cameras: tuple[str, ...] = ("gripper", "front"),
+                           env_overrides: dict | None = None):
+    """The simulation config the dataset's frames come from: ``env_config`` (default: the simulation's defaults)
+    with the dataset's own ``obs_type`` (state: the frames are rendered on demand), ``cameras`` and ``image_size``,
+    then ``env_overrides``; validated (errors name the field, ``env.look: …``). A copy: the caller's config is never
+    changed."""
+    from hilserl.sim.env import GraspCubeConfig
+
+    if env_config is None:
+        env_config = GraspCubeConfig()
+    if not isinstance(env_config, GraspCubeConfig):
+        raise ValueError(f"env.type: a reward dataset from the simulation needs a simulation env section "
+                         f"(env.type 'sim'), got {getattr(env_config, 'type', type(env_config).__name__)!r}")
+    fields = {f.name for f in dataclasses.fields(GraspCubeConfig)}
+    unknown = sorted(set(env_overrides or {}) - fields)
+    if unknown:
+        raise ValueError(f"env.{unknown[0]}: not a simulation setting")
+    cfg = dataclasses.replace(copy.deepcopy(env_config), obs_type="state", image_size=int(image_size),
+                              cameras=tuple(cameras), **copy.deepcopy(env_overrides or {}))
+    cfg.validate()
+    return cfg
+
+
+# what a held-out look fixes in place of the hooks' draws (hilserl.sim.looks): not shown when a look is on
+_LOOK_FIXES = ("light_scale", "color_temperature", "table_texture", "background")
+
+
+def _drawn_summary(drawn: dict) -> dict:
+    """What a reset's randomization drew, small enough for the manifest: numbers rounded, textures by family; with
+    a held-out look, the draws it overrode are left out."""
+    out: dict = {}
+    for k, v in drawn.items():
+        if "look" in drawn and k in _LOOK_FIXES:
+            continue
+        if isinstance(v, dict) and "family" in v:
+            out[k] = v["family"]
+        elif isinstance(v, (bool, str)):
+            out[k] = v
+        elif isinstance(v, (int, float, np.floating, np.integer)):
+            out[k] = round(float(v), 4)
+        elif k == "distractors":
+            out[k] = len(v)
+    return out
 
 
 def _episode_kind(ep: int, need_pos: bool, need_neg: bool) -> str:
@@ -204,4 +266,4 @@ def _run_kind(kind, env, expert, rec: _SimEpisode, rng, CLOSE, OPEN, STAY) -> No
         raise ValueError(f"unknown episode kind {kind!r}")
 
 
-__all__ = ["SIM_KINDS", "collect_sim_dataset"]
+__all__ = ["SIM_KINDS", "collect_sim_dataset", "sim_dataset_env_config"]
