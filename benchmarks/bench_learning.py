@@ -102,6 +102,14 @@ def aggregate(per_seed: dict) -> dict:
 def run_one(name: str, seed: int, steps: int, eval_every: int, eval_episodes: int, final_episodes: int,
             out: Path, overrides: list[str]) -> dict:
     """Train one seed and evaluate its last policy (runs in its own process, one torch thread)."""
+    return train_and_evaluate(CONFIGS[name], f"{name}-{seed}", seed, steps, eval_every, eval_episodes,
+                              final_episodes, out, overrides)[0]
+
+
+def train_and_evaluate(config_path: Path, run_name: str, seed: int, steps: int, eval_every: int, eval_episodes: int,
+                       final_episodes: int, out: Path, overrides: list[str], log=lambda line: None):
+    """`run_one` for any config and run name (benchmarks/bench_transfer.py uses it too): the per-seed record, the
+    run's `TrainResult` (run folder, last checkpoint) and its config. `log` receives the training log's lines."""
     import torch
 
     torch.set_num_threads(1)
@@ -115,13 +123,13 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, eval_episodes: in
     from hilserl.train.evaluate import evaluate
     from hilserl.train.loop import train
 
-    cfg = load_config(TrainConfig, CONFIGS[name], [
+    cfg = load_config(TrainConfig, config_path, [
         f"--train.total_env_steps={steps}", f"--train.eval_every={eval_every}",
         f"--train.eval_episodes={eval_episodes}", f"--train.checkpoint_every={steps}", f"--train.seed={seed}",
-        f"--output_dir={out}", f"--run_name={name}-{seed}", "--buffers.on_disk=false", "--train.torch_threads=1",
+        f"--output_dir={out}", f"--run_name={run_name}", "--buffers.on_disk=false", "--train.torch_threads=1",
         *overrides])
     t0 = time.perf_counter()
-    res = train(cfg, log=lambda line: None)
+    res = train(cfg, log=log)
     train_s = time.perf_counter() - t0
     env = SO101GraspCubeEnv(cfg.env)
     agent = SACAgent.load(resolve_model_dir(res.last_checkpoint))
@@ -129,7 +137,7 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, eval_episodes: in
     env.close()
     evals = [(ev["env_step"], ev["success_rate"]) for ev in res.evals]
     lo, hi = final.interval
-    return {
+    summary = {
         "env_steps_to_90": first_at(evals, 0.9),
         "final_success_rate": final.success_rate,
         "final_success_ci95": [round(lo, 3), round(hi, 3)],
@@ -147,6 +155,7 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, eval_episodes: in
         "learner_updates": res.learner_updates,
         "wall_s": round(train_s, 1),
     }
+    return summary, res, cfg
 
 
 # the arms of the experiment: extra overrides per arm (the simulated human on, as configured, or off; demos stay)
