@@ -174,3 +174,68 @@ def test_bench_transport_command_line():
     assert frame < out["bytes_per_transition_on_wire"] < 2 * frame
     assert out["weights_bytes"] > 0 and out["weights_pushes"] >= 1  # pushed once per second while streaming
     assert out["weights_push_ms"] > 0 and out["weights_push_ms_p90"] >= out["weights_push_ms"]
+
+
+# ------------------------------------------------------------------------------------------------ bench_transfer
+transfer = _load("bench_transfer")
+
+
+def test_transfer_ratio_of_steps_to_90():
+    assert transfer.ratio_to_90(1000, 4000, 10_000) == {"steps_to_90_ratio": 0.25, "steps_to_90_ratio_below": None,
+                                                        "at_most_a_third": True}
+    assert transfer.ratio_to_90(2000, 4000, 10_000)["at_most_a_third"] is False
+    assert transfer.ratio_to_90(0, 3000, 10_000)["steps_to_90_ratio"] == 0.0  # zero-shot already at 90%
+    never = transfer.ratio_to_90(3000, None, 10_000)  # scratch never got there: it needs more than its budget
+    assert never["steps_to_90_ratio"] is None and never["steps_to_90_ratio_below"] == 0.3 and never["at_most_a_third"]
+    assert transfer.ratio_to_90(4000, None, 10_000)["at_most_a_third"] is False  # 4000 > 10000 / 3: undecided
+    assert transfer.ratio_to_90(None, 2000, 10_000)["at_most_a_third"] is False
+
+
+def test_transfer_zero_shot_pools_the_looks():
+    mean, (lo, hi) = transfer.pooled({"a": {"successes": 45, "episodes": 50}, "b": {"successes": 30, "episodes": 50}})
+    assert mean == 0.75 and lo < 0.75 < hi and hi - lo < 0.2  # 100 episodes: a narrower interval than either look's
+
+
+def test_transfer_aggregate_and_targets():
+    def seed(zero, fine, scratch, at_most_a_third):
+        arm = lambda to90: {"env_steps_to_90": to90, "final_success_rate": 1.0, "min_eval_after_90": None,
+                            "action_jitter": 0.2, "wall_s": 5.0, "quarter_success": {}}
+        return {"zero_shot_success": zero, "steps_to_90_ratio": fine / scratch if scratch else None,
+                "at_most_a_third": at_most_a_third, "pretrain": {"wall_s": 9.0}, "finetune": arm(fine),
+                "scratch": arm(scratch)}
+
+    agg = transfer.aggregate({"0": seed(0.8, 500, 3000, True), "1": seed(0.72, 1000, None, True)})
+    assert agg["min_zero_shot_success"] == 0.72 and agg["mean_zero_shot_success"] == 0.76
+    assert agg["finetune"]["median_env_steps_to_90"] == 750 and agg["scratch"]["seeds_reaching_90"] == 1
+    assert agg["max_steps_to_90_ratio"] is None  # one seed's ratio is only a bound
+    assert all(agg["targets"].values())
+    agg = transfer.aggregate({"0": seed(0.9, 500, 3000, True), "1": seed(0.65, 2000, 3000, False)})
+    assert agg["max_steps_to_90_ratio"] == 2000 / 3000 and not any(agg["targets"].values())
+
+
+def test_bench_transfer_command_line(tmp_path):
+    runs = tmp_path / "runs"
+    out = run_benchmark("bench_transfer", "--smoke", "--seeds", 0, "--keep_runs", runs, timeout=600)
+    assert out["smoke"] is True and out["cpu"] and out["heldout_looks"] == ["heldout_a", "heldout_b", "heldout_c"]
+    seed = out["per_seed"]["0"]
+    for key in ("zero_shot_success", "finetune_steps_to_90", "scratch_steps_to_90", "finetune_final_success",
+                "scratch_final_success"):
+        assert key in seed, key
+    assert set(seed["zero_shot"]) == set(out["heldout_looks"]) and seed["zero_shot_nominal"]["episodes"] == 1
+    assert all(r["episodes"] == out["zero_shot_episodes"] for r in seed["zero_shot"].values())
+    assert 0.0 <= seed["zero_shot_success"] <= 1.0 and out["aggregate"]["seeds"] == 1
+    pretrained = seed["pretrain"]["policy"]
+    assert Path(pretrained).is_relative_to(runs / "pretrain") and (Path(pretrained) / "agent.json").exists()
+    fine, scratch = seed["finetune"], seed["scratch"]
+    # the fine-tune run started from the pretrained policy, as its own run folder and log say; scratch did not
+    saved = json.loads((runs / "finetune" / "finetune-0" / "config.json").read_text())
+    assert saved["train"]["init_policy"] == fine["init_policy"] == fine["initialised_from"] == pretrained
+    assert saved["env"]["look"] == fine["look"] == "heldout_a"
+    assert json.loads((runs / "scratch" / "scratch-0" / "config.json").read_text())["train"]["init_policy"] is None
+    assert scratch["init_policy"] is None and scratch["initialised_from"] is None
+    # both arms: evaluated at step 0 and every eval_every steps, on the same episodes; the start policies differ
+    for arm in (fine, scratch):
+        assert [step for step, _ in arm["evals"]][:3] == [0, 30, 60] and arm["final_episodes"] == 2
+        assert arm["env_steps"] >= 60 and arm["learner_updates"] >= 1
+    assert fine["eval_records"][0] != scratch["eval_records"][0]
+    assert seed["pretrain"]["learner_updates"] >= 1 and seed["pretrain"]["evals"]
