@@ -98,6 +98,15 @@ class GraspCubeConfig:
                              "need the scene's randomization textures, backdrop and distractors")
 
 
+def _region_scale(options: dict) -> float:
+    """The ``region_scale`` reset option (`hilserl.train.curriculum`): the start region's size as a fraction of the
+    configured one (the cube's offset and the gripper's reset noise; 1 when absent)."""
+    value = options.get("region_scale", 1.0)
+    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"reset option region_scale: expected a fraction in [0, 1], got {value!r}")
+    return float(value)
+
+
 def jaw_target(command: float, gripper_mode: str, current: float) -> float:
     """The jaw angle a gripper command asks for (sim and real arm alike): discrete 0 close / 1 stay / 2 open, or a
     continuous command in [-1, 1] from closed to open."""
@@ -189,10 +198,11 @@ class SO101GraspCubeEnv(gym.Env):
         if c.randomization.before_placement:
             mujoco.mj_setConst(m, d)  # masses/sizes changed: recompute the derived constants (constraint scaling)
         options = options or {}
+        region = _region_scale(options)
         ee = np.array(options.get("ee_pos", c.ee_reset_pos), dtype=float)
         if "ee_pos" not in options:
-            ee[:2] += rng.uniform(-c.ee_reset_noise_xy, c.ee_reset_noise_xy, 2)
-            ee[2] += rng.uniform(-c.ee_reset_noise_z, c.ee_reset_noise_z)
+            ee[:2] += rng.uniform(-c.ee_reset_noise_xy, c.ee_reset_noise_xy, 2) * region
+            ee[2] += rng.uniform(-c.ee_reset_noise_z, c.ee_reset_noise_z) * region
         ee = np.clip(ee, self.low, self.high)
         q = self.home_qpos.copy()
         q[self.ik.qadr] = self.ik.solve(ee, q, DOWN).qpos
@@ -200,7 +210,7 @@ class SO101GraspCubeEnv(gym.Env):
         d.qvel[:] = 0
         self._jaw_target = JAW_OPEN_ANGLE
         d.ctrl[:] = q[self.joint_qadr]
-        self._place_cube(rng, ee, options.get("cube_pos"), options.get("cube_yaw"))
+        self._place_cube(rng, ee, options.get("cube_pos"), options.get("cube_yaw"), region)
         if self.randomizer.active_after_placement:  # never changes the start state: drawn after placement
             cube_xy = d.qpos[self.cube_qadr:self.cube_qadr + 2].copy()
             self._randomization.update(self.randomizer.apply_after_placement(rng, cube_xy))
@@ -215,14 +225,14 @@ class SO101GraspCubeEnv(gym.Env):
         self._last_targets = [self._ee_target.copy()]
         return self._observation(), self._info(False)
 
-    def _place_cube(self, rng, ee, cube_pos=None, cube_yaw=None) -> None:
+    def _place_cube(self, rng, ee, cube_pos=None, cube_yaw=None, region: float = 1.0) -> None:
         m, d, c = self.model, self.data, self.cfg
         h = float(m.geom_size[self.cube_geom][0])
         for _ in range(100):
             if cube_pos is not None:
                 xy = np.asarray(cube_pos, dtype=float)[:2]
             else:
-                xy = ee[:2] + rng.uniform(-c.cube_offset_xy, c.cube_offset_xy, 2)
+                xy = ee[:2] + rng.uniform(-c.cube_offset_xy, c.cube_offset_xy, 2) * region
             yaw = float(cube_yaw) if cube_yaw is not None else rng.uniform(-c.cube_yaw_range, c.cube_yaw_range)
             d.qpos[self.cube_qadr:self.cube_qadr + 3] = [xy[0], xy[1], h + 1e-4]
             d.qpos[self.cube_qadr + 3:self.cube_qadr + 7] = [math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]

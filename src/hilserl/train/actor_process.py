@@ -27,6 +27,7 @@ from hilserl.distributed.client import ClientSettings, LearnerClient, TransportE
 from hilserl.train.actor import Actor, policy_fingerprint, policy_weights
 from hilserl.train.build import collect_demos, make_actor, make_env, make_human, policy_config
 from hilserl.train.config import TrainConfig
+from hilserl.train.curriculum import StartRegionCurriculum
 
 
 def actor_seed(seed: int, actor_id: str) -> int:
@@ -157,13 +158,19 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
             episode = _send_demos(cfg, env, agent, link, client, hello.demos_wanted, seed, episode)
             demos = hello.demos_wanted
             log(f"actor {actor_id}: sent {demos} demonstrations")
+        curriculum = StartRegionCurriculum(loop.curriculum)  # a restarted actor starts it over
         while not client.training_done:
             episode += 1
             link.start_episode(episode, demo=False)
-            stats = actor.run_episode(episode, steps, link.on_transition, before_step=link.before_step)
+            stats = actor.run_episode(episode, steps, link.on_transition, before_step=link.before_step,
+                                      reset_options=curriculum.reset_options())
             steps += stats.length
             episodes += 1
             record = {**stats.record(), "weights_version": actor.weights_version}
+            if loop.curriculum.enabled:
+                record["start_region"] = curriculum.scale
+                if curriculum.update(stats.success):
+                    log(f"actor {actor_id}: curriculum: the start region widens to {curriculum.scale:.0%}")
             client.send_episode(episode, client.last_seq, record)
             log(f"actor {actor_id} | episode {episode} | steps {stats.length} | reward {stats.reward:.2f} | "
                 f"intervention {100 * stats.intervention_rate:.0f}% | {'SUCCESS' if stats.success else 'FAIL'} | "

@@ -15,6 +15,7 @@ from hilserl.envs.gym_env import GymEnvConfig
 from hilserl.envs.so101 import SO101EnvConfig
 from hilserl.sim.env import GraspCubeConfig
 from hilserl.sim.human import SimHumanConfig
+from hilserl.train.curriculum import CurriculumConfig
 
 
 @dataclass
@@ -102,6 +103,7 @@ class LoopConfig:
     checkpoint_every: int = 2000  # env steps between checkpoints (0: only at the end)
     torch_threads: int = 0  # 0: leave torch's default
     device: str = "cpu"
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)  # the simulation's start region
 
     def validate(self) -> None:
         positive = ("total_env_steps", "batch_size", "push_weights_every", "log_every", "eval_episodes")
@@ -215,6 +217,9 @@ class TrainConfig:
         if self.env.type == "gym" and self.train.num_demos and not self.train.demo_dataset:
             raise ValueError("train.num_demos: a gymnasium env has no scripted expert to make demonstrations; set "
                              "train.num_demos=0 or give recorded ones with --train.demo_dataset=FOLDER")
+        if self.train.curriculum.enabled and self.env.type != "sim":
+            raise ValueError("train.curriculum: the start-region curriculum is the simulation's (on the real arm you "
+                             "place the cube: start near the gripper and widen as it succeeds); set it to false")
         if self.buffers.online_capacity < self.train.batch_size:
             raise ValueError("buffers.online_capacity: must hold at least one batch (train.batch_size)")
 

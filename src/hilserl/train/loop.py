@@ -26,6 +26,7 @@ from hilserl.train.actor import Actor
 from hilserl.train.build import collect_demos, make_actor, make_env, make_human
 from hilserl.train.checkpoint import save_best_model
 from hilserl.train.config import TrainConfig
+from hilserl.train.curriculum import StartRegionCurriculum
 from hilserl.train.evaluate import evaluate
 from hilserl.train.learner_loop import LearnerLoop, open_learner
 from hilserl.train.run_folder import RunFolder, rng_state, run_dir_for, set_rng_state
@@ -116,6 +117,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     eval_env = make_env(cfg)
     eval_actor = Actor(eval_env, actor_agent, None, seed=loop.seed + 1)  # scored on the task's own reward
     _collect_demos(cfg, env, actor_agent, learner, state, log)
+    curriculum = StartRegionCurriculum(loop.curriculum, state.get("curriculum"))
 
     def on_transition(t):
         learner.add(t, episode=state["episode"])
@@ -137,11 +139,17 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     while state["env_step"] < loop.total_env_steps:
         state["episode"] += 1
         try:
-            stats = actor.run_episode(state["episode"], state["env_step"], on_transition)
+            stats = actor.run_episode(state["episode"], state["env_step"], on_transition,
+                                      reset_options=curriculum.reset_options())
         except TrainingHealthError:
             release()  # no checkpoint of the broken weights; the buffers are committed for a resume
             raise
         rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version}
+        if loop.curriculum.enabled:
+            rec["start_region"] = curriculum.scale
+            if curriculum.update(stats.success):
+                log(f"curriculum: the start region widens to {curriculum.scale:.0%} of its full size")
+            state["curriculum"] = curriculum.state()
         logger.log_episode(rec)
         log(format_episode_line(rec))
         health.episode(rec)
