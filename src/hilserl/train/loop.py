@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hilserl.agents.sac import SACAgent
+from hilserl.agents.registry import make_agent
 from hilserl.config import to_dict
 from hilserl.monitor.health import HealthReporter, TrainingHealthError
 from hilserl.train.actor import Actor
@@ -81,6 +81,17 @@ def _evaluate(cfg: TrainConfig, run: RunFolder, learner, eval_actor, state: dict
         f"mean reward {ev['mean_reward']:.2f}")
 
 
+def _curriculum_step(curriculum: StartRegionCurriculum, success: bool, state: dict, log) -> dict:
+    """Count a training episode in the curriculum (its state goes into checkpoints); the episode row's column."""
+    if not curriculum.cfg.enabled:
+        return {}
+    row = {"start_region": curriculum.scale}
+    if curriculum.update(success):
+        log(f"curriculum: the start region widens to {curriculum.scale:.0%} of its full size")
+    state["curriculum"] = curriculum.state()
+    return row
+
+
 def _next(step: int, every: int) -> int | None:
     return (step // every + 1) * every if every else None
 
@@ -99,7 +110,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     env = make_env(cfg)
     agents = []
     opened = open_learner(cfg, run, resume, log,
-                          before_new_agent=lambda policy: agents.append(SACAgent(policy).to(loop.device)))
+                          before_new_agent=lambda policy: agents.append(make_agent(policy).to(loop.device)))
     cfg, learner = opened.cfg, opened.learner
     state = {"env_step": 0, "episode": 0, "demo_episodes": 0, "evals": [], **opened.state}
     human_rng = np.random.default_rng(loop.seed + 101)
@@ -144,12 +155,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
         except TrainingHealthError:
             release()  # no checkpoint of the broken weights; the buffers are committed for a resume
             raise
-        rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version}
-        if loop.curriculum.enabled:
-            rec["start_region"] = curriculum.scale
-            if curriculum.update(stats.success):
-                log(f"curriculum: the start region widens to {curriculum.scale:.0%} of its full size")
-            state["curriculum"] = curriculum.state()
+        rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version,
+               **_curriculum_step(curriculum, stats.success, state, log)}
         logger.log_episode(rec)
         log(format_episode_line(rec))
         health.episode(rec)
