@@ -85,6 +85,14 @@ __all__ = ["SACAgent", "SACConfig"]
 
 # ============================================================================================= agent
 class SACAgent(nn.Module):
+    """SAC, and the actor-critic machinery other agents reuse (`hilserl.agents.drqv2.DrQV2Agent`): the encoder,
+    the critic ensemble and its target, the discrete gripper critic, batch preparation, the UTD loop, precision,
+    acting and save/load. A subclass replaces only the hooks ``_build_policy``, ``_policy_optimizers``,
+    ``_td_target``, ``_actor_step`` and ``_continuous_action`` (and ``FORMAT``, ``CONFIG``)."""
+
+    FORMAT = "hilserl.sac/1"  # agent.json's "format"
+    CONFIG = SACConfig
+
     def __init__(self, config: SACConfig, *, _load_backbone_weights: bool = True):
         super().__init__()
         self.config = cfg = config
@@ -97,7 +105,7 @@ class SACAgent(nn.Module):
             cfg.image_feature_dim, cfg.state_feature_dim, cfg.num_spatial_features, cfg.head_dropout,
             cfg.conv_channels, cfg.conv_strides)
         d = self.encoder.out_dim
-        self.actor = TanhGaussianActor(d, cfg.action_dim, cfg.hidden_dims, cfg.activation, cfg.std_min, cfg.std_max)
+        self._build_policy(d)
         self.critic = CriticEnsemble(d, cfg.action_dim, cfg.critic_ensemble_size, cfg.hidden_dims, cfg.activation,
                                      cfg.critic_trunk_dim)
         self.critic_target = _frozen_copy(self.critic)
@@ -106,10 +114,6 @@ class SACAgent(nn.Module):
             self.discrete_critic = DiscreteCritic(d, cfg.num_gripper_actions, cfg.discrete_critic_ensemble_size,
                                                   cfg.discrete_critic_hidden_dims, cfg.activation)
             self.discrete_critic_target = _frozen_copy(self.discrete_critic)
-        init = cfg.temperature_init
-        raw = _inverse_softplus(init) if cfg.temperature_parametrization == "softplus" else math.log(init)
-        self.temperature_param = nn.Parameter(torch.tensor(raw, dtype=torch.float32))
-        self.target_entropy = cfg.resolved_target_entropy
         self.num_critic_updates = 0
         self.num_actor_updates = 0
 
@@ -117,10 +121,25 @@ class SACAgent(nn.Module):
         self._augment_scratch: dict[str, dict[str, Tensor]] = {"obs": {}, "next_obs": {}}
         self._optim_param_names: dict[str, list[str]] = {}
         self._add_optimizer("critic", ["encoder.", "critic."], cfg.critic_lr)
-        self._add_optimizer("actor", ["actor."], cfg.actor_lr)
-        self._add_optimizer("temperature", ["temperature_param"], cfg.temperature_lr)
+        for name, prefixes, lr in self._policy_optimizers():
+            self._add_optimizer(name, prefixes, lr)
         if cfg.discrete_gripper:
             self._add_optimizer("discrete_critic", ["discrete_critic."], cfg.discrete_critic_lr)
+
+    def _build_policy(self, in_dim: int) -> None:
+        """The policy's own modules: SAC's tanh-Gaussian actor and its learned temperature."""
+        cfg = self.config
+        self.actor = TanhGaussianActor(in_dim, cfg.action_dim, cfg.hidden_dims, cfg.activation, cfg.std_min,
+                                       cfg.std_max)
+        init = cfg.temperature_init
+        raw = _inverse_softplus(init) if cfg.temperature_parametrization == "softplus" else math.log(init)
+        self.temperature_param = nn.Parameter(torch.tensor(raw, dtype=torch.float32))
+        self.target_entropy = cfg.resolved_target_entropy
+
+    def _policy_optimizers(self) -> list[tuple[str, list[str], float]]:
+        """(optimizer name, parameter prefixes, learning rate) of the policy's own parameters."""
+        cfg = self.config
+        return [("actor", ["actor."], cfg.actor_lr), ("temperature", ["temperature_param"], cfg.temperature_lr)]
 
     def _add_optimizer(self, name: str, prefixes: list[str], lr: float):
         named = [(n, p) for n, p in self.named_parameters()
@@ -137,7 +156,7 @@ class SACAgent(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.temperature_param.device
+        return next(self.critic.parameters()).device
 
     # ---------------------------------------------------------------------------------------- batch preparation
     def prepare_batch(self, batch: dict, generator: torch.Generator | None = None) -> dict:
@@ -188,13 +207,7 @@ class SACAgent(nn.Module):
             if cfg.action_smoothness > 0:
                 embeddings["obs_plain"] = self.encoder(prep["obs"], dropout=False)
                 embeddings["next_obs"] = next_emb
-            next_actions, next_log_prob = self.actor(next_emb)
-            next_q = self.critic_target(next_emb, next_actions)
-            if cfg.critic_subsample_size is not None and cfg.critic_subsample_size < cfg.critic_ensemble_size:
-                idx = torch.randperm(cfg.critic_ensemble_size, device=next_q.device)[: cfg.critic_subsample_size]
-                next_q = next_q[idx]
-            target = td_target(prep["rewards"], prep["terminals"], next_q, prep["discounts"],
-                               next_log_prob if cfg.backup_entropy else None, self.temperature.detach())
+            target = self._td_target(prep, next_emb)
         q = self.critic(obs_emb, prep["actions"])
         loss = critic_loss(q, target)
         metrics = {"critic_loss": loss.item(), "q_mean": q.mean().item(), "td_target_mean": target.mean().item()}
@@ -210,6 +223,23 @@ class SACAgent(nn.Module):
             soft_update(self.discrete_critic_target, self.discrete_critic, cfg.tau)
         self.num_critic_updates += 1
         return metrics, embeddings
+
+    def _td_target(self, prep: dict, next_emb: Tensor) -> Tensor:
+        """SAC's TD target (under no_grad): a' ~ pi(s'), the minimum over the target critics, no entropy term unless
+        ``backup_entropy``."""
+        next_actions, next_log_prob = self.actor(next_emb)
+        next_q = self._target_q(next_emb, next_actions)
+        return td_target(prep["rewards"], prep["terminals"], next_q, prep["discounts"],
+                         next_log_prob if self.config.backup_entropy else None, self.temperature.detach())
+
+    def _target_q(self, next_emb: Tensor, next_actions: Tensor) -> Tensor:
+        """The target critics' Q(s', a') [E, B], or a random ``critic_subsample_size`` of them."""
+        cfg = self.config
+        next_q = self.critic_target(next_emb, next_actions)
+        if cfg.critic_subsample_size is not None and cfg.critic_subsample_size < cfg.critic_ensemble_size:
+            idx = torch.randperm(cfg.critic_ensemble_size, device=next_q.device)[: cfg.critic_subsample_size]
+            next_q = next_q[idx]
+        return next_q
 
     def _discrete_critic_loss(self, prep: dict, obs_emb: Tensor, next_emb: Tensor, metrics: dict) -> Tensor:
         cfg = self.config
@@ -329,7 +359,7 @@ class SACAgent(nn.Module):
         self.eval()
         try:
             emb = self.encoder.encode(obs)
-            action, _ = self.actor(emb, deterministic=deterministic)
+            action = self._continuous_action(emb, deterministic)
             if cfg.discrete_gripper:
                 gripper = self.discrete_critic(emb).mean(0).argmax(-1)
                 if not deterministic and cfg.gripper_epsilon > 0:
@@ -341,6 +371,10 @@ class SACAgent(nn.Module):
             self.train(was_training)
         out = action.cpu().numpy().astype(np.float32)
         return out if batched else out[0]
+
+    def _continuous_action(self, emb: Tensor, deterministic: bool) -> Tensor:
+        """The actor's continuous action [B, A] in [-1, 1]: tanh(mean) or a sample of the squashed Gaussian."""
+        return self.actor(emb, deterministic=deterministic)[0]
 
     # ---------------------------------------------------------------------------------------- cached mode
     def precompute_features(self, images: Tensor, generator: torch.Generator | None = None,
@@ -374,7 +408,7 @@ class SACAgent(nn.Module):
                     opt_tensors[f"{name}/{names[idx]}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous().clone()
             opt_groups[name] = [{k: v for k, v in g.items() if k != "params"} for g in state["param_groups"]]
         meta = {
-            "format": "hilserl.sac/1",
+            "format": self.FORMAT,
             "config": self.config.to_dict(),
             "counters": {"num_critic_updates": self.num_critic_updates, "num_actor_updates": self.num_actor_updates},
             "optimizers": opt_groups,
@@ -394,7 +428,7 @@ class SACAgent(nn.Module):
         directory = os.fspath(directory)
         with open(os.path.join(directory, "agent.json")) as f:
             meta = json.load(f)
-        agent = cls(SACConfig.from_dict(meta["config"]), _load_backbone_weights=False).to(device)
+        agent = cls(cls.CONFIG.from_dict(meta["config"]), _load_backbone_weights=False).to(device)
         agent.load_state_dict(load_file(os.path.join(directory, "model.safetensors"), device=str(device)), strict=True)
         opt_path = os.path.join(os.fspath(optimizer_directory or directory), "optimizer.safetensors")
         opt_tensors = load_file(opt_path, device=str(device)) if os.path.exists(opt_path) else None

@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 ENCODERS = ("efficientnet_lite0", "resnet10", "conv")
 
 
+POLICY_TYPES = ("sac", "drqv2")  # policy.type: the agent (hilserl.agents.registry)
+
+
 @dataclass
 class SACConfig:
+    # settings of the other policy type: the config loader names the type they need (hilserl.config)
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        k: "a DrQ-v2 setting: set policy.type=drqv2 to use it"
+        for k in ("noise_std_start", "noise_std_end", "noise_std_steps", "noise_clip")}
+
+    # ---- which agent: "sac" here; "drqv2" is `hilserl.agents.drqv2_config.DrQV2Config` (its own defaults)
+    type: str = "sac"
     # ---- shapes
     state_dim: int = 18
     action_dim: int = 4  # continuous dims only (the gripper command is extra in discrete mode)
@@ -83,6 +93,9 @@ class SACConfig:
             if not ok:
                 errors.append(f"{name}: {msg} (got {getattr(self, name)!r})")
 
+        own = type(self).__dataclass_fields__["type"].default
+        check(self.type == own, "type", f"must be {own!r} in {type(self).__name__} (policy.type picks the config: "
+              f"one of {list(POLICY_TYPES)})")
         check(self.state_dim >= 0, "state_dim", "must be >= 0")
         check(self.action_dim >= 1, "action_dim", "must be >= 1 (continuous dims, gripper excluded)")
         check(self.num_gripper_actions >= 2, "num_gripper_actions", "must be >= 2")
@@ -132,7 +145,7 @@ class SACConfig:
         check(self.grad_clip_norm is None or self.grad_clip_norm > 0, "grad_clip_norm", "must be None or > 0")
         check(self.utd_ratio >= 1, "utd_ratio", "must be >= 1")
         if errors:
-            raise ValueError("invalid SACConfig:\n  " + "\n  ".join(errors))
+            raise ValueError(f"invalid {type(self).__name__}:\n  " + "\n  ".join(errors))
 
     @property
     def resolved_target_entropy(self) -> float:
@@ -151,5 +164,5 @@ class SACConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown SACConfig field(s): {unknown}")
+            raise ValueError(f"unknown {cls.__name__} field(s): {unknown}")
         return cls(**d)
