@@ -1,6 +1,8 @@
-"""SAC agent for HIL-SERL: networks, encoders (frozen backbones + trainable heads), augmentation, the agent."""
+"""The agents for HIL-SERL (SAC, DrQ-v2): networks, encoders (frozen backbones + trainable heads), augmentation."""
 
 from .augment import augment_batch, augment_observations, random_shift, shift_images
+from .drqv2 import DrQV2Agent
+from .drqv2_config import DrQV2Config
 from .encoders import (
     ConvEncoder,
     EfficientNetLite0,
@@ -13,14 +15,16 @@ from .encoders import (
     precompute_features,
 )
 from .losses import actor_loss, critic_loss, double_dqn_target, td_target, temperature_loss
-from .networks import CriticEnsemble, DiscreteCritic, TanhGaussianActor, soft_update
+from .networks import CriticEnsemble, DeterministicActor, DiscreteCritic, TanhGaussianActor, soft_update
+from .registry import load_agent, make_agent
 from .sac import SACAgent
 from .sac_config import SACConfig
 
 __all__ = [
-    "ConvEncoder", "CriticEnsemble", "DiscreteCritic", "EfficientNetLite0", "FrozenBackbone", "ObservationEncoder",
+    "ConvEncoder", "CriticEnsemble", "DeterministicActor", "DiscreteCritic", "DrQV2Agent", "DrQV2Config",
+    "EfficientNetLite0", "FrozenBackbone", "ObservationEncoder",
     "ResNet10", "SACAgent", "SACConfig", "SpatialLearnedEmbeddings", "TanhGaussianActor", "actor_loss",
     "augment_batch", "augment_observations", "build_backbone", "critic_loss", "double_dqn_target",
     "efficientnet_lite0_weights_path", "precompute_features", "random_shift", "shift_images",
-    "soft_update", "td_target", "temperature_loss",
+    "load_agent", "make_agent", "soft_update", "td_target", "temperature_loss",
 ]

@@ -27,8 +27,18 @@ def critic_loss(q: Tensor, target: Tensor) -> Tensor:
 def actor_loss(log_prob: Tensor, q: Tensor, temperature: Tensor | float, reduce: str = "mean") -> Tensor:
     """E[alpha * log pi(a|s) - Q(s, a)], a ~ pi (reparameterised); Q is the mean of the ensemble's E critics
     (q: [E, B]) or, with ``reduce="min"``, their minimum, which also charges the actor for where they disagree."""
-    value = q.min(dim=0).values if reduce == "min" else q.mean(dim=0)
-    return (temperature * log_prob - value).mean()
+    return (temperature * log_prob - ensemble_value(q, reduce)).mean()
+
+
+def deterministic_actor_loss(q: Tensor, reduce: str = "min") -> Tensor:
+    """DrQ-v2's actor loss: -E[Q(s, a)], a = the actor's (noisy, clipped) action; Q is the minimum of the E critics
+    (q: [E, B]; DrQ-v2: min(Q1, Q2)) or, with ``reduce="mean"``, their mean."""
+    return -ensemble_value(q, reduce).mean()
+
+
+def ensemble_value(q: Tensor, reduce: str) -> Tensor:
+    """[E, B] -> [B]: the ensemble's minimum (``"min"``) or mean (``"mean"``)."""
+    return q.min(dim=0).values if reduce == "min" else q.mean(dim=0)
 
 
 def smoothness_loss(mean_now: Tensor, mean_next: Tensor) -> Tensor:

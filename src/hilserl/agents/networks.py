@@ -118,6 +118,20 @@ class TanhGaussianActor(nn.Module):
         return fast_tanh(u), log_prob
 
 
+class DeterministicActor(nn.Module):
+    """DrQ-v2's actor: a deterministic action tanh(mu(features)) in [-1, 1] (`hilserl.agents.drqv2`); exploration
+    noise is added outside it (`hilserl.agents.exploration`). Same trunk as `TanhGaussianActor`, no std head."""
+
+    def __init__(self, in_dim: int, action_dim: int, hidden_dims: tuple[int, ...] = (256, 256),
+                 activation: str = "tanh"):
+        super().__init__()
+        self.trunk = mlp(in_dim, hidden_dims, activation)
+        self.mean = _xavier_linear(hidden_dims[-1] if hidden_dims else in_dim, action_dim)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return torch.tanh(self.mean(self.trunk(features)).float())
+
+
 class EnsembleMLP(nn.Module):
     """E independent MLPs [Linear -> LayerNorm -> act]* -> Linear(out_dim) on the same input. Output [E, B, out].
 
