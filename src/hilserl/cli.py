@@ -142,7 +142,7 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
              seed: int, console, config_path: str | None = None, overrides: list[str] | None = None) -> dict:
     """Evaluate a policy in the env of its training config, or in the env (and reward) of `config_path`: the
     real arm for a policy trained there or pretrained in the simulation."""
-    from hilserl.agents.sac import SACAgent
+    from hilserl.agents.registry import load_agent
     from hilserl.config import ConfigError, from_dict
     from hilserl.train.actor import Actor
     from hilserl.train.build import make_env
@@ -161,7 +161,7 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
         cfg = load_config(TrainConfig, config_path, overrides or [])
     elif overrides:
         raise ConfigError(f"{overrides[0]}: overrides need --config_path (the checkpoint's own config is used as is)")
-    agent = SACAgent.load(model_dir)
+    agent = load_agent(model_dir)
     env = make_env(cfg)
     actor = Actor(env, agent, None, seed=seed)
     out_dir = Path(out_dir) if out_dir else model_dir.parent / "eval"

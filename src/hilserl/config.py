@@ -136,6 +136,8 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
         if dataclasses.is_dataclass(tp) and isinstance(value, dict):
             # a partial section updates the parent's default for it (which may differ from the section's own)
             value = _merge(_default_as_dict(fields[name]), value)
+        elif isinstance(value, dict) and (kinds := _tagged_dataclasses(typing.get_args(tp))):
+            value = _merge(_chosen_defaults(fields[name], value, kinds), value)  # a section of a tagged union
         kwargs[name] = _coerce(value, tp, key)
     try:
         return cls(**kwargs)
@@ -153,6 +155,24 @@ def _default_as_dict(f: dataclasses.Field) -> dict:
     else:
         return {}
     return dataclasses.asdict(default) if dataclasses.is_dataclass(default) else {}
+
+
+def _chosen_defaults(f: dataclasses.Field, value: dict, kinds: dict[str, type]) -> dict:
+    """A tagged union section's share of the parent's default for it: the settings where that default differs
+    from its own class's defaults (what the parent chose), for the fields the section's chosen class has (the
+    chosen class keeps its own defaults elsewhere). E.g. the pixel defaults of ``policy`` apply to a DrQ-v2
+    section too, while DrQ-v2 keeps its own tau and n-step."""
+    if f.default_factory is dataclasses.MISSING:
+        return {}
+    default = f.default_factory()
+    if not dataclasses.is_dataclass(default):
+        return {}
+    chosen = kinds.get(value.get("type", getattr(default, "type", None)))
+    if chosen is None:
+        return {}
+    own, plain = dataclasses.asdict(default), dataclasses.asdict(type(default)())
+    names = {g.name for g in dataclasses.fields(chosen) if g.init and g.name != "type"}
+    return {k: v for k, v in own.items() if k in names and v != plain[k]}
 
 
 def _merge(base: dict, update: dict) -> dict:

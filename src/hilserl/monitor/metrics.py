@@ -217,6 +217,7 @@ _LEARNER_FIELDS = (
     ("actor_loss", "actor", "{:.4f}"),
     ("temperature_loss", "temp", "{:.4f}"),
     ("temperature", "α", "{:.4f}"),
+    ("noise_std", "noise_std", "{:.3f}"),  # DrQ-v2's exploration noise
     ("online_size", "online", "{:d}"),
     ("demo_size", "demo", "{:d}"),
     ("updates_per_s", "updates/s", "{:.1f}"),

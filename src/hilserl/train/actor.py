@@ -20,12 +20,13 @@ from hilserl.data import Transition
 from hilserl.gripper import step_grasp_penalty
 from hilserl.train.observations import ObservationProcessor
 
-POLICY_PREFIXES = ("encoder.", "actor.", "discrete_critic.")
+POLICY_PREFIXES = ("encoder.", "actor.", "discrete_critic.", "exploration.")  # exploration: DrQ-v2's noise step
 EE_POS = slice(14, 17)  # the end-effector position in the state (SO101GraspCubeEnv.STATE_LAYOUT)
 
 
 def policy_weights(agent: SACAgent) -> dict[str, torch.Tensor]:
-    """The weights an actor needs: trainable encoder parts, the actor, the gripper critic. Not the frozen backbone
+    """The weights an actor needs: trainable encoder parts, the actor, the gripper critic (and DrQ-v2's exploration
+    schedule step, so an actor explores with the learner's current noise). Not the frozen backbone
     (the actor has its own copy) and not the continuous critics."""
     return {k: v.detach().clone() for k, v in agent.state_dict().items()
             if k.startswith(POLICY_PREFIXES) and not k.startswith("encoder.backbone.")}
@@ -34,7 +35,7 @@ def policy_weights(agent: SACAgent) -> dict[str, torch.Tensor]:
 def policy_fingerprint(policy) -> str:
     """The policy settings an actor and its learner must share beyond the weights' names and shapes (checked
     when an actor connects): what the frozen backbone is and how the actor turns frames into stored features."""
-    keys = ("encoder", "backbone_trim_head", "backbone_dtype", "cached_features", "num_cached_shifts",
+    keys = ("type", "encoder", "backbone_trim_head", "backbone_dtype", "cached_features", "num_cached_shifts",
             "augmentation_pad", "cameras", "image_size", "discrete_gripper", "action_dim", "state_dim",
             "environment_state_dim")
     d = {k: getattr(policy, k) for k in keys}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hilserl.agents.sac import SACAgent
+from hilserl.agents.registry import make_agent
 from hilserl.distributed import codec
 from hilserl.distributed.auth import load_token
 from hilserl.distributed.client import ClientSettings, LearnerClient, TransportError
@@ -130,7 +130,7 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
     torch.manual_seed(seed)
     env = make_env(cfg)
     policy_cfg = policy_config(cfg, env.observation_space, env.action_space)
-    agent = SACAgent(policy_cfg).to(loop.device)
+    agent = make_agent(policy_cfg).to(loop.device)
     human = make_human(cfg, env, np.random.default_rng(seed + 101))
     actor = make_actor(cfg, env, agent, human, seed)
     client = LearnerClient(client_settings(cfg, learner_address, actor_id), actor.processor.spec,

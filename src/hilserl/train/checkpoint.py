@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hilserl.agents.registry import load_agent
 from hilserl.agents.sac import SACAgent
 from hilserl.fileio import atomic_write_json, fsync_dir
 
@@ -114,7 +115,7 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[SACAgent, dict, di
     model_dir, state_dir = path / "pretrained_model", path / "training_state"
     if not (model_dir / "agent.json").exists():
         raise FileNotFoundError(f"checkpoint {path}: no pretrained_model/agent.json (is this a checkpoint folder?)")
-    agent = SACAgent.load(model_dir, device, optimizer_directory=state_dir)
+    agent = load_agent(model_dir, device, optimizer_directory=state_dir)
     state = json.loads((state_dir / "state.json").read_text()) if (state_dir / "state.json").exists() else {}
     rng_file = state_dir / "rng.safetensors"
     rng = {k: v.numpy() for k, v in load_file(str(rng_file)).items()} if rng_file.exists() else {}
@@ -147,7 +148,8 @@ ARCHITECTURE_FIELDS = (
 
 def load_initial_policy(agent: SACAgent, path: str | os.PathLike) -> Path:
     """Start a new run from a trained policy (``train.init_policy``), e.g. one pretrained in the simulation: copy
-    its weights (actor, critics and their targets, encoder heads, temperature) into ``agent``. The optimizers,
+    its weights (actor, critics and their targets, encoder heads, SAC's temperature or DrQ-v2's exploration step)
+    into ``agent``. The optimizers,
     counters and buffers stay fresh. Refuses, naming the fields, a policy whose networks have another shape, and
     one whose frozen backbone differs from the one this config builds (its heads were trained on that backbone's
     features, and actors build their backbone from the config). Returns the model folder it loaded."""
@@ -160,6 +162,10 @@ def load_initial_policy(agent: SACAgent, path: str | os.PathLike) -> Path:
                                 "folder or a pretrained_model folder containing agent.json)") from None
     saved = json.loads((model_dir / "agent.json").read_text())["config"]
     ours = agent.config.to_dict()
+    if saved.get("type", "sac") != ours["type"]:  # agent.json from before policy.type: a SAC policy
+        raise ValueError(f"train.init_policy: the policy in {model_dir} is a policy.type "
+                         f"{saved.get('type', 'sac')!r} policy and this run trains policy.type {ours['type']!r}; "
+                         f"start from a {ours['type']!r} run or set --policy.type={saved.get('type', 'sac')}")
     diffs = [f"policy.{k}: {_show(saved.get(k))} there, {_show(ours[k])} here"
              for k in ARCHITECTURE_FIELDS if _show(saved.get(k)) != _show(ours[k])]
     if diffs:

@@ -1,15 +1,17 @@
 """The training configuration: one JSON file (``configs/*.json``) plus ``--a.b=c`` overrides.
 
-Sections: ``env`` (the simulation or the real arm), ``policy`` (the SAC agent; its shape fields are filled in
-from the environment), ``buffers``, ``human`` (the simulated human who intervenes), ``reward``, ``train``
-(the loop) and ``transport`` (the actor <-> learner link of `hilserl learner` / `hilserl actor`). Defaults follow
-the HIL-SERL reference and measured SO-101 settings; `hilserl doctor` and docs/decisions.md explain them.
+Sections: ``env`` (the simulation or the real arm), ``policy`` (the agent, by ``policy.type``: "sac" or
+"drqv2"; its shape fields are filled in from the environment), ``buffers``, ``human`` (the simulated human who
+intervenes), ``reward``, ``train`` (the loop) and ``transport`` (the actor <-> learner link of `hilserl learner` /
+`hilserl actor`). Defaults follow the HIL-SERL reference and measured SO-101 settings; `hilserl doctor` and
+docs/decisions.md explain them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hilserl.agents.drqv2_config import DrQV2Config
 from hilserl.agents.sac import SACConfig
 from hilserl.envs.gym_env import GymEnvConfig
 from hilserl.envs.so101 import SO101EnvConfig
@@ -193,7 +195,7 @@ class TransportConfig:
 @dataclass
 class TrainConfig:
     env: GraspCubeConfig | SO101EnvConfig | GymEnvConfig = field(default_factory=GraspCubeConfig)  # by env.type
-    policy: SACConfig = field(default_factory=lambda: SACConfig(
+    policy: SACConfig | DrQV2Config = field(default_factory=lambda: SACConfig(  # by policy.type
         encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True, critic_trunk_dim=50,
         action_smoothness=1.0))
     #  the policy's shape fields (state_dim, action_dim, discrete_gripper, cameras, image_size) are filled in from the

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hilserl.agents.registry import make_agent
 from hilserl.agents.sac import SACAgent, SACConfig
 from hilserl.data import MixedSampler, ReplayBuffer, Transition, route_transition
 from hilserl.obs_format import is_feature_key
@@ -59,7 +60,7 @@ class ActorRecord:
 class Learner:
     def __init__(self, policy: SACConfig, buffers: BufferConfig, observation_spec: dict, batch_size: int,
                  buffer_dir: Path | None, seed: int = 0, device: str = "cpu", agent: SACAgent | None = None):
-        self.agent = agent if agent is not None else SACAgent(policy).to(device)
+        self.agent = agent if agent is not None else make_agent(policy).to(device)
         self.batch_size = batch_size
         self.info_keys = ("grasp_penalty",) if policy.discrete_gripper else ()
         action_dim = policy.full_action_dim

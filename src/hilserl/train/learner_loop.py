@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hilserl.agents.sac import SACAgent
+from hilserl.agents.registry import make_agent
 from hilserl.config import to_dict
 from hilserl.envs import env_spaces
 from hilserl.monitor.health import HealthReporter
@@ -63,12 +63,12 @@ def open_learner(cfg: TrainConfig, run: RunFolder, resume: bool, log, *, before_
         if "torch_rng" in rng:
             torch.set_rng_state(torch.from_numpy(rng["torch_rng"].astype(np.uint8)))
     elif loop.init_policy:
-        agent = SACAgent(cfg.policy).to(loop.device)
+        agent = make_agent(cfg.policy).to(loop.device)
         log(f"policy initialised from {load_initial_policy(agent, loop.init_policy)}")
     if before_new_agent is not None:
         before_new_agent(cfg.policy)
     if agent is None:
-        agent = SACAgent(cfg.policy).to(loop.device)
+        agent = make_agent(cfg.policy).to(loop.device)
     processor = ObservationProcessor(agent, observation_space)
     learner = Learner(cfg.policy, cfg.buffers, processor.spec, loop.batch_size,
                       run.buffers if cfg.buffers.on_disk else None, loop.seed, loop.device, agent=agent)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hilserl.agents.sac import SACAgent
+from hilserl.agents.registry import make_agent
 from hilserl.config import to_dict
 from hilserl.monitor.health import HealthReporter, TrainingHealthError
 from hilserl.train.actor import Actor
@@ -110,7 +110,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     env = make_env(cfg)
     agents = []
     opened = open_learner(cfg, run, resume, log,
-                          before_new_agent=lambda policy: agents.append(SACAgent(policy).to(loop.device)))
+                          before_new_agent=lambda policy: agents.append(make_agent(policy).to(loop.device)))
     cfg, learner = opened.cfg, opened.learner
     state = {"env_step": 0, "episode": 0, "demo_episodes": 0, "evals": [], **opened.state}
     human_rng = np.random.default_rng(loop.seed + 101)
