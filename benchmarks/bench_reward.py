@@ -10,17 +10,33 @@
    episodes in the plain simulation, success = ground truth. The classifier run's policy is also rolled out in
    the classifier-wrapped env to count classifier/ground-truth disagreements and false successes.
 
+`--robust` measures instead whether the classifier survives a camera it never saw (no RL):
+
+1. two classifiers, each on its own simulation dataset: *nominal* (today's: the simulation's defaults, no
+   randomization) and *randomized* (the env section of `--train_config`, `configs/sim_pretrain.json`: every
+   randomization hook on; a held-out look there is refused); each picks its threshold for precision 0.99 on its
+   own held-out split (by episode), as `hilserl reward train` does;
+2. evaluation datasets from episodes neither saw (other seeds): `nominal`, `camera_pose` (the simulation's
+   defaults with only the gripper-camera pose jitter, up to 3 mm / 3 degrees), and the held-out looks `heldout_a`,
+   `heldout_b`, `heldout_c` (`--eval_config`'s env with `env.look` set: the look's table, backdrop, light and
+   camera mounting, with the preset's other hooks still drawing);
+3. both classifiers on every evaluation set at their own thresholds: precision, recall, accuracy, counts.
+   `--errors DIR` saves a PNG per classifier and set of its false positives and false negatives.
+
 Prints one JSON object as its last line. Use `--torch_threads=1` when other jobs share the machine.
 
     python benchmarks/bench_reward.py                  # everything (~10 min on 1 core)
     python benchmarks/bench_reward.py --skip_rl        # dataset + classifier only (~1.5 min)
     python benchmarks/bench_reward.py --smoke          # every stage on a tiny budget (seconds; figures mean nothing)
+    python benchmarks/bench_reward.py --robust         # nominal vs randomized classifier on held-out looks
+    python benchmarks/bench_reward.py --robust --smoke # the same on a tiny budget
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import shutil
 import tempfile
 import time
@@ -41,6 +57,12 @@ STATE_CONFIG = ROOT / "configs" / "sim_grasp_state.json"
 # --smoke: the smallest budget every stage runs on (the split by episode needs positives on both sides)
 SMOKE = {"num_positive": 20, "num_negative": 30, "head_steps": 5, "steps": 60, "final_episodes": 1,
          "rollout_episodes": 1, "demos": 1}
+PRESET_CONFIG = ROOT / "configs" / "sim_pretrain.json"
+EVAL_SETS = ("nominal", "camera_pose", "heldout_a", "heldout_b", "heldout_c")
+# --robust --smoke: tiny datasets (figures mean nothing)
+ROBUST_SMOKE = {"num_positive": 20, "num_negative": 30, "train_positive": 20, "train_negative": 30,
+                "eval_positive": 4, "eval_negative": 8, "head_steps": 5, "train_head_steps": 5}
+TARGET = {"precision": 0.99, "recall": 0.95}
 
 
 def rl_run(name: str, steps: int, out: Path, seed: int, threads: int, final_episodes: int, extra: list[str]):
@@ -96,6 +118,152 @@ def classifier_rollouts(agent, cfg, classifier, episodes: int, seed: int) -> dic
             "classifier_false_successes": false_success, "frame_disagreement_rate": round(disagree / max(1, frames), 4)}
 
 
+# ============================================================================================= --robust
+def cpu_info() -> dict:
+    """The CPU's model name (as lscpu shows it) and whether it has native bf16 (avx512_bf16)."""
+    import os
+
+    name, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpu": name or platform.processor() or platform.machine(), "avx512_bf16": "avx512_bf16" in flags,
+            "cores": os.cpu_count()}
+
+
+def env_section(path) -> "object":
+    from hilserl.cli_robot import load_env_config
+
+    return load_env_config(str(path), [])
+
+
+def robust_datasets(args, out: Path) -> dict:
+    """Collect the two training datasets and the evaluation sets; returns name -> dataset folder."""
+    import dataclasses
+
+    from hilserl.sim.env import GraspCubeConfig
+
+    train_env = env_section(args.train_config)
+    if train_env.look != "nominal":
+        raise SystemExit(f"--train_config {args.train_config}: env.look is {train_env.look!r}; the randomized "
+                         "classifier trains on the randomization presets only, never on a held-out look")
+    eval_env = env_section(args.eval_config)
+    plans = {
+        "train_nominal": (None, args.seed, args.num_positive, args.num_negative),
+        "train_randomized": (train_env, args.seed + 1, args.train_positive, args.train_negative),  # frame_keep below
+        "eval_nominal": (None, 1000 + args.seed, args.eval_positive, args.eval_negative),
+        "eval_camera_pose": (GraspCubeConfig(randomization=dataclasses.replace(
+            GraspCubeConfig().randomization, camera_pose=True)), 1001 + args.seed, args.eval_positive,
+            args.eval_negative),
+    }
+    for i, look in enumerate(("heldout_a", "heldout_b", "heldout_c")):
+        plans[f"eval_{look}"] = (dataclasses.replace(eval_env, look=look), 1002 + i + args.seed, args.eval_positive,
+                                 args.eval_negative)
+    dirs = {}
+    for name, (env_cfg, seed, npos, nneg) in plans.items():
+        t = time.perf_counter()
+        d = out / name
+        keep = args.train_frame_keep if name == "train_randomized" else 0.4  # 0.4: collect_sim_dataset's default
+        collect_sim_dataset(d, npos, nneg, seed=seed, cameras=tuple(args.cameras.split(",")), overwrite=True,
+                            env_config=env_cfg, frame_keep=keep)
+        ds = load_dataset(d)
+        print(f"{name}: {ds.num_positive} positive, {ds.num_negative} negative, {len(ds.episodes)} episodes, "
+              f"look {ds.manifest['info']['look']}, {time.perf_counter() - t:.0f} s", flush=True)
+        dirs[name] = d
+    return dirs
+
+
+def error_grid(path: Path, ds, idx, probs, title: str, max_frames: int = 48) -> None:
+    """A PNG of the frames at `idx` (every camera side by side), each with its probability and episode kind."""
+    import cv2
+    import numpy as np
+
+    kinds = {e["id"]: e.get("kind", "") for e in ds.episodes}
+    idx = list(idx)[:max_frames]
+    tiles = []
+    for i in idx:
+        tile = np.concatenate([ds.images[c][i] for c in ds.cameras], axis=1)[:, :, ::-1].copy()
+        text = f"{probs[i]:.2f} {kinds[int(ds.episode_ids[i])]} s{int(ds.steps[i])}"
+        cv2.putText(tile, text, (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(tile, text, (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    if not tiles:
+        return
+    h, w = tiles[0].shape[:2]
+    cols = 4
+    rows = (len(tiles) + cols - 1) // cols
+    grid = np.full((rows * h + 20, cols * w, 3), 40, np.uint8)
+    cv2.putText(grid, title, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        grid[20 + r * h:20 + (r + 1) * h, c * w:(c + 1) * w] = tile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), grid)
+
+
+def robust(args, out: Path) -> dict:
+    import numpy as np
+
+    from hilserl.reward.train import cache_features, classification_metrics, predict_from_features
+
+    t0 = time.perf_counter()
+    dirs = robust_datasets(args, out)
+    collect_s = time.perf_counter() - t0
+    classifiers, summary = {}, {}
+    for name, steps, shifts in (("nominal", args.head_steps, 4), ("randomized", args.train_head_steps,
+                                                                  args.train_num_shifts)):
+        ds = load_dataset(dirs[f"train_{name}"])
+        res = train_classifier(ds, out / f"classifier_{name}",
+                               ClassifierTrainConfig(steps=steps, seed=args.seed, torch_threads=args.torch_threads,
+                                                     num_shifts=shifts),
+                               log=lambda s: print(s, flush=True))
+        print(f"[{name}]\n{format_report(res)}", flush=True)
+        classifiers[name] = res.classifier
+        summary[name] = {"threshold": round(res.threshold, 4), "target_reached": res.target_reached,
+                         "train_frames": {"positive": ds.num_positive, "negative": ds.num_negative,
+                                          "episodes": len(ds.episodes)},
+                         "head_steps": steps, "num_shifts": shifts, "train_s": round(res.seconds, 1),
+                         "frame_keep": ds.manifest["info"]["frame_keep"],
+                         "own_split": {k: res.metrics[k] for k in ("precision", "recall", "accuracy", "n")},
+                         "hooks": ds.manifest["info"]["randomization"]}
+    backbone = classifiers["nominal"].backbone  # the same frozen backbone serves both heads
+    evals = {}
+    for name in EVAL_SETS:
+        ds = load_dataset(dirs[f"eval_{name}"])
+        feats = {cam: cache_features(backbone, ds.images[cam], 1, 0) for cam in ds.cameras}
+        row = {"frames": {"positive": ds.num_positive, "negative": ds.num_negative, "episodes": len(ds.episodes)},
+               "look": ds.manifest["info"]["look"], "hooks": ds.manifest["info"]["randomization"]}
+        for cname, clf in classifiers.items():
+            probs = predict_from_features(clf, feats)
+            m = classification_metrics(probs, ds.labels, clf.threshold)
+            row[cname] = {k: m[k] for k in ("precision", "recall", "accuracy", "tp", "fp", "fn", "tn")}
+            if args.errors:
+                pred = probs > clf.threshold
+                for what, idx in (("false_positives", np.flatnonzero(pred & ~ds.labels)),
+                                  ("false_negatives", np.flatnonzero(~pred & ds.labels))):
+                    error_grid(Path(args.errors) / f"{cname}_{name}_{what}.png", ds, idx, probs,
+                               f"{cname} classifier, {name}: {len(idx)} {what.replace('_', ' ')} "
+                               f"(threshold {clf.threshold:.3f})")
+        evals[name] = row
+        print(f"{name:<12} " + "  ".join(
+            f"{c}: precision {row[c]['precision']:.4f} recall {row[c]['recall']:.4f} (fp {row[c]['fp']}, "
+            f"fn {row[c]['fn']})" for c in classifiers), flush=True)
+    looks = [n for n in EVAL_SETS if n.startswith("heldout")]
+    met = all(evals[n]["randomized"]["precision"] >= TARGET["precision"]
+              and evals[n]["randomized"]["recall"] >= TARGET["recall"] for n in looks)
+    return {"mode": "robust", "target": TARGET, "target_met_on_heldout_looks": met,
+            "classifiers": summary, "eval": evals,
+            "train_config": str(Path(args.train_config)), "eval_config": str(Path(args.eval_config)),
+            "cameras": args.cameras.split(","), "collect_s": round(collect_s, 1), **cpu_info(),
+            "torch_threads": args.torch_threads, "smoke": bool(args.smoke)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--num_positive", type=int, default=200)
@@ -111,17 +279,39 @@ def main() -> None:
     ap.add_argument("--torch_threads", type=int, default=1)
     ap.add_argument("--skip_rl", action="store_true")
     ap.add_argument("--out", default=None, help="keep everything here (default: a temporary folder)")
+    ap.add_argument("--robust", action="store_true",
+                    help="no RL: the nominal-trained and the randomized-trained classifier on held-out looks and "
+                         "under the camera_pose jitter (see above)")
+    ap.add_argument("--train_config", default=str(PRESET_CONFIG),
+                    help="--robust: the config whose env section the randomized classifier trains in")
+    ap.add_argument("--eval_config", default=str(PRESET_CONFIG),
+                    help="--robust: the config whose env section the held-out looks are drawn in")
+    ap.add_argument("--train_positive", type=int, default=800, help="--robust: the randomized dataset's positives")
+    ap.add_argument("--train_negative", type=int, default=3000, help="--robust: the randomized dataset's negatives")
+    ap.add_argument("--train_frame_keep", type=float, default=0.15,
+                    help="--robust: share of the randomized episodes' frames stored (fewer per episode: more looks)")
+    ap.add_argument("--train_num_shifts", type=int, default=2, help="--robust: cached shifts per randomized frame")
+    ap.add_argument("--train_head_steps", type=int, default=1000, help="--robust: the randomized head's steps")
+    ap.add_argument("--eval_positive", type=int, default=200, help="--robust: success frames per evaluation set")
+    ap.add_argument("--eval_negative", type=int, default=400, help="--robust: other frames per evaluation set")
+    ap.add_argument("--errors", default=None, help="--robust: save grids of the misclassified frames here")
     ap.add_argument("--smoke", action="store_true",
                     help="a tiny budget for every stage (checks that it runs; the figures mean nothing): "
-                         + ", ".join(f"--{k} {v}" for k, v in SMOKE.items()))
+                         + ", ".join(f"--{k} {v}" for k, v in SMOKE.items())
+                         + "; with --robust: " + ", ".join(f"--{k} {v}" for k, v in ROBUST_SMOKE.items()))
     args = ap.parse_args()
     if args.smoke:
-        for k, v in SMOKE.items():
+        for k, v in (ROBUST_SMOKE if args.robust else SMOKE).items():
             setattr(args, k, v)
     torch.set_num_threads(args.torch_threads)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_reward_"))
     t0 = time.perf_counter()
     try:
+        if args.robust:
+            result = robust(args, out)
+            result["wall_s"] = round(time.perf_counter() - t0, 1)
+            print(json.dumps(result))
+            return
         ds_dir = out / "dataset"
         if ds_dir.exists():
             shutil.rmtree(ds_dir)
