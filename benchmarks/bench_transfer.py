@@ -127,14 +127,14 @@ def _zero_shot(job: dict) -> dict:
 
     torch.set_num_threads(1)
     import hilserl  # noqa: F401  (before mujoco: the headless GL backend)
-    from hilserl.agents.sac import SACAgent
+    from hilserl.agents.registry import load_agent
     from hilserl.config import load_config
     from hilserl.sim.env import SO101GraspCubeEnv
     from hilserl.train.actor import Actor
     from hilserl.train.config import TrainConfig
     from hilserl.train.evaluate import evaluate
 
-    agent = SACAgent.load(job["policy"])
+    agent = load_agent(job["policy"])
     out = {}
     for look in job["looks"]:
         t0 = time.perf_counter()
@@ -163,7 +163,7 @@ def _finetune(job: dict) -> dict:
 
     import torch
 
-    from hilserl.agents.sac import SACAgent
+    from hilserl.agents.registry import make_agent
     from hilserl.envs import env_spaces
     from hilserl.train.actor import Actor
     from hilserl.train.build import make_env, policy_config
@@ -172,7 +172,7 @@ def _finetune(job: dict) -> dict:
 
     # the policy the run started from, evaluated like the loop's evaluations (same env, actor seed and episodes)
     torch.manual_seed(job["seed"])
-    agent = SACAgent(policy_config(cfg, *env_spaces(cfg.env)))
+    agent = make_agent(policy_config(cfg, *env_spaces(cfg.env)))
     if init:
         load_initial_policy(agent, init)
     env = make_env(cfg)

@@ -26,7 +26,7 @@ import hilserl  # noqa: F401  (before mujoco)
 
 
 def scan(run_dir: Path, model_dir: Path | None = None, episodes: int = 6, seed: int = 1000) -> dict:
-    from hilserl.agents.sac import SACAgent
+    from hilserl.agents.registry import load_agent
     from hilserl.config import from_dict
     from hilserl.sim.env import SO101GraspCubeEnv
     from hilserl.train.actor import Actor
@@ -34,7 +34,7 @@ def scan(run_dir: Path, model_dir: Path | None = None, episodes: int = 6, seed: 
     from hilserl.train.config import TrainConfig, upgrade_saved_config
 
     model_dir = resolve_model_dir(model_dir or last_checkpoint(run_dir))
-    agent = SACAgent.load(model_dir).eval()
+    agent = load_agent(model_dir).eval()
     cfg = from_dict(TrainConfig, upgrade_saved_config(json.loads((run_dir / "config.json").read_text())))
     env = SO101GraspCubeEnv(cfg.env)
     actor = Actor(env, agent, None, seed=seed)

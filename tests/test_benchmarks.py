@@ -141,6 +141,12 @@ def test_bench_learner_command_line():
     assert out["notes"]["cached_bytes_per_frame"] == 4 * 512 * 4 * 4 * 2  # K=4 shifts of [512, 4, 4] float16
 
 
+def test_bench_learning_runs_a_drqv2_policy_too():
+    out = run_benchmark("bench_learning", "--configs", "state", "--seeds", 0, "--env_steps", 40, "--eval_every", 40,
+                        "--eval_episodes", 1, "--final_episodes", 1, "--jobs", 1, "--", "--policy.type=drqv2")
+    assert out["state"]["human"]["per_seed"]["0"]["final_episodes"] == 1  # its final policy loaded as DrQ-v2
+
+
 def test_bench_learning_command_line():
     out = run_benchmark("bench_learning", "--configs", "state", "--seeds", 0, "--env_steps", 60, "--eval_every", 30,
                         "--eval_episodes", 1, "--final_episodes", 2, "--jobs", 1)
