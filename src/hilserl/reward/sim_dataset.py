@@ -66,6 +66,16 @@ class _SimEpisode:
         return cond()
 
 
+def _check_counts(num_positive, num_negative, frame_keep: float) -> None:
+    for name, value in (("num_positive", num_positive), ("num_negative", num_negative)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name}: expected a whole number >= 0, got {value!r}")
+    if num_positive + num_negative == 0:
+        raise ValueError("num_positive, num_negative: at least one frame is needed, both are 0")
+    if not 0.0 < frame_keep <= 1.0:
+        raise ValueError(f"frame_keep: expected a value in (0, 1], got {frame_keep}")
+
+
 def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_negative: int = 1000, seed: int = 0,
                         image_size: int = 128, cameras: tuple[str, ...] = ("gripper", "front"), overwrite: bool = False,
                         frame_keep: float = 0.4, max_episodes: int = 2000, log: Callable[[str], None] | None = None,
@@ -101,13 +111,7 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
     from hilserl.sim.expert import ScriptedExpert
 
     cfg = sim_dataset_env_config(env_config, image_size, cameras, env_overrides)
-    for name, value in (("num_positive", num_positive), ("num_negative", num_negative)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name}: expected a whole number >= 0, got {value!r}")
-    if num_positive + num_negative == 0:
-        raise ValueError("num_positive, num_negative: at least one frame is needed, both are 0")
-    if not 0.0 < frame_keep <= 1.0:
-        raise ValueError(f"frame_keep: expected a value in (0, 1], got {frame_keep}")
+    _check_counts(num_positive, num_negative, frame_keep)
     env = SO101GraspCubeEnv(cfg)
     rng = np.random.default_rng(seed)
     hooks = [f.name for f in dataclasses.fields(cfg.randomization)
