@@ -166,11 +166,8 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
                                       reset_options=curriculum.reset_options())
             steps += stats.length
             episodes += 1
-            record = {**stats.record(), "weights_version": actor.weights_version}
-            if loop.curriculum.enabled:
-                record["start_region"] = curriculum.scale
-                if curriculum.update(stats.success):
-                    log(f"actor {actor_id}: curriculum: the start region widens to {curriculum.scale:.0%}")
+            record = {**stats.record(), "weights_version": actor.weights_version,
+                      **curriculum.after_episode(stats.success, log, f"actor {actor_id}: ")}
             client.send_episode(episode, client.last_seq, record)
             log(f"actor {actor_id} | episode {episode} | steps {stats.length} | reward {stats.reward:.2f} | "
                 f"intervention {100 * stats.intervention_rate:.0f}% | {'SUCCESS' if stats.success else 'FAIL'} | "

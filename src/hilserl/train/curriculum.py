@@ -69,5 +69,15 @@ class StartRegionCurriculum:
             return True
         return False
 
+    def after_episode(self, success: bool, log, who: str = "") -> dict:
+        """Count a finished training episode, say when the region widens; the episode row's ``start_region``
+        column (nothing when the curriculum is off)."""
+        if not self.cfg.enabled:
+            return {}
+        row = {"start_region": self.scale}
+        if self.update(success):
+            log(f"{who}curriculum: the start region widens to {self.scale:.0%} of its full size")
+        return row
+
     def state(self) -> dict:
         return {"scale": self.scale, "recent": [int(s) for s in self.recent]}

@@ -81,17 +81,6 @@ def _evaluate(cfg: TrainConfig, run: RunFolder, learner, eval_actor, state: dict
         f"mean reward {ev['mean_reward']:.2f}")
 
 
-def _curriculum_step(curriculum: StartRegionCurriculum, success: bool, state: dict, log) -> dict:
-    """Count a training episode in the curriculum (its state goes into checkpoints); the episode row's column."""
-    if not curriculum.cfg.enabled:
-        return {}
-    row = {"start_region": curriculum.scale}
-    if curriculum.update(success):
-        log(f"curriculum: the start region widens to {curriculum.scale:.0%} of its full size")
-    state["curriculum"] = curriculum.state()
-    return row
-
-
 def _next(step: int, every: int) -> int | None:
     return (step // every + 1) * every if every else None
 
@@ -156,7 +145,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
             release()  # no checkpoint of the broken weights; the buffers are committed for a resume
             raise
         rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version,
-               **_curriculum_step(curriculum, stats.success, state, log)}
+               **curriculum.after_episode(stats.success, log)}
+        state.update({"curriculum": curriculum.state()} if loop.curriculum.enabled else {})
         logger.log_episode(rec)
         log(format_episode_line(rec))
         health.episode(rec)
