@@ -223,12 +223,12 @@ def _convert(ep: Episode, layout: JointSpaceLayout, kin, report: JointImportRepo
     states = np.stack([o[STATE] for o in ep.observations])  # [length + 1, 6]
     q_all = lerobot_to_radians(states, layout.units, layout.calibration)
     q = np.concatenate([q_all[keep], q_all[-1:]])  # [n + 1]: the kept frames and the final observation
-    motion, commands = _actions(ep.actions[keep], q, layout, kin, report)
+    ee = np.stack([kin.ee_position(qi) for qi in q])  # the tool point, once per kept frame
+    motion, commands = _actions(ep.actions[keep], q, ee, layout, kin, report)
     closed = _closed_flags(q[0], commands, layout.gripper_mode)
     vel = np.zeros_like(q)
     vel[1:] = (q[1:] - q[:-1]) * layout.fps
     opening = np.clip(q[:, 5] / JAW_OPEN_ANGLE, 0.0, 1.0)
-    ee = np.stack([kin.ee_position(qi) for qi in q])
     state = np.concatenate([q, vel, opening[:, None], closed[:, None], ee], axis=1).astype(np.float32)
     observations = []
     for i, frame in enumerate(list(keep) + [length]):
@@ -245,9 +245,10 @@ def _convert(ep: Episode, layout: JointSpaceLayout, kin, report: JointImportRepo
     return Episode(observations, actions, rewards, ep.terminated, ep.truncated, interventions, ep.task, {})
 
 
-def _actions(actions: np.ndarray, q: np.ndarray, layout: JointSpaceLayout, kin, report: JointImportReport
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """([n, 3] motion in [-1, 1], [n] gripper values) for the kept frames' actions; q: [n + 1] radians."""
+def _actions(actions: np.ndarray, q: np.ndarray, ee: np.ndarray, layout: JointSpaceLayout, kin,
+             report: JointImportReport) -> tuple[np.ndarray, np.ndarray]:
+    """([n, 3] motion in [-1, 1], [n] gripper values) for the kept frames' actions; q: [n + 1] radians, ee their
+    tool points."""
     n = len(actions)
     motion, gripper = np.zeros((n, 3)), np.zeros(n)
     if actions.shape[1] == JOINTS:
@@ -255,11 +256,9 @@ def _actions(actions: np.ndarray, q: np.ndarray, layout: JointSpaceLayout, kin, 
         jaw = q[0, 5]
         for i in range(n):
             a = leader_action(kin, targets[i], q[i], layout.action_scale, layout.workspace_low,
-                              layout.workspace_high, _is_closed(jaw), layout.gripper_mode)
+                              layout.workspace_high, _is_closed(jaw), layout.gripper_mode, ee_reference=ee[i])
             motion[i], gripper[i] = a[:3], a[3]
-            unclipped = (np.clip(kin.ee_position(targets[i]), layout.workspace_low, layout.workspace_high)
-                         - kin.ee_position(q[i])) / layout.action_scale
-            report.clipped_values += int(np.sum(np.abs(unclipped) > 1.0))
+            report.clipped_values += int(np.sum(np.abs(a[:3]) >= 1.0))  # at the bound: clipped (or exactly 1)
             jaw = jaw_target(gripper[i], layout.gripper_mode, jaw)
     else:
         scaled = actions[:, :3] * layout.ee_step_m / layout.action_scale
