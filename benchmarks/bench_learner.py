@@ -1,5 +1,5 @@
 """Learner speed: SAC updates per second at batch 256, UTD 1 (one critic + actor + temperature + target update),
-one thread, CPU. Prints one JSON object as its last line.
+one thread, on the CPU or (`--device cuda`) a GPU. Prints one JSON object as its last line.
 
 Configurations:
   state                   18-D state, 4-D continuous action
@@ -10,6 +10,10 @@ Configurations:
                           and next_obs every update)
   pixels_resnet10_cached  + one 128x128 camera, frozen ResNet-10, cached mode (features precomputed per frame
                           for K=4 shifts; the update picks one per sample and runs only the head)
+  pixels_default          the shipped pixel policy (configs/sim_grasp.json): EfficientNet-Lite0 maps cached for
+                          K=4 shifts, a 50-wide critic trunk, two critics, the action-smoothness term
+  pixels_default_4critics the same with four critics and a TD target from two drawn at random
+On a GPU the "_bf16" rows force bf16 updates (policy.mixed_precision=true); "auto" picks float32 there.
 Every configuration without "_float32" runs the defaults, so policy.mixed_precision="auto": bf16 matrix products
 where the CPU has native bf16 (AVX512-BF16 / AMX), float32 elsewhere; "notes.precision" says which one ran.
 sample_ms / bytes_per_transition: hilserl.data.ReplayBuffer (one 128x128 camera + 18-D state), sampling 256 plus
@@ -68,16 +72,27 @@ def synthetic_batch(cfg: SACConfig, b: int = BATCH, features: torch.Tensor | Non
     return batch
 
 
+def sync(agent: SACAgent) -> None:
+    """Wait for the GPU's queued work, so that a timer reads the time the updates took (a no-op on the CPU)."""
+    if agent.device.type == "cuda":
+        torch.cuda.synchronize(agent.device)
+
+
 def updates_per_second(agent: SACAgent, batch: dict, budget_s: float, warmup: int) -> float:
-    """Median rate over several timing windows (the machine may be shared)."""
+    """Median rate over several timing windows (the machine may be shared). The batch lives on the CPU, as the
+    learner samples it; each update moves it to the agent's device."""
     for _ in range(warmup):
         agent.update(batch)
+    sync(agent)
     rates, spent = [], 0.0
     while spent < budget_s or len(rates) < 3:
         n, t0 = 0, time.perf_counter()
         while True:
             agent.update(batch)
             n += 1
+            if agent.device.type == "cuda" and n % 8:
+                continue  # read the clock (and so wait for the GPU) every 8 updates only
+            sync(agent)
             el = time.perf_counter() - t0
             if el > min(1.0, budget_s / 3):
                 break
@@ -119,10 +134,14 @@ def bench_buffer(batch: int = BATCH, transitions: int = 1500, samples: int = 12
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny budget: checks that everything runs (seconds)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = p.parse_args()
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device here")
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    results, notes = {}, {}
+    results, notes = {}, {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
     t_start = time.perf_counter()
     b = 8 if args.smoke else BATCH
 
@@ -132,37 +151,57 @@ def main():
         return updates_per_second(agent, batch, budget_s=budget_s, warmup=warmup)
 
     state = SACConfig(state_dim=STATE_DIM, action_dim=4)
-    agent = SACAgent(state)
+    agent = SACAgent(state).to(dev)
     results["state"] = rate(agent, synthetic_batch(state, b), budget_s=6.0, warmup=10)
 
     grip = SACConfig(state_dim=STATE_DIM, action_dim=3, discrete_gripper=True)
-    agent = SACAgent(grip)
+    agent = SACAgent(grip).to(dev)
     results["state_gripper"] = rate(agent, synthetic_batch(grip, b), budget_s=6.0, warmup=10)
 
     notes["precision"] = agent.precision_summary()
     # the same two with float32 updates (policy.mixed_precision=false; what "auto" gives on CPUs without native bf16)
     for name, cfg in (("state_float32", state), ("state_gripper_float32", grip)):
         fp32 = SACConfig(**{**cfg.to_dict(), "mixed_precision": False})
-        results[name] = rate(SACAgent(fp32), synthetic_batch(fp32, b), budget_s=6.0, warmup=10)
+        results[name] = rate(SACAgent(fp32).to(dev), synthetic_batch(fp32, b), budget_s=6.0, warmup=10)
 
     conv = SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE, encoder="conv")
-    agent = SACAgent(conv)
+    agent = SACAgent(conv).to(dev)
     results["pixels_conv"] = rate(agent, synthetic_batch(conv, b), budget_s=8.0, warmup=2)
 
     r10 = SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE, encoder="resnet10")
-    agent = SACAgent(r10)
+    agent = SACAgent(r10).to(dev)
     results["pixels_resnet10_frozen"] = rate(agent, synthetic_batch(r10, b), budget_s=12.0, warmup=1)
     notes["backbone_dtype"] = str(agent.encoder.backbone.compute_dtype or torch.float32)
 
     cached = SACConfig(**{**r10.to_dict(), "cached_features": True})
-    agent = SACAgent(cached)
+    agent = SACAgent(cached).to(dev)
     frames = torch.randint(0, 256, (4 if args.smoke else 64, 3, *IMAGE), dtype=torch.uint8)
     t0 = time.perf_counter()
-    store = agent.precompute_features(frames)  # [64, K, 512, 4, 4] float16, what a buffer would hold per frame
+    store = agent.precompute_features(frames).cpu()  # [64, K, 512, 4, 4] float16, what a buffer holds per frame
+    sync(agent)
     notes["precompute_ms_per_frame"] = round((time.perf_counter() - t0) * 1e3 / frames.shape[0], 2)
     notes["cached_bytes_per_frame"] = int(store[0].numel() * store.element_size())
     results["pixels_resnet10_cached"] = rate(agent, synthetic_batch(cached, b, features=store), budget_s=6.0,
                                              warmup=3)
+
+    for name, extra in (("pixels_default", {}),
+                        ("pixels_default_4critics", {"critic_ensemble_size": 4, "critic_subsample_size": 2})):
+        cfg = SACConfig(state_dim=STATE_DIM, action_dim=3, discrete_gripper=True, cameras=(CAMERA,),
+                        image_size=IMAGE, encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True,
+                        num_cached_shifts=4, temperature_init=0.01, target_entropy=None, backup_entropy=False,
+                        discount=0.97, critic_trunk_dim=50, action_smoothness=1.0, **extra)
+        agent = SACAgent(cfg).to(dev)
+        t0 = time.perf_counter()
+        store = agent.precompute_features(frames).cpu()  # [64, 4, 320, 4, 4]
+        if name == "pixels_default":
+            notes["default_precompute_ms_per_frame"] = round((time.perf_counter() - t0) * 1e3 / frames.shape[0], 2)
+        results[name] = rate(agent, synthetic_batch(cfg, b, features=store), budget_s=6.0, warmup=3)
+        if dev.type == "cuda":
+            agent = SACAgent(SACConfig(**{**cfg.to_dict(), "mixed_precision": True})).to(dev)
+            results[name + "_bf16"] = rate(agent, synthetic_batch(cfg, b, features=store), budget_s=6.0, warmup=3)
+    if dev.type == "cuda":
+        bf16 = SACConfig(**{**state.to_dict(), "mixed_precision": True})
+        results["state_bf16"] = rate(SACAgent(bf16).to(dev), synthetic_batch(bf16, b), budget_s=6.0, warmup=10)
 
     sample_ms, bytes_per_transition, how = (bench_buffer(b, transitions=150, samples=4) if args.smoke
                                             else bench_buffer())
