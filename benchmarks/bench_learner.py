@@ -131,77 +131,86 @@ def bench_buffer(batch: int = BATCH, transitions: int = 1500, samples: int = 12
     return statistics.median(times[2:]) * 1e3, float(buf.bytes_per_transition), "ReplayBuffer.sample + augment_batch"
 
 
+def configurations(dev: torch.device) -> dict[str, tuple[SACConfig, float, int]]:
+    """name -> (config, timing budget in s, warm-up updates), in the order they run."""
+    state = SACConfig(state_dim=STATE_DIM, action_dim=4)
+    grip = SACConfig(state_dim=STATE_DIM, action_dim=3, discrete_gripper=True)
+    r10 = SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE, encoder="resnet10")
+    default = SACConfig(state_dim=STATE_DIM, action_dim=3, discrete_gripper=True, cameras=(CAMERA,), image_size=IMAGE,
+                        encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True,
+                        num_cached_shifts=4, temperature_init=0.01, target_entropy=None, backup_entropy=False,
+                        discount=0.97, critic_trunk_dim=50, action_smoothness=1.0)
+
+    def with_(cfg: SACConfig, **kw) -> SACConfig:
+        return SACConfig(**{**cfg.to_dict(), **kw})
+
+    table = {
+        "state": (state, 6.0, 10),
+        "state_gripper": (grip, 6.0, 10),
+        # float32 updates (policy.mixed_precision=false; what "auto" gives on CPUs without native bf16)
+        "state_float32": (with_(state, mixed_precision=False), 6.0, 10),
+        "state_gripper_float32": (with_(grip, mixed_precision=False), 6.0, 10),
+        "pixels_conv": (SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE,
+                                  encoder="conv"), 8.0, 2),
+        "pixels_resnet10_frozen": (r10, 12.0, 1),
+        "pixels_resnet10_cached": (with_(r10, cached_features=True), 6.0, 3),
+        "pixels_default": (default, 6.0, 3),
+        "pixels_default_4critics": (with_(default, critic_ensemble_size=4, critic_subsample_size=2), 6.0, 3),
+    }
+    if dev.type == "cuda":  # "auto" is float32 on a GPU: what bf16 would give there
+        table["state_bf16"] = (with_(state, mixed_precision=True), 6.0, 10)
+        table["pixels_default_bf16"] = (with_(default, mixed_precision=True), 6.0, 3)
+        table["pixels_default_4critics_bf16"] = (with_(table["pixels_default_4critics"][0], mixed_precision=True),
+                                                 6.0, 3)
+    return table
+
+
+def cached_store(agent: SACAgent, frames: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """What a buffer holds per frame in cached mode ([N, K, C, h, w] float16, on the CPU) and the ms per frame it
+    took to compute (after one warm-up call: a GPU's first call sets up its kernels)."""
+    agent.precompute_features(frames[:2])
+    sync(agent)
+    t0 = time.perf_counter()
+    store = agent.precompute_features(frames).cpu()
+    return store, (time.perf_counter() - t0) * 1e3 / frames.shape[0]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny budget: checks that everything runs (seconds)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="these configurations only (default: all)")
     args = p.parse_args()
     dev = torch.device(args.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA device here")
+    table = configurations(dev)
+    unknown = sorted(set(args.only or ()) - set(table))
+    if unknown:
+        p.error(f"--only: unknown configuration(s) {unknown}; expected some of {list(table)}")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     results, notes = {}, {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
     t_start = time.perf_counter()
     b = 8 if args.smoke else BATCH
-
-    def rate(agent, batch, budget_s, warmup):
+    frames = torch.randint(0, 256, (4 if args.smoke else 64, 3, *IMAGE), dtype=torch.uint8)
+    for name, (cfg, budget_s, warmup) in table.items():
+        if args.only and name not in args.only:
+            continue
+        agent = SACAgent(cfg).to(dev)
+        store = None
+        if cfg.cached_features:
+            store, ms = cached_store(agent, frames)
+            notes.setdefault(f"precompute_ms_per_frame.{cfg.encoder}", round(ms, 2))
+            notes.setdefault(f"cached_bytes_per_frame.{cfg.encoder}", int(store[0].numel() * store.element_size()))
         if args.smoke:
             budget_s, warmup = 0.0, min(warmup, 1)  # one update per timing window, three windows
-        return updates_per_second(agent, batch, budget_s=budget_s, warmup=warmup)
-
-    state = SACConfig(state_dim=STATE_DIM, action_dim=4)
-    agent = SACAgent(state).to(dev)
-    results["state"] = rate(agent, synthetic_batch(state, b), budget_s=6.0, warmup=10)
-
-    grip = SACConfig(state_dim=STATE_DIM, action_dim=3, discrete_gripper=True)
-    agent = SACAgent(grip).to(dev)
-    results["state_gripper"] = rate(agent, synthetic_batch(grip, b), budget_s=6.0, warmup=10)
-
-    notes["precision"] = agent.precision_summary()
-    # the same two with float32 updates (policy.mixed_precision=false; what "auto" gives on CPUs without native bf16)
-    for name, cfg in (("state_float32", state), ("state_gripper_float32", grip)):
-        fp32 = SACConfig(**{**cfg.to_dict(), "mixed_precision": False})
-        results[name] = rate(SACAgent(fp32).to(dev), synthetic_batch(fp32, b), budget_s=6.0, warmup=10)
-
-    conv = SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE, encoder="conv")
-    agent = SACAgent(conv).to(dev)
-    results["pixels_conv"] = rate(agent, synthetic_batch(conv, b), budget_s=8.0, warmup=2)
-
-    r10 = SACConfig(state_dim=STATE_DIM, action_dim=4, cameras=(CAMERA,), image_size=IMAGE, encoder="resnet10")
-    agent = SACAgent(r10).to(dev)
-    results["pixels_resnet10_frozen"] = rate(agent, synthetic_batch(r10, b), budget_s=12.0, warmup=1)
-    notes["backbone_dtype"] = str(agent.encoder.backbone.compute_dtype or torch.float32)
-
-    cached = SACConfig(**{**r10.to_dict(), "cached_features": True})
-    agent = SACAgent(cached).to(dev)
-    frames = torch.randint(0, 256, (4 if args.smoke else 64, 3, *IMAGE), dtype=torch.uint8)
-    t0 = time.perf_counter()
-    store = agent.precompute_features(frames).cpu()  # [64, K, 512, 4, 4] float16, what a buffer holds per frame
-    sync(agent)
-    notes["precompute_ms_per_frame"] = round((time.perf_counter() - t0) * 1e3 / frames.shape[0], 2)
-    notes["cached_bytes_per_frame"] = int(store[0].numel() * store.element_size())
-    results["pixels_resnet10_cached"] = rate(agent, synthetic_batch(cached, b, features=store), budget_s=6.0,
-                                             warmup=3)
-
-    for name, extra in (("pixels_default", {}),
-                        ("pixels_default_4critics", {"critic_ensemble_size": 4, "critic_subsample_size": 2})):
-        cfg = SACConfig(state_dim=STATE_DIM, action_dim=3, discrete_gripper=True, cameras=(CAMERA,),
-                        image_size=IMAGE, encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True,
-                        num_cached_shifts=4, temperature_init=0.01, target_entropy=None, backup_entropy=False,
-                        discount=0.97, critic_trunk_dim=50, action_smoothness=1.0, **extra)
-        agent = SACAgent(cfg).to(dev)
-        t0 = time.perf_counter()
-        store = agent.precompute_features(frames).cpu()  # [64, 4, 320, 4, 4]
-        if name == "pixels_default":
-            notes["default_precompute_ms_per_frame"] = round((time.perf_counter() - t0) * 1e3 / frames.shape[0], 2)
-        results[name] = rate(agent, synthetic_batch(cfg, b, features=store), budget_s=6.0, warmup=3)
-        if dev.type == "cuda":
-            agent = SACAgent(SACConfig(**{**cfg.to_dict(), "mixed_precision": True})).to(dev)
-            results[name + "_bf16"] = rate(agent, synthetic_batch(cfg, b, features=store), budget_s=6.0, warmup=3)
-    if dev.type == "cuda":
-        bf16 = SACConfig(**{**state.to_dict(), "mixed_precision": True})
-        results["state_bf16"] = rate(SACAgent(bf16).to(dev), synthetic_batch(bf16, b), budget_s=6.0, warmup=10)
+        results[name] = updates_per_second(agent, synthetic_batch(cfg, b, features=store), budget_s, warmup)
+        if name == "state_gripper":
+            notes["precision"] = agent.precision_summary()
+        backbone = getattr(agent.encoder, "backbone", None)
+        if backbone is not None:
+            notes.setdefault(f"backbone_dtype.{cfg.encoder}", str(backbone.compute_dtype or torch.float32))
 
     sample_ms, bytes_per_transition, how = (bench_buffer(b, transitions=150, samples=4) if args.smoke
                                             else bench_buffer())

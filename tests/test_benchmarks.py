@@ -133,12 +133,17 @@ def test_bench_learner_command_line():
     out = run_benchmark("bench_learner", "--smoke")
     assert out["smoke"] is True and out["batch"] == 8
     assert set(out["updates_per_s"]) == {"state", "state_gripper", "state_float32", "state_gripper_float32",
-                                         "pixels_conv", "pixels_resnet10_frozen", "pixels_resnet10_cached"}
+                                         "pixels_conv", "pixels_resnet10_frozen", "pixels_resnet10_cached",
+                                         "pixels_default", "pixels_default_4critics"}  # no "_bf16" rows on a CPU
     assert all(rate > 0 for rate in out["updates_per_s"].values()), out["updates_per_s"]
     assert out["sample_ms"] > 0
     frame = 128 * 128 * 3  # one uint8 camera frame: stored once per transition (+ state, action, ...)
     assert frame < out["bytes_per_transition"] < 2 * frame
-    assert out["notes"]["cached_bytes_per_frame"] == 4 * 512 * 4 * 4 * 2  # K=4 shifts of [512, 4, 4] float16
+    assert out["notes"]["cached_bytes_per_frame.resnet10"] == 4 * 512 * 4 * 4 * 2  # K=4 shifts of [512, 4, 4] fp16
+    assert out["notes"]["cached_bytes_per_frame.efficientnet_lite0"] == 4 * 320 * 4 * 4 * 2
+    assert out["notes"]["device"] == "cpu"
+    subset = run_benchmark("bench_learner", "--smoke", "--only", "state", "pixels_default")
+    assert set(subset["updates_per_s"]) == {"state", "pixels_default"}
 
 
 def test_bench_learning_runs_a_drqv2_policy_too():

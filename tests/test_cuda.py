@@ -83,8 +83,8 @@ def test_cached_features_computed_on_cuda_match_the_cpu_and_train():
     frames = torch.randint(0, 256, (6, 3, 128, 128), dtype=torch.uint8)
     f_cpu, f_gpu = cpu.precompute_features(frames), gpu.precompute_features(frames)
     assert f_gpu.shape == f_cpu.shape == (6, 2, 320, 4, 4) and f_gpu.dtype == torch.float16
-    # the two devices' float32 convolutions differ in the last bits, then both round to float16
-    torch.testing.assert_close(f_gpu.float().cpu(), f_cpu.float(), atol=2e-2, rtol=2e-2)
+    # cuDNN runs float32 convolutions in TF32 by default (10-bit mantissa): a few maps differ by ~0.03
+    torch.testing.assert_close(f_gpu.float().cpu(), f_cpu.float(), atol=5e-2, rtol=5e-2)
     metrics = gpu.update([batch_for(cfg, features=f_gpu.cpu()) for _ in range(2)])
     assert all(np.isfinite(v) for v in metrics.values())
     a = gpu.select_action({"state": np.zeros(18, np.float32), "pixels.gripper": frames[0].numpy()})

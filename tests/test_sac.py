@@ -476,3 +476,18 @@ def test_actor_q_min_charges_the_actor_for_critic_disagreement():
         expected = actor_loss(lp2, agent.critic(emb, a2), alpha, "min").item()
     torch.manual_seed(1)
     assert agent.actor_step(emb)["actor_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_update_metrics_are_python_floats_read_once_per_update(monkeypatch):
+    torch.manual_seed(0)
+    cfg = SACConfig(state_dim=5, action_dim=2, discrete_gripper=True, action_smoothness=1.0, **TINY)
+    agent = SACAgent(cfg)
+    item_calls = []
+    original = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: item_calls.append(1) or original(t))
+    metrics = agent.update([make_batch(cfg, seed=0), make_batch(cfg, seed=1)])
+    assert not item_calls  # one stacked copy for every metric, no per-metric device-to-host read
+    assert {"critic_loss", "q_mean", "discrete_critic_loss", "actor_loss", "temperature", "entropy",
+            "policy_smoothness"} <= set(metrics)
+    assert all(type(v) is float for v in metrics.values()), metrics
+    assert metrics["temperature"] == pytest.approx(agent.temperature.item())

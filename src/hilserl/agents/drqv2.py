@@ -66,7 +66,7 @@ class DrQV2Agent(SACAgent):
         next_q = self._target_q(next_emb, next_actions)
         return td_target(prep["rewards"], prep["terminals"], next_q, prep["discounts"])
 
-    def _actor_step(self, emb: dict[str, Tensor]) -> dict[str, float]:
+    def _actor_step(self, emb: dict[str, Tensor]) -> dict[str, Tensor | float]:
         cfg = self.config
         std = self.noise_std
         obs_emb = emb["obs"]
@@ -76,11 +76,11 @@ class DrQV2Agent(SACAgent):
         if cfg.action_smoothness > 0 and "next_obs" in emb:
             smooth = smoothness_loss(self.actor(emb["obs_plain"]), self.actor(emb["next_obs"]))
             loss = loss + cfg.action_smoothness * smooth
-            metrics["policy_smoothness"] = smooth.item()
+            metrics["policy_smoothness"] = smooth.detach()
         self._step(["actor"], loss)
         self.exploration.advance()
         self.num_actor_updates += 1
-        return {"actor_loss": loss.item(), "noise_std": std, **metrics}
+        return {"actor_loss": loss.detach(), "noise_std": std, **metrics}
 
     # ---------------------------------------------------------------------------------------- acting
     def _continuous_action(self, emb: Tensor, deterministic: bool) -> Tensor:

@@ -195,10 +195,14 @@ class SACAgent(nn.Module):
         target update. Returns metrics and the (detached) embeddings the actor step reads: ``obs`` (as the critic
         saw it) and, with ``action_smoothness``, ``obs_plain`` and ``next_obs`` (both without dropout, so that two
         consecutive observations differ only in what the camera and the state saw)."""
+        metrics, embeddings = self._critic_step_in_precision(prep)
+        return metric_floats(metrics), embeddings
+
+    def _critic_step_in_precision(self, prep: dict) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         with self._precision():
             return self._critic_step(prep)
 
-    def _critic_step(self, prep: dict) -> tuple[dict[str, float], dict[str, Tensor]]:
+    def _critic_step(self, prep: dict) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         cfg = self.config
         obs_emb = self.encoder(prep["obs"])
         embeddings = {"obs": obs_emb.detach()}
@@ -210,7 +214,7 @@ class SACAgent(nn.Module):
             target = self._td_target(prep, next_emb)
         q = self.critic(obs_emb, prep["actions"])
         loss = critic_loss(q, target)
-        metrics = {"critic_loss": loss.item(), "q_mean": q.mean().item(), "td_target_mean": target.mean().item()}
+        metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "td_target_mean": target.mean()}
         total = loss
         names = ["critic"]
         if cfg.discrete_gripper:
@@ -252,8 +256,8 @@ class SACAgent(nn.Module):
                                        self.discrete_critic(next_emb), self.discrete_critic_target(next_emb),
                                        prep["discounts"])
         loss = critic_loss(q, target)
-        metrics["discrete_critic_loss"] = loss.item()
-        metrics["discrete_q_mean"] = q.mean().item()
+        metrics["discrete_critic_loss"] = loss.detach()
+        metrics["discrete_q_mean"] = q.detach().mean()
         return loss
 
     # ---------------------------------------------------------------------------------------- actor step
@@ -262,10 +266,13 @@ class SACAgent(nn.Module):
         tensor is the observation embedding alone, without the smoothness term)."""
         if isinstance(embeddings, Tensor):
             embeddings = {"obs": embeddings}
+        return metric_floats(self._actor_step_in_precision(embeddings))
+
+    def _actor_step_in_precision(self, embeddings: dict[str, Tensor]) -> dict[str, Tensor]:
         with self._precision():
             return self._actor_step({k: v.detach() for k, v in embeddings.items()})
 
-    def _actor_step(self, emb: dict[str, Tensor]) -> dict[str, float]:
+    def _actor_step(self, emb: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.config
         obs_emb = emb["obs"]
         actions, log_prob = self.actor(obs_emb)
@@ -277,13 +284,13 @@ class SACAgent(nn.Module):
             mean_next, _ = self.actor(emb["next_obs"], deterministic=True)
             smooth = smoothness_loss(mean_now, mean_next)
             loss = loss + cfg.action_smoothness * smooth
-            metrics["policy_smoothness"] = smooth.item()
+            metrics["policy_smoothness"] = smooth.detach()
         self._step(["actor"], loss)
         t_loss = temperature_loss(self.temperature, log_prob, self.target_entropy)
         self._step(["temperature"], t_loss)
         self.num_actor_updates += 1
-        return {"actor_loss": loss.item(), "temperature_loss": t_loss.item(),
-                "temperature": self.temperature.item(), "entropy": -log_prob.mean().item(), **metrics}
+        return {"actor_loss": loss.detach(), "temperature_loss": t_loss.detach(),
+                "temperature": self.temperature.detach().clone(), "entropy": -log_prob.detach().mean(), **metrics}
 
     def _precision(self):
         """bf16 autocast for one optimizer step when ``mixed_precision``, else nothing. One context per step, never
@@ -334,10 +341,10 @@ class SACAgent(nn.Module):
             batches = [batches]
         self.train()
         for batch in batches[:-1]:
-            self.update_critic(batch)
-        metrics, embeddings = self.critic_step(self.prepare_batch(batches[-1]))
-        metrics.update(self.actor_step(embeddings))
-        return metrics
+            self._critic_step_in_precision(self.prepare_batch(batch))
+        metrics, embeddings = self._critic_step_in_precision(self.prepare_batch(batches[-1]))
+        metrics.update(self._actor_step_in_precision(embeddings))
+        return metric_floats(metrics)  # one device-to-host copy per update: a GPU's queue never waits on a metric
 
     # ---------------------------------------------------------------------------------------- acting
     @torch.no_grad()
@@ -467,3 +474,11 @@ def _fast_adam_kwargs() -> dict:
 
 def _inverse_softplus(x: float) -> float:
     return x + math.log(-math.expm1(-x))
+
+
+def metric_floats(metrics: dict) -> dict[str, float]:
+    """Metrics kept as 0-d tensors during an update -> Python floats, with one device-to-host copy for all of them
+    (``.item()`` per metric would wait for the GPU once per metric)."""
+    keys = [k for k, v in metrics.items() if isinstance(v, Tensor)]
+    values = torch.stack([metrics[k].float() for k in keys]).tolist() if keys else []
+    return {**metrics, **dict(zip(keys, values))}
