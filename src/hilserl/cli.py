@@ -24,7 +24,7 @@ def rich_console():
     return Console(highlight=False, soft_wrap=True)
 
 
-def _train_with_progress(train, cfg, console, resume=False, log=None):
+def _train_with_progress(train, cfg, console, resume=False, log=None, **kwargs):
     """Run `train` under a rich progress bar over environment steps; log lines print above the bar."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -33,7 +33,7 @@ def _train_with_progress(train, cfg, console, resume=False, log=None):
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("train", total=cfg.train.total_env_steps)
         return train(cfg, resume=resume, log=log or console.print,
-                     progress=lambda done, total: bar.update(task, completed=min(done, total)))
+                     progress=lambda done, total: bar.update(task, completed=min(done, total)), **kwargs)
 
 
 def _load_train_config(path, overrides):
@@ -58,11 +58,15 @@ def _cmd_train(args, overrides) -> int:
     if any(f.severity == "error" for f in findings) and not args.ignore_doctor:
         console.print("[red]The config doctor found errors; fix them or pass --ignore_doctor.[/red]")
         return 1
+    page = _start_console(args, console) if args.console else None
     try:
-        res = _train_with_progress(train, cfg, console, resume=args.resume)
+        res = _train_with_progress(train, cfg, console, resume=args.resume, console=page)
     except TrainingHealthError as e:
         console.print(f"[red]training stopped[/red]: {e}")
         return 4
+    finally:
+        if page is not None:
+            page.close()
     plots = plot_training(res.run_dir)
     console.print(f"\n[bold]done[/bold]: {res.env_steps} env steps, {res.episodes} episodes, "
                   f"{res.learner_updates} learner updates in {res.wall_s / 60:.1f} min")
@@ -71,6 +75,24 @@ def _cmd_train(args, overrides) -> int:
     console.print(f"plots:       {res.run_dir / 'plots'} ({len(plots)} PNG)")
     console.print(f"metrics:     {res.run_dir / 'metrics'} (CSV), {res.run_dir / 'tensorboard'} (tensorboard --logdir)")
     return 0
+
+
+def _start_console(args, console):
+    """The browser console for `--console`: refused (ConsoleError) before anything starts when it would
+    listen beyond loopback without a token."""
+    from hilserl.console import ConsoleError
+    from hilserl.console.server import ConsoleServer
+    from hilserl.console.session import Console
+    from hilserl.distributed.auth import AuthError, load_token
+
+    try:
+        token = load_token(args.console_token_file)
+    except AuthError as e:
+        raise ConsoleError(str(e).replace("transport.token_file", "--console_token_file")) from None
+    page = Console(log=console.print)
+    page.server = ConsoleServer(page.hub, args.console_host, args.console_port, token).start()
+    console.print(f"console: {page.server.url} (keys and panels: docs/console.md)")
+    return page
 
 
 # ------------------------------------------------------------------------------------------------ learner / actor
@@ -319,7 +341,19 @@ def _add_train_parser(sub) -> None:
     t.add_argument("--config_path", default=DEFAULT_CONFIG)
     t.add_argument("--resume", action="store_true", help="continue the run in output_dir/run_name")
     t.add_argument("--ignore_doctor", action="store_true", help="train even if the config doctor finds errors")
+    _add_console_arguments(t)
     t.set_defaults(func=_cmd_train)
+
+
+def _add_console_arguments(parser) -> None:
+    from hilserl.console import DEFAULT_HOST, DEFAULT_PORT
+
+    parser.add_argument("--console", action="store_true", help="serve the browser console (docs/console.md)")
+    parser.add_argument("--console_host", default=DEFAULT_HOST, help="address the console listens on (anything but "
+                        "loopback needs a token)")
+    parser.add_argument("--console_port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--console_token_file", default=None, help="file holding the console's token (or set "
+                        "HILSERL_TOKEN); required beyond loopback, and then asked of every page and control")
 
 
 def _add_learner_parser(sub) -> None:
@@ -396,6 +430,7 @@ def _add_sim_parsers(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from hilserl.config import ConfigError
+    from hilserl.console import ConsoleError
 
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -408,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ConsoleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:

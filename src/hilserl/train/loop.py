@@ -85,9 +85,11 @@ def _next(step: int, every: int) -> int | None:
     return (step // every + 1) * every if every else None
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progress=None) -> TrainResult:
+def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progress=None,
+          console=None) -> TrainResult:
     """Run (or with `resume`, continue) a training run. `log(line)` receives the console lines, `progress(env_step,
-    total)` is called after every episode."""
+    total)` is called after every episode. `console` (a `hilserl.console.session.Console`, or None) sees every step
+    and episode and may act: take over, mark an episode, pause, stop (`hilserl train --console`)."""
     from hilserl.monitor.metrics import MetricsLogger, format_episode_line
 
     t_start = time.perf_counter()
@@ -112,6 +114,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     actor = make_actor(cfg, env, actor_agent, make_human(cfg, env, human_rng), loop.seed)
     logger = logger or MetricsLogger(run.path)
     health = HealthReporter(cfg, run.path, log)
+    if console is not None:
+        logger, health = console.attach(cfg, actor, logger, health, run.path, state["env_step"])
     trainer = LearnerLoop(cfg, run, learner, actor.load_policy_weights, logger, health, log)
     trainer.publish_weights()
     eval_env = make_env(cfg)
@@ -122,6 +126,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     def on_transition(t):
         learner.add(t, episode=state["episode"])
         state["env_step"] += 1
+        if console is not None:
+            console.transition(t)
         trainer.catch_up()
 
     def release() -> None:
@@ -136,7 +142,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
 
     result = TrainResult(run.path, state["env_step"], state["episode"], learner.updates, list(state["evals"]))
     next_eval, next_ckpt = _next(state["env_step"], loop.eval_every), _next(state["env_step"], loop.checkpoint_every)
-    while state["env_step"] < loop.total_env_steps:
+    while state["env_step"] < loop.total_env_steps and (console is None or console.before_episode()):
         state["episode"] += 1
         try:
             stats = actor.run_episode(state["episode"], state["env_step"], on_transition,

@@ -1,0 +1,362 @@
+"""What `hilserl train` is handed when the console is on: `Console`.
+
+It attaches to the training loop with a few hooks and changes nothing it does not have to:
+
+* the actor's human becomes `ConsoleHuman`: the browser person's take-over goes through `TeleopIntervention`,
+  exactly as the terminal keyboard's does, and `ConsoleHuman.act` returns its action, so the actor stores the step
+  as an intervention the way it stores the simulated human's (`Actor.run_episode`); without a take-over the
+  simulated human (if any) acts as before. While the person drives the simulation it runs at ``env.fps``;
+* the actor's env is wrapped in `ConsoleEnv`: it shows each observation and ends an episode the person marked
+  (success: the success reward and a terminal step, as the recording keys do; failure and stop: truncated);
+* the metrics logger and the health reporter are teed: episodes, learner points, evaluations and health findings
+  reach the page as they are logged.
+
+Without a command from the page the run is the run without the console (the same actions, the same buffers).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from hilserl.console.hub import ConsoleHub
+from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+from hilserl.robot.teleop import Event, TeleopIntervention
+
+COMMANDS = ("takeover", "giveback", "toggle", "gripper_close", "gripper_open", "success", "failure", "pause",
+            "resume", "stop", "threshold")
+SPEED, FAST_SPEED = 0.5, 1.0  # the terminal keyboard's speed; Shift for full commands
+
+
+class BrowserKeys:
+    """The page's keys as a teleop device (`poll() -> [Event]`, `action()`), for `TeleopIntervention`."""
+
+    def __init__(self, hub: ConsoleHub):
+        self.hub = hub
+        self.events: list[Event] = []
+        self.gripper = GRIPPER_STAY
+
+    def poll(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+    def action(self) -> np.ndarray:
+        direction, fast = self.hub.motion()
+        gripper, self.gripper = self.gripper, GRIPPER_STAY  # a tap closes or opens once
+        return np.array([*(direction * (FAST_SPEED if fast else SPEED)), gripper], dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+class ConsoleHuman:
+    """The actor's human with the browser person first: their take-over wins; otherwise `inner` (the simulated
+    human, or None) decides as before. Commands from the page are taken here, before every step's action."""
+
+    def __init__(self, inner, console: "Console", gripper_mode: str, fps: float | None):
+        self.inner = inner
+        self.console = console
+        self.keys = BrowserKeys(console.hub)
+        self.teleop = TeleopIntervention(self.keys, gripper_mode)
+        self.period = 1.0 / fps if fps else 0.0
+        self._next_tick = 0.0
+
+    @property
+    def intervening(self) -> bool:
+        return self.teleop.intervening or bool(getattr(self.inner, "intervening", False))
+
+    def start_episode(self, episode: int) -> None:
+        self.teleop.reset()  # as on the terminal: a take-over ends with its episode
+        self.console.start_episode(episode)
+        if self.inner is not None:
+            self.inner.start_episode(episode)
+
+    def act(self, step: int) -> np.ndarray | None:
+        self.console.poll()
+        human = self.teleop.step(gripper_closed=self.console.gripper_closed())
+        if human.is_intervention:
+            self._pace()
+            return human.action
+        self._next_tick = 0.0
+        return self.inner.act(step) if self.inner is not None else None
+
+    def _pace(self) -> None:
+        """The simulation at the arm's control rate while a person drives it (a no-op on the real arm: 0)."""
+        if not self.period:
+            return
+        now = time.monotonic()
+        if self._next_tick > now:
+            time.sleep(self._next_tick - now)
+        self._next_tick = max(now, self._next_tick) + self.period
+
+
+class ConsoleEnv(gym.Wrapper):
+    """Shows every observation on the page and ends an episode the person marked."""
+
+    def __init__(self, env: gym.Env, console: "Console", success_reward: float):
+        super().__init__(env)
+        self.console = console
+        self.success_reward = float(success_reward)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.console.observe(obs, info)
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        mark = self.console.take_mark()
+        if mark is not None:
+            info = {**info, "console_mark": mark}
+            if mark == "success":
+                reward, terminated, info["is_success"] = self.success_reward, True, True
+            else:  # failure or stop: the episode is cut, the learner still bootstraps
+                truncated = True
+        self.console.observe(obs, info)
+        return obs, reward, terminated, truncated, info
+
+
+def classifier_of(env):
+    """The `RewardClassifierWrapper` in `env`'s wrapper chain, or None."""
+    from hilserl.reward.wrapper import RewardClassifierWrapper
+
+    while env is not None:
+        if isinstance(env, RewardClassifierWrapper):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return [round(float(v), 4) for v in value.reshape(-1)]
+    if isinstance(value, (np.floating, float)):
+        return round(float(value), 4)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+class _LoggerTee:
+    """The metrics logger, with every record also shown on the page."""
+
+    def __init__(self, inner, hub: ConsoleHub):
+        self.inner, self.hub = inner, hub
+
+    def log_episode(self, rec: dict) -> None:
+        self.inner.log_episode(rec)
+
+    def log_learner(self, rec: dict) -> None:
+        self.inner.log_learner(rec)
+        keys = ("learner_step", "env_step", "critic_loss", "temperature", "updates_per_s")
+        self.hub.publish("learner", {k: _plain(rec[k]) for k in keys if k in rec})
+
+    def log_eval(self, rec: dict) -> None:
+        self.inner.log_eval(rec)
+        self.hub.publish("eval", {k: _plain(v) for k, v in rec.items() if np.isscalar(v)})
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class _HealthTee:
+    """The health reporter, with each new finding (and its advice) also shown on the page."""
+
+    def __init__(self, inner, hub: ConsoleHub):
+        self.inner, self.hub = inner, hub
+
+    def _watch(self, method, *args) -> None:
+        monitor = self.inner.monitor
+        seen = len(monitor.findings) if monitor is not None else 0
+        try:
+            method(*args)
+        finally:
+            for finding in (monitor.findings[seen:] if monitor is not None else ()):
+                self.hub.publish("finding", asdict(finding))
+
+    def update(self, metrics: dict, learner_step: int) -> None:
+        self._watch(self.inner.update, metrics, learner_step)
+
+    def learner(self, rec: dict) -> None:
+        self._watch(self.inner.learner, rec)
+
+    def episode(self, rec: dict) -> None:
+        self._watch(self.inner.episode, rec)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class _EpisodeTee(_LoggerTee):
+    """The logger tee that also tells the console an episode was logged (its result column)."""
+
+    def __init__(self, inner, console: "Console"):
+        super().__init__(inner, console.hub)
+        self.console = console
+
+    def log_episode(self, rec: dict) -> None:
+        self.inner.log_episode(rec)
+        self.console.episode_done(rec)
+
+
+class Console:
+    """The training loop's handle on the console: hooks in (`attach`, `transition`, `before_episode`), the
+    page's commands out. `server` (a `ConsoleServer`) is stopped by `close`."""
+
+    def __init__(self, hub: ConsoleHub | None = None, server=None, log=print):
+        self.hub = hub or ConsoleHub()
+        self.server = server
+        self.log = log
+        self.paused = self.stop_requested = False
+        self.human: ConsoleHuman | None = None
+        self.classifier = None
+        self.journal: Path | None = None
+        self._mark: str | None = None
+        self._last_mark: str | None = None
+        self._in_episode = False
+        self._gripper_closed = False
+        self.episode = self.step = self.env_step = 0
+        self.episode_return = 0.0
+
+    def attach(self, cfg, actor, logger, health, run_dir: Path, env_step: int = 0):
+        """Put the console between the actor and its human and env; returns the (logger, health) to use."""
+        from hilserl.envs import env_type
+
+        sim = env_type(cfg.env) == "sim"
+        actor.human = self.human = ConsoleHuman(actor.human, self, cfg.env.gripper_mode, cfg.env.fps if sim else None)
+        actor.env = ConsoleEnv(actor.env, self, cfg.reward.success_reward)
+        self.classifier = classifier_of(actor.env)
+        self.journal = Path(run_dir) / "console.jsonl"
+        self.env_step = env_step
+        clf = self.classifier
+        self.hub.update(phase="training", run_dir=str(run_dir), env_type=env_type(cfg.env), env_step=env_step,
+                        total_env_steps=cfg.train.total_env_steps, classifier=clf is not None,
+                        threshold=clf.threshold if clf else None, consecutive_frames=clf.consecutive_frames if clf
+                        else None, actor="policy", paused=False)
+        return _EpisodeTee(logger, self), _HealthTee(health, self.hub)
+
+    # ------------------------------------------------------------------ hooks of the control loop
+    def start_episode(self, episode: int) -> None:
+        self.episode, self.step, self.episode_return = episode, 0, 0.0
+        self._mark = self._last_mark = None
+        self._in_episode = True
+        self.hub.update(episode=episode, step=0, episode_return=0.0, actor="policy")
+
+    def observe(self, obs, info: dict) -> None:
+        pixels = obs.get("pixels") if isinstance(obs, dict) else None
+        if pixels:
+            self.hub.put_frames({k: np.array(v, copy=True) for k, v in pixels.items()})
+        state = obs.get("state") if isinstance(obs, dict) else None
+        from hilserl.sim.env import SO101GraspCubeEnv
+
+        idx = SO101GraspCubeEnv.STATE_GRIPPER_CLOSED
+        if state is not None and len(state) > idx:
+            self._gripper_closed = bool(state[idx] > 0.5)
+        values = {"success_now": bool(info.get("is_success", False)), "gripper_closed": self._gripper_closed}
+        if "ee_pos" in info:
+            values["ee_pos"] = _plain(np.asarray(info["ee_pos"], dtype=float))
+        if "reward_classifier_prob" in info:
+            values["classifier_prob"] = _plain(info["reward_classifier_prob"])
+            values["classifier_consecutive"] = int(info.get("classifier_consecutive", 0))
+        self.hub.update(**values)
+
+    def transition(self, t) -> None:
+        """A stored step (the learner's inbox): who acted, what they commanded, the return so far."""
+        self.step += 1
+        self.env_step += 1
+        self.episode_return += float(t.reward)
+        self.hub.update(actor="human" if t.is_intervention else "policy", action=_plain(np.asarray(t.action)),
+                        reward=_plain(t.reward), episode_return=round(self.episode_return, 4), step=self.step,
+                        env_step=self.env_step)
+
+    def episode_done(self, rec: dict) -> None:
+        self._in_episode = False
+        mark = self._last_mark
+        result = {"success": "success (marked)", "failure": "failure (marked)", "stop": "stopped"}.get(
+            mark, "success" if rec.get("success") else "timeout")
+        keys = ("episode", "env_step", "reward", "length", "intervention_rate", "success")
+        self.hub.publish("episode", {**{k: _plain(rec[k]) for k in keys if k in rec}, "result": result})
+
+    def before_episode(self) -> bool:
+        """Between episodes: waits while paused (the page can still resume or stop); False once stop was asked."""
+        self.poll()
+        if self.paused and not self.stop_requested:
+            self.hub.update(phase="paused")
+            self.log("console: paused (resume or stop on the page)")
+            while self.paused and not self.stop_requested and not self.hub.closed:
+                time.sleep(0.05)
+                self.poll()
+            self.hub.update(phase="training")
+        if self.stop_requested:
+            self.hub.update(phase="stopping")
+        return not self.stop_requested
+
+    def gripper_closed(self) -> bool:
+        return self._gripper_closed
+
+    def take_mark(self) -> str | None:
+        mark, self._mark = self._mark, None
+        if mark is not None:
+            self._last_mark = mark
+        return mark
+
+    # ------------------------------------------------------------------ the page's commands
+    def poll(self) -> None:
+        """Apply every pending command from the page (on the control thread, before a step's action)."""
+        for cmd in self.hub.pop_commands():
+            applied = self._apply(cmd.get("command"), cmd.get("value"))
+            rec = {"command": cmd.get("command"), "value": cmd.get("value"), "applied": applied,
+                   "env_step": self.env_step, "episode": self.episode, "step": self.step}
+            self.hub.publish("command", rec)
+            if self.journal is not None:
+                with open(self.journal, "a") as f:
+                    f.write(json.dumps({"time": round(time.time(), 3), **rec}) + "\n")
+
+    def _apply(self, name: str, value) -> bool | str:
+        keys = self.human.keys if self.human is not None else None
+        if name in ("takeover", "giveback", "toggle") and keys is not None:
+            keys.events.append({"takeover": Event.INTERVENE_ON, "giveback": Event.INTERVENE_OFF,
+                                "toggle": Event.INTERVENE_TOGGLE}[name])
+        elif name in ("gripper_close", "gripper_open") and keys is not None:
+            keys.gripper = GRIPPER_CLOSE if name == "gripper_close" else GRIPPER_OPEN
+        elif name in ("success", "failure"):
+            if not self._in_episode:
+                return "no episode is running"
+            self._mark = name
+        elif name in ("pause", "resume"):
+            self.paused = name == "pause"
+            self.hub.update(paused=self.paused)
+        elif name == "stop":
+            self.stop_requested = True
+            self._mark = "stop" if self._in_episode else None
+        elif name == "threshold":
+            return self._set_threshold(value)
+        else:
+            return f"unknown command {name!r}"
+        return True
+
+    def _set_threshold(self, value) -> bool | str:
+        clf = self.classifier
+        if clf is None:
+            return "no reward classifier in this run (the reward is the simulation's ground truth)"
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return f"threshold: expected a probability in [0, 1), got {value!r}"
+        if not 0.0 <= v < 1.0:
+            return f"threshold: expected a probability in [0, 1), got {v}"
+        old, clf.threshold = clf.threshold, v
+        self.hub.update(threshold=v)
+        self.log(f"console: reward classifier threshold {old:.3f} -> {v:.3f} at env step {self.env_step}")
+        return True
+
+    def close(self, phase: str = "finished") -> None:
+        self.hub.update(phase=phase)
+        if self.server is not None:
+            self.server.stop()
+        self.hub.close()
