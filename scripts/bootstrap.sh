@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything `make demo` and `make test` need on a fresh machine; quick when already done.
-# - as root: Debian packages for headless MuJoCo rendering (EGL, OSMesa) when missing
+# - as root: Debian packages for headless MuJoCo rendering (EGL, OSMesa) when missing, and the headless browser
+#   that the console's browser tests drive (chromium; the tests skip without it)
 # - .venv with a CPU-friendly torch pinned first (so no multi-GB CUDA build is pulled by accident)
 # - the hilserl package itself, editable, with its test extras
 set -euo pipefail
@@ -9,17 +10,27 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  missing=()
-  for pkg in libegl1 libgl1 libosmesa6 libgles2; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+apt_missing() {  # the Debian packages among "$@" that are not installed
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
   done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "[bootstrap] installing Debian packages: ${missing[*]}"
-    apt-get update -qq >/dev/null || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-      || echo "[bootstrap] warning: could not install ${missing[*]}; rendering falls back to whatever GL is present"
-  fi
+}
+
+apt_install() {  # apt_install WHAT-IF-IT-FAILS PACKAGE...
+  local fallback=$1; shift
+  local missing
+  missing=$(apt_missing "$@")
+  [ -n "$missing" ] || return 0
+  echo "[bootstrap] installing Debian packages:" $missing
+  apt-get update -qq >/dev/null || true
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null \
+    || echo "[bootstrap] warning: could not install" $missing"; $fallback"
+}
+
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  apt_install "rendering falls back to whatever GL is present" libegl1 libgl1 libosmesa6 libgles2
+  apt_install "the console's browser tests skip without it" chromium
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -213,7 +213,10 @@ def test_a_threshold_command_reaches_the_reward_wrapper(tmp_path):
     actor, wrapper = classifier_actor(console, tmp_path)
     console.hub.push_command({"command": "threshold", "value": 0.3})
     console.hub.push_command({"command": "threshold", "value": 1.5})
-    stats = actor.run_episode(1, 0, console.transition)
+    try:
+        stats = actor.run_episode(1, 0, console.transition)
+    finally:
+        wrapper.close()
     assert wrapper.threshold == 0.3  # 1.5 was refused
     assert console.hub.state()[0]["classifier_consecutive"] == stats.length  # p = 0.5 now counts as success
     cmds = console.hub.history()["command"]

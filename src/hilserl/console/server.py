@@ -93,20 +93,11 @@ def build_app(hub: ConsoleHub, token: str | None = None):
 
     frames = _Frames(hub)
 
-    def refused(request) -> Response | None:
-        if token is None:
-            return None
-        got = request.headers.get("authorization", "")
-        got = got[7:] if got.startswith("Bearer ") else request.query_params.get("token", "")
-        if not got:
-            return JSONResponse({"error": f"this console requires its token ({TOKEN_ENV}); open the page with "
-                                 "#token=<token> or send Authorization: Bearer <token>"}, status_code=401)
-        if not hmac.compare_digest(got.encode(), token.encode()):
-            return JSONResponse({"error": "wrong token"}, status_code=403)
-        return None
+    def refused(request):
+        return _refusal(request, token)
 
-    def plain_json(data, status: int = 200) -> Response:
-        return Response(_dumps(data), status_code=status, media_type="application/json")
+    def plain_json(data) -> Response:
+        return Response(_dumps(data), media_type="application/json")
 
     async def page(request):
         return Response(_static("index.html"), media_type=STATIC["index.html"], headers={"Cache-Control": "no-store"})
@@ -136,8 +127,8 @@ def build_app(hub: ConsoleHub, token: str | None = None):
     async def events(request):
         if (r := refused(request)) is not None:
             return r
-        try:
-            since = int(request.query_params.get("since", "0"))
+        try:  # a reconnecting page says where it stopped (Last-Event-ID): nothing is sent twice
+            since = max(int(request.query_params.get("since", "0")), int(request.headers.get("last-event-id", "0")))
         except ValueError:
             since = 0
         return StreamingResponse(_feed(hub, request, since), media_type="text/event-stream",
@@ -169,6 +160,22 @@ def build_app(hub: ConsoleHub, token: str | None = None):
               Route("/api/events", events), Route("/api/frame/{camera}", frame),
               Route("/api/command", command, methods=["POST"]), Route("/api/keys", keys, methods=["POST"])]
     return Starlette(routes=routes)
+
+
+def _refusal(request, token: str | None):
+    """None when the request may pass; else the refusal: 401 without a token, 403 with a wrong one."""
+    from starlette.responses import JSONResponse
+
+    if token is None:
+        return None
+    got = request.headers.get("authorization", "")
+    got = got[7:] if got.startswith("Bearer ") else request.query_params.get("token", "")
+    if not got:
+        return JSONResponse({"error": f"this console requires its token ({TOKEN_ENV}); open the page with "
+                             "#token=<token> or send Authorization: Bearer <token>"}, status_code=401)
+    if not hmac.compare_digest(got.encode(), token.encode()):
+        return JSONResponse({"error": "wrong token"}, status_code=403)
+    return None
 
 
 async def _body(request):

@@ -81,22 +81,33 @@ def _evaluate(cfg: TrainConfig, run: RunFolder, learner, eval_actor, state: dict
         f"mean reward {ev['mean_reward']:.2f}")
 
 
+def _seed_torch(loop):
+    """Torch's threads and seed for the ``train`` section `loop`; returns it."""
+    if loop.torch_threads:
+        torch.set_num_threads(loop.torch_threads)
+    torch.manual_seed(loop.seed)
+    return loop
+
+
+def _human_rng(seed: int, saved: dict) -> np.random.Generator:
+    """The simulated human's random draws: new from the seed, or where a resumed checkpoint left them."""
+    rng = np.random.default_rng(seed + 101)
+    if "human_rng" in saved:
+        set_rng_state(rng, saved["human_rng"])
+    return rng
+
+
 def _next(step: int, every: int) -> int | None:
     return (step // every + 1) * every if every else None
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progress=None,
-          console=None) -> TrainResult:
+def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progress=None, console=None) -> TrainResult:
     """Run (or with `resume`, continue) a training run. `log(line)` receives the console lines, `progress(env_step,
-    total)` is called after every episode. `console` (a `hilserl.console.session.Console`, or None) sees every step
-    and episode and may act: take over, mark an episode, pause, stop (`hilserl train --console`)."""
+    total)` is called after every episode; `console` (`hilserl.console.session.Console`, or None) watches and acts."""
     from hilserl.monitor.metrics import MetricsLogger, format_episode_line
 
     t_start = time.perf_counter()
-    loop = cfg.train
-    if loop.torch_threads:
-        torch.set_num_threads(loop.torch_threads)
-    torch.manual_seed(loop.seed)
+    loop = _seed_torch(cfg.train)
     run = RunFolder.open(cfg, resume)
     env = make_env(cfg)
     agents = []
@@ -104,9 +115,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
                           before_new_agent=lambda policy: agents.append(make_agent(policy).to(loop.device)))
     cfg, learner = opened.cfg, opened.learner
     state = {"env_step": 0, "episode": 0, "demo_episodes": 0, "evals": [], **opened.state}
-    human_rng = np.random.default_rng(loop.seed + 101)
-    if "human_rng" in opened.rng:
-        set_rng_state(human_rng, opened.rng["human_rng"])
+    human_rng = _human_rng(loop.seed, opened.rng)
     if opened.checkpoint is not None:
         _check_buffers(learner, state)
         log(f"resumed from {opened.checkpoint} at env step {state['env_step']}, episode {state['episode']}")

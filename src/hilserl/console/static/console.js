@@ -59,8 +59,9 @@ function addFinding(f) {
 }
 
 function addCommand(c) {
-  if (c.applied !== true) message(`${c.command}: ${c.applied}`);
-  else message(`${c.command}${c.value !== null && c.value !== undefined ? " " + c.value : ""} at env step ${c.env_step}`);
+  if (c.applied !== true) { message(`${c.command}: ${c.applied}`); return; }
+  const value = c.value !== null && c.value !== undefined ? " " + c.value : "";
+  message(`${c.command}${value} at env step ${c.env_step}`);
 }
 
 function moveText(a) {
@@ -134,7 +135,8 @@ function draw(id, points, percent) {
   if (y1 - y0 < 1e-9) { y0 -= 0.5; y1 += 0.5; }
   const X = (x) => pad + (W - pad - 6) * (x - x0) / (x1 - x0), Y = (y) => H - 14 - (H - 22) * (y - y0) / (y1 - y0);
   g.strokeStyle = "#e1e4ea"; g.beginPath(); g.moveTo(pad, Y(y0)); g.lineTo(W - 6, Y(y0)); g.stroke();
-  const label = (v) => percent ? Math.round(100 * v) + "%" : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(2);
+  const digits = (y1 - y0) < 0.02 * Math.max(Math.abs(y0), Math.abs(y1)) ? 5 : 3;  // a narrow range needs digits
+  const label = (v) => percent ? Math.round(100 * v) + "%" : Math.abs(v) >= 1000 ? v.toFixed(0) : v.toPrecision(digits);
   g.fillText(label(y1), 2, Y(y1) + 8); g.fillText(label(y0), 2, Y(y0));
   g.fillText(String(x0), pad, H - 2); g.fillText(String(x1), W - 40, H - 2);
   g.strokeStyle = "#1f4aa8"; g.lineWidth = 1.5; g.beginPath();
@@ -161,8 +163,11 @@ function connect() {
     feed.addEventListener("state", (ev) => showState(JSON.parse(ev.data)));
     const on = (kind, fn) => feed.addEventListener(kind, (ev) => { fn(JSON.parse(ev.data)); drawAll(); });
     on("episode", addEpisode); on("learner", addLearner); on("finding", addFinding); on("command", addCommand);
-  }).catch((status) => { message(status === 401 || status === 403 ? "this console needs its token: open it as "
-    + location.origin + "/#token=<token>" : "cannot reach the console (" + status + "); retrying"); setTimeout(connect, 2000); });
+  }).catch((status) => {
+    message(status === 401 || status === 403 ? `this console needs its token: open ${location.origin}/#token=<token>`
+      : `cannot reach the console (${status}); retrying`);
+    setTimeout(connect, 2000);
+  });
 }
 
 // ---------------------------------------------------------------- controls
@@ -175,7 +180,8 @@ q("#threshold-form").addEventListener("submit", (ev) => {
   command("threshold", Number(q("#threshold-input").value));
 });
 
-const MOVE = { ArrowUp: [0, 1], ArrowDown: [0, -1], ArrowLeft: [1, 1], ArrowRight: [1, -1], KeyW: [2, 1], KeyS: [2, -1] };
+const MOVE = { ArrowUp: [0, 1], ArrowDown: [0, -1], ArrowLeft: [1, 1], ArrowRight: [1, -1],
+  KeyW: [2, 1], KeyS: [2, -1] };
 const held = new Set();
 let fast = false;
 function sendKeys() {

@@ -1,0 +1,200 @@
+"""The console in a real browser: Playwright driving Debian's headless Chromium against a short simulation run
+with the console (loopback, a free port, bounded waits only). Screenshots go to the test's tmp_path and a copy to
+$HILSERL_CONSOLE_SCREENS (default /work/abl/console_screens) when that folder can be written."""
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hilserl.config import load_config
+from hilserl.train.config import TrainConfig
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package "
+                               "(pip install playwright; no browser download: they use the system chromium)")
+CHROMIUM = next((p for p in (os.environ.get("HILSERL_CHROMIUM"), "/usr/lib/chromium/chromium", "/usr/bin/chromium",
+                             shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
+                 if p and Path(p).is_file()), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (Debian: apt-get install chromium; "
+                                "the bootstrap installs it when run as root; or set HILSERL_CHROMIUM)")
+SCREENS = Path(os.environ.get("HILSERL_CONSOLE_SCREENS", "/work/abl/console_screens"))
+
+RUN = ["--env.obs_type=pixels_state", "--env.image_size=128", "--policy.encoder=conv",
+       "--policy.backbone_trim_head=false", "--policy.cached_features=false", "--policy.hidden_dims=[32, 32]",
+       "--policy.discrete_critic_hidden_dims=[32, 32]", "--train.batch_size=16", "--train.num_demos=1",
+       "--train.training_starts=20", "--train.eval_every=0", "--train.checkpoint_every=0", "--train.log_every=10",
+       "--train.torch_threads=1", "--human.enabled=false", "--buffers.online_capacity=3000",
+       "--buffers.demo_capacity=1000", "--env.control_time_s=6", "--train.total_env_steps=2500", "--run_name=web"]
+
+
+def _wait(predicate, timeout_s: float, what: str, period_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(period_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+class Shots:
+    def __init__(self, page, tmp_path: Path):
+        self.page, self.dir = page, tmp_path / "screens"
+        self.dir.mkdir()
+
+    def __call__(self, name: str) -> None:
+        path = self.dir / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        try:
+            SCREENS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, SCREENS / path.name)
+        except OSError:
+            pass  # the copy for people is a courtesy; the test's own copy is in tmp_path
+
+
+@pytest.fixture
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def training(tmp_path):
+    """A short pixel training run with the console, in a background thread; stopped (and joined) at the end."""
+    from hilserl.console.server import ConsoleServer
+    from hilserl.console.session import Console
+    from hilserl.train.loop import train
+
+    console = Console(log=lambda s: None)
+    console.server = ConsoleServer(console.hub, port=0).start()
+    cfg = load_config(TrainConfig, None, [*RUN, f"--output_dir={tmp_path}"])
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(result=train(cfg, log=lambda s: None, console=console)),
+                              daemon=True)
+    thread.start()
+    yield console, thread, out, cfg
+    console.stop_requested = True  # whatever happened above, the run ends
+    thread.join(timeout=60)
+    console.close()
+
+
+def _state(console) -> dict:
+    return console.hub.state()[0]
+
+
+def test_the_console_shows_and_steers_a_training_run(training, browser, tmp_path):
+    console, thread, out, cfg = training
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("dialog", lambda d: d.accept())  # the stop button asks first
+    shot = Shots(page, tmp_path)
+    page.goto(console.server.url, timeout=10_000)
+
+    # the camera image changes within 5 s
+    img = page.wait_for_selector("#cam-gripper", timeout=20_000)
+    _wait(lambda: img.evaluate("i => i.complete && i.naturalWidth > 0"), 10, "the first frame")
+    first = img.screenshot()
+    _wait(lambda: img.screenshot() != first, 5, "a new camera frame")
+    assert img.evaluate("i => i.naturalWidth") == 128 and img.bounding_box()["width"] >= 3 * 128
+
+    # episodes appear in the table, curves have points
+    page.wait_for_selector("#episodes tbody tr", timeout=20_000)
+    shot("01_live")
+
+    # take over at the start of an episode, hold the up arrow: the end-effector moves +x, stored as interventions
+    _wait(lambda: 0 < _state(console).get("step", 99) < 8, 15, "the start of an episode", 0.01)
+    page.click("#btn-takeover")
+    page.wait_for_function("document.querySelector('#actor').textContent.includes('human')", timeout=5_000)
+    episode, x0 = _state(console)["episode"], _state(console)["ee_pos"][0]
+    key, sign = ("ArrowUp", 1.0) if x0 < 0.23 else ("ArrowDown", -1.0)  # away from the nearer workspace bound
+    page.keyboard.down(key)
+    try:
+        page.wait_for_function(f"document.querySelector('#move').textContent.includes('x {'+' if sign > 0 else ''}"
+                               f"{sign * 0.5:.2f}')", timeout=5_000)
+        time.sleep(1.0)
+        shot("02_take_over")
+    finally:
+        page.keyboard.up(key)
+    s = _state(console)
+    assert s["episode"] == episode and s["actor"] == "human"
+    assert sign * (s["ee_pos"][0] - x0) > 0.01, f"the end-effector did not move {key}: {x0} -> {s['ee_pos'][0]}"
+
+    # success ends this episode as a success
+    page.keyboard.press("y")
+    row = page.wait_for_selector(f"#episodes tbody tr:first-child >> text=success (marked)", timeout=10_000)
+    assert row.evaluate("r => r.parentElement.firstChild.textContent") == str(episode)
+    shot("03_success")
+
+    # stop: the run ends through the end of training (checkpoint, buffers committed)
+    page.click("#btn-stop")
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "stop did not end the run"
+    res = out["result"]
+    assert res.last_checkpoint is not None and res.last_checkpoint.name == f"{res.env_steps:07d}"
+    page.wait_for_function("document.querySelector('#phase').textContent !== 'training'", timeout=5_000)
+    shot("04_stopped")
+    _check_stored_interventions(res.run_dir, sign)
+
+
+def _check_stored_interventions(run_dir, sign: float):
+    from hilserl.data import ReplayBuffer
+
+    buf = ReplayBuffer.open(run_dir / "buffers" / "online")
+    try:
+        slots = np.flatnonzero(buf._valid & buf._intervention)
+        driven = [s for s in slots if np.allclose(buf._action[s, :3], [0.5 * sign, 0.0, 0.0])]
+        assert len(driven) >= 5, f"{len(slots)} intervention steps, {len(driven)} of them along x ({sign:+})"
+        state = buf._frames["state"]
+        moved = [sign * (state[s + 1, 14] - state[s, 14]) for s in driven]
+        assert np.mean(moved) > 0.003, moved  # about 1 cm a step in the commanded direction
+        assert not buf._intervention[buf._valid].all()  # the policy's own steps stay unflagged
+    finally:
+        buf.close()
+
+
+def test_the_threshold_set_on_the_page_reaches_the_reward_wrapper(browser, tmp_path):
+    """The simulation run above has no classifier (its page says so); here the same console drives an actor whose
+    reward is a (fake) classifier's, through the page's threshold form."""
+    from hilserl.console.server import ConsoleServer
+    from hilserl.console.session import Console
+    from test_console import classifier_actor
+
+    console = Console(log=lambda s: None)
+    actor, wrapper = classifier_actor(console, tmp_path)
+    console.server = ConsoleServer(console.hub, port=0).start()
+    done = threading.Event()
+
+    def act():
+        episode = 0
+        try:
+            while not done.is_set():
+                episode += 1
+                actor.run_episode(episode, 0, console.transition)
+        finally:
+            wrapper.close()  # its renderer belongs to this thread's GL context
+
+    thread = threading.Thread(target=act, daemon=True)
+    thread.start()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(console.server.url, timeout=10_000)
+        page.wait_for_function("document.querySelector('#prob-label').textContent.includes('classifier')",
+                               timeout=10_000)
+        assert page.text_content("#threshold") == "0.600"
+        page.fill("#threshold-input", "0.3")
+        page.click("#btn-threshold")
+        _wait(lambda: wrapper.threshold == 0.3, 5, "the wrapper's new threshold")
+        page.wait_for_function("document.querySelector('#threshold').textContent === '0.300'", timeout=5_000)
+        Shots(page, tmp_path)("05_threshold")
+    finally:
+        done.set()
+        thread.join(timeout=10)
+        console.close()
+    assert (tmp_path / "console.jsonl").read_text().count('"threshold"') == 1
