@@ -197,6 +197,53 @@ def test_commands_take_over_mark_and_stop_through_the_intervention_path(tmp_path
     assert [j["command"] for j in journal] == ["takeover", "success", "failure", "stop"]
 
 
+def test_pause_waits_between_episodes_until_resume_or_stop():
+    from hilserl.console.session import Console
+
+    console = Console(log=lambda s: None)
+    console.hub.push_command({"command": "pause"})
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(console.before_episode()))
+    waiter.start()
+    time.sleep(0.3)
+    assert waiter.is_alive() and console.hub.state()[0]["phase"] == "paused"
+    console.hub.push_command({"command": "resume"})
+    waiter.join(timeout=5)
+    assert results == [True] and console.hub.state()[0]["phase"] == "training"
+    console.hub.push_command({"command": "pause"})
+    console.hub.push_command({"command": "stop"})
+    assert console.before_episode() is False  # stop also ends a pause
+
+
+def test_health_findings_and_learner_points_reach_the_page():
+    from hilserl.console.session import _HealthTee, _LoggerTee
+    from hilserl.monitor.health import HealthFinding
+
+    class Monitor:
+        findings = []
+
+    class Reporter:
+        monitor = Monitor()
+
+        def update(self, metrics, step):
+            self.monitor.findings.append(HealthFinding("q_divergence", "warning", f"learner step {step}",
+                                                       "Q above the most a transition is worth", "lower the lr"))
+
+    class Logger:
+        rows = []
+
+        def log_learner(self, rec):
+            self.rows.append(rec)
+
+    hub = ConsoleHub()
+    _HealthTee(Reporter(), hub).update({}, 7)
+    _LoggerTee(Logger(), hub).log_learner({"learner_step": 7, "critic_loss": float("nan"), "temperature": 0.1,
+                                           "updates_per_s": 12.5, "actor_loss": 1.0})
+    history = hub.history()
+    assert history["finding"][0]["at"] == "learner step 7" and history["finding"][0]["advice"] == "lower the lr"
+    assert history["learner"][0]["temperature"] == 0.1 and "actor_loss" not in history["learner"][0]
+
+
 class _FakeClassifier:
     image_keys = ("gripper",)
     image_size = (16, 16)

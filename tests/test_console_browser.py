@@ -111,7 +111,7 @@ def test_the_console_shows_and_steers_a_training_run(training, browser, tmp_path
     # take over at the start of an episode, hold the up arrow: the end-effector moves +x, stored as interventions
     _wait(lambda: 0 < _state(console).get("step", 99) < 8, 15, "the start of an episode", 0.01)
     page.click("#btn-takeover")
-    page.wait_for_function("document.querySelector('#actor').textContent.includes('human')", timeout=5_000)
+    page.wait_for_function("document.querySelector('#actor').textContent.includes('you')", timeout=5_000)
     episode, x0 = _state(console)["episode"], _state(console)["ee_pos"][0]
     key, sign = ("ArrowUp", 1.0) if x0 < 0.23 else ("ArrowDown", -1.0)  # away from the nearer workspace bound
     page.keyboard.down(key)
@@ -123,7 +123,7 @@ def test_the_console_shows_and_steers_a_training_run(training, browser, tmp_path
     finally:
         page.keyboard.up(key)
     s = _state(console)
-    assert s["episode"] == episode and s["actor"] == "human"
+    assert s["episode"] == episode and s["actor"] == "you"
     assert sign * (s["ee_pos"][0] - x0) > 0.01, f"the end-effector did not move {key}: {x0} -> {s['ee_pos'][0]}"
 
     # success ends this episode as a success

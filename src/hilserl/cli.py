@@ -7,6 +7,7 @@ Training, eval, doctor/plot/health, the demo and the sim tools live here; the re
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -24,7 +25,7 @@ def rich_console():
     return Console(highlight=False, soft_wrap=True)
 
 
-def _train_with_progress(train, cfg, console, resume=False, log=None, **kwargs):
+def _train_with_progress(train, cfg, console, resume=False, log=None):
     """Run `train` under a rich progress bar over environment steps; log lines print above the bar."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -33,7 +34,7 @@ def _train_with_progress(train, cfg, console, resume=False, log=None, **kwargs):
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("train", total=cfg.train.total_env_steps)
         return train(cfg, resume=resume, log=log or console.print,
-                     progress=lambda done, total: bar.update(task, completed=min(done, total)), **kwargs)
+                     progress=lambda done, total: bar.update(task, completed=min(done, total)))
 
 
 def _load_train_config(path, overrides):
@@ -60,7 +61,7 @@ def _cmd_train(args, overrides) -> int:
         return 1
     page = _start_console(args, console) if args.console else None
     try:
-        res = _train_with_progress(train, cfg, console, resume=args.resume, console=page)
+        res = _train_with_progress(functools.partial(train, console=page), cfg, console, resume=args.resume)
     except TrainingHealthError as e:
         console.print(f"[red]training stopped[/red]: {e}")
         return 4

@@ -270,7 +270,9 @@ class Console:
         self.step += 1
         self.env_step += 1
         self.episode_return += float(t.reward)
-        self.hub.update(actor="human" if t.is_intervention else "policy", action=_plain(np.asarray(t.action)),
+        you = self.human is not None and self.human.teleop.intervening
+        actor = "you" if t.is_intervention and you else "human" if t.is_intervention else "policy"
+        self.hub.update(actor=actor, action=_plain(np.asarray(t.action)),
                         reward=_plain(t.reward), episode_return=round(self.episode_return, 4), step=self.step,
                         env_step=self.env_step)
 

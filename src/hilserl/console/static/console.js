@@ -76,8 +76,9 @@ function showState(msg) {
   const s = msg.state;
   q("#phase").textContent = s.phase || "–";
   const actor = q("#actor");
-  actor.textContent = s.actor === "human" ? "human (you)" : "policy";
-  actor.className = "actor " + (s.actor === "human" ? "human" : "policy");
+  const other = s.env_type === "sim" ? "human (simulated)" : "human (leader arm)";
+  actor.textContent = s.actor === "you" ? "you (browser)" : s.actor === "human" ? other : "policy";
+  actor.className = "actor " + (s.actor === "policy" || !s.actor ? "policy" : "human");
   q("#move").textContent = moveText(s.action);
   q("#episode").textContent = s.episode ?? "–";
   q("#step").textContent = s.step ?? "–";
