@@ -358,7 +358,9 @@ class Console:
         return True
 
     def close(self, phase: str = "finished") -> None:
-        self.hub.update(phase=phase)
+        """Tell open pages that the run is over, then stop the server."""
+        self.hub.update(phase=phase, actor="policy")
         if self.server is not None:
+            time.sleep(0.3)  # one more round of the live feed (every 0.1 s) carries the last state
             self.server.stop()
         self.hub.close()
