@@ -12,15 +12,22 @@ import numpy as np
 import pytest
 
 from hilserl.config import load_config
+from hilserl.console import ConsoleHub
 from hilserl.train.config import TrainConfig
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package "
-                               "(pip install playwright; no browser download: they use the system chromium)")
+try:
+    from playwright import sync_api
+except ImportError:  # not installed, or broken: the tests say so instead of failing
+    sync_api = None
 CHROMIUM = next((p for p in (os.environ.get("HILSERL_CHROMIUM"), "/usr/lib/chromium/chromium", "/usr/bin/chromium",
                              shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
                  if p and Path(p).is_file()), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (Debian: apt-get install chromium; "
-                                "the bootstrap installs it when run as root; or set HILSERL_CHROMIUM)")
+pytestmark = [
+    pytest.mark.skipif(sync_api is None, reason="the browser tests need the playwright package (pip install "
+                       "playwright, in the test extra; no browser download: they use the system chromium)"),
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (Debian: apt-get install chromium; the "
+                       "bootstrap installs it when run as root; or set HILSERL_CHROMIUM)"),
+]
 SCREENS = Path(os.environ.get("HILSERL_CONSOLE_SCREENS", "/work/abl/console_screens"))
 
 RUN = ["--env.obs_type=pixels_state", "--env.image_size=128", "--policy.encoder=conv",
@@ -198,3 +205,31 @@ def test_the_threshold_set_on_the_page_reaches_the_reward_wrapper(browser, tmp_p
         thread.join(timeout=10)
         console.close()
     assert (tmp_path / "console.jsonl").read_text().count('"threshold"') == 1
+
+
+def test_with_a_token_the_page_works_only_when_opened_with_it(browser, tmp_path):
+    from hilserl.console.server import ConsoleServer
+
+    hub = ConsoleHub()
+    hub.update(phase="training", actor="policy", episode=1, step=3)
+    hub.put_frames({"gripper": np.zeros((128, 128, 3), np.uint8)})
+    token = "page-token-0123456789abcdef"
+    server = ConsoleServer(hub, port=0, token=token).start()
+    try:
+        page = browser.new_page()
+        page.goto(server.url, timeout=10_000)
+        page.wait_for_function("document.querySelector('#message').textContent.includes('needs its token')",
+                               timeout=5_000)
+        page.click("#btn-pause")
+        time.sleep(0.3)
+        assert hub.pop_commands() == []  # refused without the token
+        page.goto(server.url + f"#token={token}", timeout=10_000)
+        page.reload()  # a new hash alone does not reload the page
+        img = page.wait_for_selector("#cam-gripper", timeout=5_000)
+        _wait(lambda: img.evaluate("i => i.complete && i.naturalWidth === 128"), 5, "the frame, fetched with the token")
+        page.wait_for_function("document.querySelector('#link').textContent === 'live'", timeout=5_000)
+        page.click("#btn-pause")
+        assert _wait(lambda: hub.pop_commands(), 5, "the command sent with the token") == [
+            {"command": "pause", "value": None}]
+    finally:
+        server.stop()
