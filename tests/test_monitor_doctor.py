@@ -38,11 +38,12 @@ def test_default_config_has_no_warning_or_error():
     ("--env.action_scale=0.002", "env.action_scale"),
     ("--policy.discount=0.8", "policy.discount"),
     ("--policy.critic_ensemble_size=1", "policy.critic_ensemble_size"),
+    ("--policy.critic_ensemble_size=4 --policy.critic_subsample_size=1", "policy.critic_subsample_size"),
     ("--train.batch_size=64", "train.batch_size"),
     ("--policy.encoder=resnet10", "policy.encoder"),
 ])
 def test_each_seeded_mistake_is_flagged(override, setting):
-    overrides = [override]
+    overrides = override.split()
     if "resnet10" in override:
         overrides.append("--policy.backbone_trim_head=false")  # only valid for efficientnet
     cfg = load_config(TrainConfig, None, overrides)

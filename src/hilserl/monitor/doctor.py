@@ -186,11 +186,19 @@ def check_discount(c: Context) -> Iterator[Finding]:
 
 
 def check_critic_ensemble(c: Context) -> Iterator[Finding]:
-    size, ref = c.cfg.policy.critic_ensemble_size, c.ref.policy.critic_ensemble_size
-    if size < ref:
-        yield Finding("policy.critic_ensemble_size", size, ref, "warning",
-                      f"the {REF} takes the minimum over {ref} critics against Q over-estimation; fewer "
-                      "over-estimate.")
+    """The TD target must take a minimum over at least two critics (the whole ensemble, or the random subset)."""
+    p, r = c.cfg.policy, c.ref.policy
+    ref_min = r.critic_subsample_size or r.critic_ensemble_size
+    how = (f"the minimum of {ref_min} of its {r.critic_ensemble_size} critics drawn at random each update"
+           if ref_min < r.critic_ensemble_size else f"the minimum over its {ref_min} critics")
+    if p.critic_ensemble_size < 2:
+        yield Finding("policy.critic_ensemble_size", p.critic_ensemble_size, r.critic_ensemble_size, "warning",
+                      f"one critic: the TD target has no minimum to take and over-estimates Q; the {REF}'s "
+                      f"target takes {how}.")
+    elif (p.critic_subsample_size or p.critic_ensemble_size) < 2:
+        yield Finding("policy.critic_subsample_size", p.critic_subsample_size, ref_min, "warning",
+                      f"a TD target from one critic drawn at random has no minimum and over-estimates Q; the "
+                      f"{REF}'s target takes {how}.")
 
 
 def check_tau(c: Context) -> Iterator[Finding]:
