@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/hilserl demo $(DEMO_ARGS)
 
 test: $(STAMP)
+	@bash scripts/bootstrap.sh --browser
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything `make demo` and `make test` need on a fresh machine; quick when already done.
-# - as root: Debian packages for headless MuJoCo rendering (EGL, OSMesa) when missing, and the headless browser
-#   that the console's browser tests drive (chromium; the tests skip without it)
+# - as root: Debian packages for headless MuJoCo rendering (EGL, OSMesa) when missing
+# - `bootstrap.sh --browser` (what `make test` runs first), as root: only the headless browser that the console's
+#   browser tests drive (chromium; those tests skip without it), so that `make demo` never downloads a browser
 # - .venv with a CPU-friendly torch pinned first (so no multi-GB CUDA build is pulled by accident)
 # - the hilserl package itself, editable, with its test extras
 set -euo pipefail
@@ -28,9 +29,16 @@ apt_install() {  # apt_install WHAT-IF-IT-FAILS PACKAGE...
     || echo "[bootstrap] warning: could not install" $missing"; $fallback"
 }
 
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+AS_ROOT_WITH_APT=false
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then AS_ROOT_WITH_APT=true; fi
+
+if [ "${1:-}" = "--browser" ]; then
+  if $AS_ROOT_WITH_APT; then apt_install "the console's browser tests skip without it" chromium; fi
+  exit 0
+fi
+
+if $AS_ROOT_WITH_APT; then
   apt_install "rendering falls back to whatever GL is present" libegl1 libgl1 libosmesa6 libgles2
-  apt_install "the console's browser tests skip without it" chromium
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
