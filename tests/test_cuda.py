@@ -13,32 +13,11 @@ from hilserl.agents import SACAgent, SACConfig
 from hilserl.agents.registry import load_agent, make_agent
 from hilserl.config import load_config
 from hilserl.train.config import TrainConfig
+from test_sac import make_batch  # batches on the CPU, as the learner samples them: the agent moves them
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 SMALL = dict(hidden_dims=(32, 32), discrete_critic_hidden_dims=(16, 16), image_feature_dim=16, state_feature_dim=8)
-
-
-def batch_for(cfg, b=32, seed=0, features=None):
-    g = torch.Generator().manual_seed(seed)
-
-    def obs():
-        o = {"state": torch.randn(b, cfg.state_dim, generator=g)}
-        for cam in cfg.cameras:
-            if features is not None:
-                o["features." + cam] = features[torch.randint(0, features.shape[0], (b,), generator=g)]
-            else:
-                o["pixels." + cam] = torch.randint(0, 256, (b, 3, *cfg.image_size), dtype=torch.uint8, generator=g)
-        return o
-
-    actions = torch.rand(b, cfg.full_action_dim, generator=g) * 2 - 1
-    if cfg.discrete_gripper:
-        actions[:, -1] = torch.randint(0, 3, (b,), generator=g).float()
-    out = {"observations": obs(), "next_observations": obs(), "actions": actions,
-           "rewards": torch.randn(b, generator=g), "terminals": torch.zeros(b), "is_intervention": torch.zeros(b)}
-    if cfg.discrete_gripper:
-        out["grasp_penalty"] = torch.zeros(b)
-    return out  # on the CPU, as the learner samples it: the agent moves it
 
 
 def params_on_cuda(agent):
@@ -51,7 +30,7 @@ def test_sac_updates_on_cuda_from_a_cpu_batch(mixed_precision):
     cfg = SACConfig(state_dim=18, action_dim=3, discrete_gripper=True, mixed_precision=mixed_precision, **SMALL)
     agent = SACAgent(cfg).to("cuda")
     before = {k: v.detach().clone() for k, v in agent.critic.state_dict().items()}
-    metrics = agent.update([batch_for(cfg, seed=0), batch_for(cfg, seed=1)])
+    metrics = agent.update([make_batch(cfg, seed=0), make_batch(cfg, seed=1)])
     assert all(np.isfinite(v) for v in metrics.values()), metrics
     assert params_on_cuda(agent) and agent.mixed_precision_active == mixed_precision
     assert any(not torch.equal(before[k], v) for k, v in agent.critic.state_dict().items())
@@ -65,7 +44,7 @@ def test_same_weights_give_the_same_q_values_on_cpu_and_cuda():
     cpu = SACAgent(cfg)
     gpu = SACAgent(cfg).to("cuda")
     gpu.load_state_dict(cpu.state_dict())
-    batch = batch_for(cfg)
+    batch = make_batch(cfg)
     with torch.no_grad():
         q_cpu = cpu.critic(cpu.encoder(cpu.prepare_batch(batch)["obs"]), batch["actions"])
         prep = gpu.prepare_batch(batch)
@@ -85,7 +64,7 @@ def test_cached_features_computed_on_cuda_match_the_cpu_and_train():
     assert f_gpu.shape == f_cpu.shape == (6, 2, 320, 4, 4) and f_gpu.dtype == torch.float16
     # cuDNN runs float32 convolutions in TF32 by default (10-bit mantissa): a few maps differ by ~0.03
     torch.testing.assert_close(f_gpu.float().cpu(), f_cpu.float(), atol=5e-2, rtol=5e-2)
-    metrics = gpu.update([batch_for(cfg, features=f_gpu.cpu()) for _ in range(2)])
+    metrics = gpu.update([make_batch(cfg, features=tuple(f_gpu.shape[1:])) for _ in range(2)])
     assert all(np.isfinite(v) for v in metrics.values())
     a = gpu.select_action({"state": np.zeros(18, np.float32), "pixels.gripper": frames[0].numpy()})
     assert a.shape == (4,)
@@ -95,7 +74,7 @@ def test_checkpoint_written_on_cuda_loads_on_the_cpu_with_the_same_actions(tmp_p
     torch.manual_seed(0)
     cfg = SACConfig(state_dim=18, action_dim=3, discrete_gripper=True, **SMALL)
     agent = SACAgent(cfg).to("cuda")
-    agent.update(batch_for(cfg))
+    agent.update(make_batch(cfg))
     agent.save(tmp_path / "m")
     loaded = load_agent(tmp_path / "m", "cpu")
     assert all(p.device.type == "cpu" for p in loaded.parameters())
@@ -103,7 +82,7 @@ def test_checkpoint_written_on_cuda_loads_on_the_cpu_with_the_same_actions(tmp_p
     np.testing.assert_allclose(loaded.select_action(obs, True)[:3], agent.select_action(obs, True)[:3], atol=1e-4)
     back = load_agent(tmp_path / "m", "cuda")
     assert params_on_cuda(back)
-    back.update(batch_for(cfg, seed=3))  # optimizer moments restored onto the GPU
+    back.update(make_batch(cfg, seed=3))  # optimizer moments restored onto the GPU
 
 
 def test_drqv2_updates_and_acts_on_cuda():
@@ -111,7 +90,7 @@ def test_drqv2_updates_and_acts_on_cuda():
     cfg = type(cfg).from_dict({**cfg.to_dict(), "state_dim": 18, "action_dim": 3, "discrete_gripper": True,
                                "cameras": [], "cached_features": False})
     agent = make_agent(cfg).to("cuda")
-    metrics = agent.update([batch_for(cfg, seed=s) for s in range(2)])
+    metrics = agent.update([make_batch(cfg, seed=s) for s in range(2)])
     assert all(np.isfinite(v) for v in metrics.values()) and params_on_cuda(agent)
     assert agent.select_action({"state": np.zeros(18, np.float32)}).shape == (4,)
 
