@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from hilserl.console.hub import ConsoleHub
-from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY, STATE_CLOSED
 from hilserl.robot.teleop import Event, TeleopIntervention
 
 COMMANDS = ("takeover", "giveback", "toggle", "gripper_close", "gripper_open", "success", "failure", "pause",
@@ -252,11 +252,8 @@ class Console:
         if pixels:
             self.hub.put_frames({k: np.array(v, copy=True) for k, v in pixels.items()})
         state = obs.get("state") if isinstance(obs, dict) else None
-        from hilserl.sim.env import SO101GraspCubeEnv
-
-        idx = SO101GraspCubeEnv.STATE_GRIPPER_CLOSED
-        if state is not None and len(state) > idx:
-            self._gripper_closed = bool(state[idx] > 0.5)
+        if state is not None and len(state) > STATE_CLOSED:
+            self._gripper_closed = bool(state[STATE_CLOSED] > 0.5)
         values = {"success_now": bool(info.get("is_success", False)), "gripper_closed": self._gripper_closed}
         if "ee_pos" in info:
             values["ee_pos"] = _plain(np.asarray(info["ee_pos"], dtype=float))
