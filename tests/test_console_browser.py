@@ -128,10 +128,15 @@ def test_the_console_shows_and_steers_a_training_run(training, browser, tmp_path
     try:
         page.wait_for_function(f"document.querySelector('#move').textContent.includes('x {'+' if sign > 0 else ''}"
                                f"{sign * 0.5:.2f}')", timeout=15_000)
-        # held until the arm has gone further than 4.5 steps at half speed can take it (so at least 5 driven steps,
-        # however slowly a loaded machine steps)
-        far = 4.5 * 0.5 * cfg.env.action_scale
-        _wait(lambda: sign * (_state(console)["ee_pos"][0] - x0) > far, 30, f"the end-effector to move {far} m {key}")
+        # held until the console has shown a stored step driven along x and five more after it: the key stays down,
+        # so each of those is driven too (at least six, however slowly a loaded machine steps; the arm's travel
+        # alone cannot count them, since the arm can still be coasting from the policy's last steps)
+        def driven():
+            s = _state(console)
+            return s if s.get("actor") == "you" and np.isclose(s.get("action", [0.0])[0], 0.5 * sign) else None
+
+        first = _wait(driven, 30, f"a stored step driven {key}", 0.01)
+        _wait(lambda: _state(console)["step"] >= first["step"] + 5, 30, f"five more steps with {key} held")
         shot("02_take_over")
     finally:
         page.keyboard.up(key)
