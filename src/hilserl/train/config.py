@@ -2,9 +2,10 @@
 
 Sections: ``env`` (the simulation or the real arm), ``policy`` (the agent, by ``policy.type``: "sac" or
 "drqv2"; its shape fields are filled in from the environment), ``buffers``, ``human`` (the simulated human who
-intervenes), ``reward``, ``train`` (the loop) and ``transport`` (the actor <-> learner link of `hilserl learner` /
-`hilserl actor`). Defaults follow the HIL-SERL reference and measured SO-101 settings; `hilserl doctor` and
-docs/decisions.md explain them.
+intervenes), ``reward``, ``train`` (the loop), ``transport`` (the actor <-> learner link of `hilserl learner` /
+`hilserl actor`), ``health`` (the training health checks) and ``log`` (optional Weights & Biases logging).
+Defaults follow the HIL-SERL reference and measured SO-101 settings; `hilserl doctor` and docs/decisions.md
+explain them.
 """
 
 from __future__ import annotations
@@ -132,6 +133,37 @@ class HealthConfig:
             raise ValueError(f"window: expected >= 5 episodes, got {self.window}")
 
 
+WANDB_MODES = ("auto", "online", "offline")
+_WANDB_NAME_FORBIDDEN = set("/\\#?%:")  # characters W&B does not accept in a project or entity name
+
+
+@dataclass
+class LogConfig:
+    """Where the training metrics go besides the CSV files and TensorBoard (which are always written): optionally
+    Weights & Biases, with the same metric names and step axes as TensorBoard (hilserl.monitor.metrics). `wandb`
+    is an optional extra (``pip install wandb`` or ``pip install -e .[wandb]``), imported only when this is on."""
+
+    wandb: bool = False
+    wandb_project: str = "hilserl"
+    # "auto": online when a W&B API key is configured (WANDB_API_KEY or a ~/.netrc entry for api.wandb.ai) and the
+    # server answers within a second or two, else offline; "offline": <run>/wandb/, upload later with `wandb sync`
+    wandb_mode: str = "auto"
+    wandb_entity: str | None = None  # the W&B user or team; None: the API key's default entity
+
+    def validate(self) -> None:
+        if self.wandb_mode not in WANDB_MODES:
+            raise ValueError(f"wandb_mode: expected one of {list(WANDB_MODES)}, got {self.wandb_mode!r}")
+        for name in ("wandb_project", "wandb_entity"):
+            value = getattr(self, name)
+            if value is None and name == "wandb_entity":
+                continue
+            if not value.strip():
+                raise ValueError(f"{name}: expected a non-empty name, got {value!r}")
+            if len(value) > 128 or _WANDB_NAME_FORBIDDEN & set(value):
+                raise ValueError(f"{name}: expected a name of at most 128 characters without any of "
+                                 f"{' '.join(sorted(_WANDB_NAME_FORBIDDEN))}, got {value!r}")
+
+
 DISCONNECTED_BEHAVIORS = ("keep_acting", "hold")
 
 
@@ -206,6 +238,7 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    log: LogConfig = field(default_factory=LogConfig)  # optional Weights & Biases logging beside CSV/TensorBoard
     output_dir: str = "outputs/train"
     run_name: str | None = None  # default: a timestamp
 

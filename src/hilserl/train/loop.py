@@ -104,8 +104,9 @@ def _next(step: int, every: int) -> int | None:
 def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progress=None, console=None) -> TrainResult:
     """Run (or with `resume`, continue) a training run. `log(line)` receives the console lines, `progress(env_step,
     total)` is called after every episode; `console` (`hilserl.console.session.Console`, or None) watches and acts."""
-    from hilserl.monitor.metrics import MetricsLogger, format_episode_line
+    from hilserl.monitor.metrics import MetricsLogger, format_episode_line, require_wandb
 
+    require_wandb(cfg.log)  # log.wandb without the wandb package: fail before the run folder is touched
     t_start = time.perf_counter()
     loop = _seed_torch(cfg.train)
     run = RunFolder.open(cfg, resume)
@@ -121,7 +122,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
         log(f"resumed from {opened.checkpoint} at env step {state['env_step']}, episode {state['episode']}")
     actor_agent = agents[0]
     actor = make_actor(cfg, env, actor_agent, make_human(cfg, env, human_rng), loop.seed)
-    logger = logger or MetricsLogger(run.path)
+    logger = logger or MetricsLogger(run.path, log_cfg=cfg.log, config=cfg, note=log)
     health = HealthReporter(cfg, run.path, log)
     if console is not None:
         logger, health = console.attach(cfg, actor, logger, health, run.path, state["env_step"])
