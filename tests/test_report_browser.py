@@ -1,0 +1,102 @@
+"""The report in a real browser: Playwright driving Debian's headless Chromium on the report of a tiny run, opened
+from a file:// URL with the network cut off. Every image must decode, the evaluation video must load (metadata and
+a duration within a bounded wait) and play a frame. The screenshot goes to the test's tmp_path, and a copy to the
+folder $HILSERL_CONSOLE_SCREENS names when it is set (to look at it after a run)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hilserl.config import load_config
+from hilserl.train.config import TrainConfig
+
+try:
+    from playwright import sync_api
+except ImportError:  # not installed, or broken: the tests say so instead of failing
+    sync_api = None
+CHROMIUM = next((p for p in (os.environ.get("HILSERL_CHROMIUM"), "/usr/lib/chromium/chromium", "/usr/bin/chromium",
+                             shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
+                 if p and Path(p).is_file()), None)
+pytestmark = [
+    pytest.mark.skipif(sync_api is None, reason="the browser tests need the playwright package (pip install "
+                       "playwright, in the test extra; no browser download: they use the system chromium)"),
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (Debian: apt-get install chromium; the "
+                       "bootstrap installs it when run as root; or set HILSERL_CHROMIUM)"),
+]
+SCREENS = Path(os.environ["HILSERL_CONSOLE_SCREENS"]) if os.environ.get("HILSERL_CONSOLE_SCREENS") else None
+
+TINY = ["--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
+        "--train.batch_size=32", "--train.num_demos=1", "--train.training_starts=20", "--train.eval_every=60",
+        "--train.eval_episodes=2", "--train.checkpoint_every=0", "--train.log_every=20", "--train.torch_threads=1",
+        "--buffers.online_capacity=1000", "--buffers.demo_capacity=500", "--train.total_env_steps=120",
+        "--run_name=tiny"]
+
+
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory) -> Path:
+    """The report of a real two-episode state-only run and its `hilserl eval` (one episode on video)."""
+    from rich.console import Console
+
+    from hilserl.cli import run_eval
+    from hilserl.report import write_report
+    from hilserl.train.loop import train
+
+    out = tmp_path_factory.mktemp("report")
+    res = train(load_config(TrainConfig, None, [*TINY, f"--output_dir={out}"]), log=lambda s: None)
+    with open(out / "eval.txt", "w") as f:
+        run_eval(str(res.run_dir), 2, res.run_dir / "eval", False, 1, 0, Console(file=f))
+    return write_report(res.run_dir, out / "page" / "report.html")
+
+
+@pytest.fixture
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_the_report_opens_offline_with_every_image_and_the_video(report_file, browser, tmp_path):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, offline=True)
+    page = context.new_page()
+    requests, errors = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(report_file.resolve().as_uri(), timeout=15_000)
+
+    # every image decoded (plots, success map)
+    page.wait_for_function("[...document.images].every(i => i.complete)", timeout=15_000)
+    widths = page.evaluate("[...document.images].map(i => i.naturalWidth)")
+    assert len(widths) >= 8 and all(w > 0 for w in widths), widths
+
+    # the evaluation video: metadata and a duration, then a decoded frame
+    video = page.wait_for_selector("video", timeout=5_000)
+    page.wait_for_function("(v) => v.readyState >= 1 && v.duration > 0", arg=video, timeout=15_000)
+    assert page.evaluate("document.querySelectorAll('video').length") == 1
+    assert video.evaluate("v => v.error") is None and video.evaluate("v => v.duration") > 1.0
+    page.wait_for_function("(v) => v.readyState >= 2 && v.videoWidth > 0", arg=video, timeout=15_000)
+
+    # the headings a reader looks for
+    text = page.inner_text("body")
+    for heading in ("Run", "Evaluation (eval.json)", "Training curves", "Health checks", "Config doctor", "Config"):
+        assert heading in text
+    page.wait_for_timeout(1000)  # the player's loading spinner fades (cosmetic, for the screenshot)
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if SCREENS is not None:
+        try:
+            SCREENS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, SCREENS / "report.png")
+        except OSError:
+            pass  # the copy for people is a courtesy; the test's own copy is in tmp_path
+
+    # nothing but the file itself was requested (data URIs are not requests), and nothing failed
+    assert [u for u in requests if not u.startswith("data:")] == [report_file.resolve().as_uri()]
+    assert not errors, errors
+    context.close()
