@@ -167,7 +167,9 @@ def test_commands_take_over_mark_and_stop_through_the_intervention_path(tmp_path
         s = console.step
         if console.episode == 2 and s == 3:
             hub.push_command({"command": "takeover"})
-            hub.set_motion([1, 0, 0])
+            # held (the page refreshes it every 0.2 s): stamped ahead, so a slow update on a loaded machine
+            # cannot let it go stale between two steps
+            hub.set_motion([1, 0, 0], now=time.monotonic() + 600)
         elif console.episode == 2 and s == 8:
             hub.push_command({"command": "success"})
         elif console.episode == 3 and s == 2:

@@ -152,19 +152,25 @@ def _cmd_actor(args, overrides) -> int:
         print(f"error: --actor_id {actor_id!r}: expected 1-64 characters from A-Z a-z 0-9 _ . -", file=sys.stderr)
         return 2
     _transport_logging()
+    page = _start_console(args, rich_console()) if args.console else None
     try:
-        run_actor(cfg, args.learner, actor_id, log=_log_line)
+        run_actor(cfg, args.learner, actor_id, log=_log_line, console=page)
     except (TransportError, AuthError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    finally:
+        if page is not None:
+            page.close()
     return 0
 
 
 # ------------------------------------------------------------------------------------------------ eval
 def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_reset: bool, video_episodes: int,
-             seed: int, console, config_path: str | None = None, overrides: list[str] | None = None) -> dict:
+             seed: int, console, config_path: str | None = None, overrides: list[str] | None = None,
+             page=None) -> dict:
     """Evaluate a policy in the env of its training config, or in the env (and reward) of `config_path`: the
-    real arm for a policy trained there or pretrained in the simulation."""
+    real arm for a policy trained there or pretrained in the simulation. `page`: the browser console, or None
+    (Stop ends the evaluation early: the episodes run so far are its result)."""
     from hilserl.agents.registry import load_agent
     from hilserl.config import ConfigError, from_dict
     from hilserl.train.actor import Actor
@@ -192,8 +198,17 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
     video = out_dir / "eval_episodes.mp4" if video_episodes > 0 else None
     console.print(f"evaluating {model_dir} on {num_episodes} episodes "
                   f"({'fixed' if fixed_reset else 'random'} reset, deterministic policy)")
-    res = evaluate(actor, num_episodes, fixed_reset=fixed_reset, video_path=video, video_episodes=video_episodes)
+    hooks = {}
+    if page is not None:
+        page.attach_eval(cfg, actor, num_episodes, out_dir)
+        hooks = {"before_episode": page.before_episode, "on_episode": lambda row: page.episode_done(
+            {"episode": row["episode"], "reward": row["reward"], "length": row["steps"], "intervention_rate": 0.0,
+             "success": row["success"]})}
+    res = evaluate(actor, num_episodes, fixed_reset=fixed_reset, video_path=video, video_episodes=video_episodes,
+                   **hooks)
     env.close()
+    if not res.rows:
+        raise RuntimeError("the evaluation was stopped before its first episode ended: nothing to report")
     print_table(res, console, getattr(cfg.env, "action_scale", None))
     summary = {"checkpoint": str(model_dir), "fixed_reset": fixed_reset, **res.summary()}
     (out_dir / "eval.json").write_text(json.dumps({"summary": summary, "episodes": res.rows}, indent=2))
@@ -206,8 +221,14 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
 
 
 def _cmd_eval(args, overrides) -> int:
-    run_eval(args.checkpoint, args.num_episodes, args.out, args.fixed_reset, args.video_episodes, args.seed,
-             rich_console(), args.config_path, overrides)
+    console = rich_console()
+    page = _start_console(args, console) if args.console else None
+    try:
+        run_eval(args.checkpoint, args.num_episodes, args.out, args.fixed_reset, args.video_episodes, args.seed,
+                 console, args.config_path, overrides, page=page)
+    finally:
+        if page is not None:
+            page.close()
     return 0
 
 
@@ -281,10 +302,18 @@ def _cmd_demo(args, overrides) -> int:
         if not line.startswith("Episode") or line.split("|")[0].strip().endswith("0"):
             console.print(line)
 
-    res = _train_with_progress(train, cfg, console, log=log)
-    plot_training(res.run_dir)
-    console.print(f"trained {res.env_steps} env steps in {res.wall_s / 60:.1f} min; evaluating the final policy")
-    summary = run_eval(str(res.last_checkpoint), args.eval_episodes, Path(args.out) / "eval", False, 5, 0, console)
+    page = _start_console(args, console) if args.console else None
+    try:
+        res = _train_with_progress(functools.partial(train, console=page), cfg, console, log=log)
+        plot_training(res.run_dir)
+        console.print(f"trained {res.env_steps} env steps in {res.wall_s / 60:.1f} min; evaluating the final policy")
+        if page is not None:
+            page.stop_requested = page.paused = False  # a Stop during training ends training, not the evaluation
+        summary = run_eval(str(res.last_checkpoint), args.eval_episodes, Path(args.out) / "eval", False, 5, 0,
+                           console, page=page)
+    finally:
+        if page is not None:
+            page.close()
     wall = time.perf_counter() - t_start
     jitter = summary.get("action_jitter")
     console.print(f"\n[bold]hilserl demo: {wall / 60:.1f} min in all; success {summary['success_rate']:.0%} "
@@ -334,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_probe.add_parsers(sub)  # probe
     cli_reward.add_parsers(sub)  # reward record | reward train
     cli_robot.add_parsers(sub)  # robot calibrate | robot cameras | record | dataset import-lerobot/export-lerobot
+    from hilserl import report
+
+    report.add_parser(sub)  # report RUN_DIR [--out FILE]
     return p
 
 
@@ -372,6 +404,7 @@ def _add_actor_parser(sub) -> None:
     ac.add_argument("--learner", required=True, metavar="HOST:PORT", help="address of `hilserl learner`")
     ac.add_argument("--actor_id", default=None, help="stable name of this actor (default: the host name); a "
                     "restarted actor with the same id continues its sequence")
+    _add_console_arguments(ac)
     ac.set_defaults(func=_cmd_actor)
 
 
@@ -385,6 +418,7 @@ def _add_eval_parser(sub) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--config_path", default=None, help="evaluate in this config's env and reward (e.g. the real arm: "
                    "configs/so101_grasp.json) instead of the checkpoint's own; takes --env.key=value overrides")
+    _add_console_arguments(e)
     e.set_defaults(func=_cmd_eval)
 
 
@@ -414,6 +448,7 @@ def _add_demo_parser(sub) -> None:
     m.add_argument("--eval_episodes", type=int, default=50)
     m.add_argument("--out", default="outputs/demo")
     m.add_argument("--expert_only", action="store_true", help="only the scripted expert video (seconds)")
+    _add_console_arguments(m)
     m.set_defaults(func=_cmd_demo)
 
 

@@ -32,13 +32,23 @@ def cmd_reward_record(args, overrides) -> int:
             return 2
     console = rich_console()
     cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    page, hooks = None, {}
     try:
+        if args.console:
+            from hilserl.cli import _start_console
+
+            page = _start_console(args, console)
+            page.watch(str(args.out))
+            hooks = {"watch": page}
         out = collect_sim_dataset(args.out, args.num_positive, args.num_negative, seed=args.seed,
                                   image_size=args.image_size, cameras=cameras, overwrite=args.overwrite,
-                                  log=console.print if args.verbose else None, env_config=env_cfg)
+                                  log=console.print if args.verbose else None, env_config=env_cfg, **hooks)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if page is not None:
+            page.close()
     console.print(dataset_summary(load_dataset(out)))
     return 0
 
@@ -63,13 +73,24 @@ def _reward_record_real(args, overrides) -> int:
     cameras = list(env_cfg.cameras)
     size = env_cfg.camera_size(cameras[0])
     writer = DatasetWriter(args.out, cameras, (*size, 3), source="so101", overwrite=args.overwrite)
-    env = make_env(env_cfg)
+    env, page = make_env(env_cfg), None
     print("Move the arm with the leader (or keys/gamepad). Press s when the cube is held up (the label turns to "
           "success) and s again when it is not; r drops the episode, q stops.")
     try:
-        res = record_with_env(writer, env, args.num_episodes, hold_action=hold_still(env_cfg.gripper_mode))
+        hooks, record_env = {}, env
+        if args.console:
+            from hilserl.cli import _start_console
+
+            page = _start_console(args, rich_console())
+            record_env, _ = page.attach_record(env, None, env_cfg.gripper_mode, None, "reward_record")
+            hooks = {"before_episode": page.before_episode, "on_label": page.labelled,
+                     "on_episode": page.reward_recorded}
+        res = record_with_env(writer, record_env, args.num_episodes, hold_action=hold_still(env_cfg.gripper_mode),
+                              **hooks)
     finally:
         env.close()
+        if page is not None:
+            page.close()
     print(f"{res['saved']} episodes saved ({res['dropped']} dropped)")
     rich_console().print(dataset_summary(load_dataset(args.out)))
     return 0
@@ -129,6 +150,9 @@ def _add_record_parser(rsub) -> None:
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     x.add_argument("--verbose", action="store_true", help="one line per episode")
+    from hilserl.cli import _add_console_arguments
+
+    _add_console_arguments(x)
     x.set_defaults(func=cmd_reward_record)
 
 

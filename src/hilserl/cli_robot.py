@@ -61,6 +61,19 @@ def _err(msg: str) -> int:
     return 2
 
 
+def start_console(args):
+    """`--console`: the browser console (hilserl.cli's, printing to the terminal)."""
+    from hilserl.cli import _start_console, rich_console
+
+    return _start_console(args, rich_console())
+
+
+def add_console_arguments(parser) -> None:
+    from hilserl.cli import _add_console_arguments
+
+    _add_console_arguments(parser)
+
+
 def _clear_errors(command):
     """Bad datasets, files and settings end the command with their message (which names the file and field),
     not a traceback."""
@@ -188,8 +201,9 @@ def cmd_record(args, overrides) -> int:
 
     env_cfg, reward = load_record_config(args.config_path, overrides)
     real = isinstance(env_cfg, SO101EnvConfig)
-    env = make_env(env_cfg)
+    env, page = make_env(env_cfg), None
     try:
+        page = start_console(args) if args.console else None
         steps = int(round(env_cfg.control_time_s * env_cfg.fps))
         ds = DemoDataset.create(args.out, observation_spec_from_space(env.observation_space),
                                 capacity=args.num_episodes * (steps + 1), fps=env_cfg.fps,
@@ -199,12 +213,18 @@ def cmd_record(args, overrides) -> int:
             print("Recording: grab the leader arm (or take over with the keyboard/gamepad), grasp and lift the "
                   "cube, then press s (success). f = failure, r = re-record, q = quit.")
         person = None if real else _SimPerson(env, args.seed)
-        summary = record_demos(env, ds, args.num_episodes, success_reward=reward.success_reward,
+        hooks, record_env = {}, env
+        if page is not None:
+            record_env, person = page.attach_record(env, person, env_cfg.gripper_mode, None if real else env_cfg.fps)
+            hooks = {"before_episode": page.before_episode, "on_outcome": page.recorded}
+        summary = record_demos(record_env, ds, args.num_episodes, success_reward=reward.success_reward,
                                step_penalty=reward.step_penalty, person=person, gripper_mode=env_cfg.gripper_mode,
-                               keep_failed=args.keep_failed, seed=args.seed, task=args.task)
+                               keep_failed=args.keep_failed, seed=args.seed, task=args.task, **hooks)
         ds.close()
     finally:
         env.close()
+        if page is not None:
+            page.close()
     print(f"{summary.saved} episodes saved in {args.out} ({summary.dropped_failed} failed and "
           f"{summary.rerecorded} re-recorded ones not kept). Train with --train.demo_dataset={args.out}")
     return 0
@@ -327,6 +347,7 @@ def add_parsers(sub) -> None:
     x.add_argument("--task", default="grasp the cube")
     x.add_argument("--keep_failed", action="store_true", help="also keep episodes that ended without success")
     x.add_argument("--seed", type=int, default=0)
+    add_console_arguments(x)
     x.set_defaults(func=_clear_errors(cmd_record))
 
     d = sub.add_parser("dataset", help="demo datasets: LeRobot v3.0 import and export")

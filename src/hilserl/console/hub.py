@@ -36,6 +36,7 @@ class ConsoleHub:
         self._motion = np.zeros(3)
         self._motion_fast = False
         self._motion_at = -1e9
+        self._raw: dict[str, tuple] = {}
         self.closed = False
 
     # ------------------------------------------------------------------ the control loop's side
@@ -74,7 +75,21 @@ class ConsoleHub:
                 return np.zeros(3), False
             return self._motion.copy(), self._motion_fast
 
+    def set_raw_sources(self, sources: dict) -> None:
+        """The real cameras' full frames: camera -> (read_raw() -> RGB frame, crop or None). The server calls them
+        from its own thread when a page asks (the control loop never waits on them)."""
+        with self._lock:
+            self._raw = dict(sources)
+
     # ------------------------------------------------------------------ the server's side
+    def raw_source(self, camera: str):
+        with self._lock:
+            return self._raw.get(camera)
+
+    def raw_cameras(self) -> list[str]:
+        with self._lock:
+            return sorted(self._raw)
+
     def push_command(self, command: dict) -> bool:
         """Queue a command from the page; False (refused) when `max_commands` are already pending."""
         with self._lock:
@@ -93,7 +108,7 @@ class ConsoleHub:
     def state(self) -> tuple[dict, int, list[str]]:
         """(a copy of the state, the frame version, the cameras with a frame)."""
         with self._lock:
-            return dict(self._state), self._frame_version, sorted(self._frames)
+            return {**self._state, "raw_cameras": sorted(self._raw)}, self._frame_version, sorted(self._frames)
 
     def frame(self, camera: str) -> tuple[int, np.ndarray | None]:
         with self._lock:

@@ -2,7 +2,8 @@
 
 Routes: ``/`` (the page) and ``/static/<name>`` (its script and style, from a fixed list: no other file is ever
 served); ``/api/state`` (numbers and history, JSON), ``/api/events`` (the live feed, server-sent events),
-``/api/frame/<camera>`` (the latest policy image, encoded here as PNG, never on the control loop); ``POST
+``/api/frame/<camera>`` (the latest policy image, encoded here as PNG, never on the control loop),
+``/api/raw/<camera>`` (the real arm: the camera's full frame with the policy's crop drawn, JPEG); ``POST
 /api/command`` and ``POST /api/keys`` (controls). With a token set every ``/api`` route needs it, as
 ``Authorization: Bearer <token>`` or ``?token=<token>``: a missing token is refused with 401, a wrong one with 403.
 Without a token the server listens on loopback only (`check_console_bind`).
@@ -27,6 +28,7 @@ from hilserl.distributed.auth import TOKEN_ENV, is_loopback
 
 STATIC = {"index.html": "text/html", "console.js": "text/javascript", "console.css": "text/css"}
 FEED_PERIOD_S = 0.1  # the live feed checks the hub ten times a second
+RAW_PERIOD_S = 0.5  # a raw camera frame is read and encoded at most twice a second, however many pages ask
 
 
 def check_console_bind(host: str, token: str | None) -> None:
@@ -85,6 +87,37 @@ class _Frames:
         return data
 
 
+class _RawFrames:
+    """The real cameras' full frames with the crop the policy gets drawn on them, JPEG-encoded in the server's
+    thread pool, at most once per `RAW_PERIOD_S` per camera."""
+
+    def __init__(self, hub: ConsoleHub):
+        self.hub = hub
+        self._cache: dict[str, tuple[float, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def jpeg(self, camera: str) -> bytes | None:
+        source = self.hub.raw_source(camera)
+        if source is None:
+            return None
+        with self._lock:
+            cached = self._cache.get(camera)
+            if cached is not None and time.monotonic() - cached[0] < RAW_PERIOD_S:
+                return cached[1]
+            import cv2
+
+            read, crop = source
+            img = np.ascontiguousarray(np.asarray(read())[..., ::-1])  # RGB -> BGR for OpenCV
+            if crop is not None:
+                top, left, h, w = (int(v) for v in crop)
+                thick = max(2, img.shape[1] // 200)
+                cv2.rectangle(img, (left, top), (left + w - 1, top + h - 1), (0, 215, 255), thick)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            data = buf.tobytes() if ok else b""
+            self._cache[camera] = (time.monotonic(), data)
+            return data
+
+
 def build_app(hub: ConsoleHub, token: str | None = None):
     """The starlette app over `hub`; with `token` every /api route requires it."""
     from starlette.applications import Starlette
@@ -92,6 +125,7 @@ def build_app(hub: ConsoleHub, token: str | None = None):
     from starlette.routing import Route
 
     frames = _Frames(hub)
+    raw_frames = _RawFrames(hub)
 
     def refused(request):
         return _refusal(request, token)
@@ -123,6 +157,19 @@ def build_app(hub: ConsoleHub, token: str | None = None):
         if not data:
             return Response("no such camera", status_code=404)
         return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def raw(request):
+        from starlette.concurrency import run_in_threadpool
+
+        if (r := refused(request)) is not None:
+            return r
+        try:  # a camera read may block a moment: never on the event loop
+            data = await run_in_threadpool(raw_frames.jpeg, request.path_params["camera"])
+        except Exception as e:  # a camera that failed: the page says so, the run goes on (the env reports it)
+            return JSONResponse({"error": f"camera {request.path_params['camera']!r}: {e}"}, status_code=503)
+        if not data:
+            return Response("no such camera", status_code=404)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def events(request):
         if (r := refused(request)) is not None:
@@ -157,7 +204,7 @@ def build_app(hub: ConsoleHub, token: str | None = None):
         return JSONResponse({"ok": True})
 
     routes = [Route("/", page), Route("/static/{name}", static), Route("/api/state", state),
-              Route("/api/events", events), Route("/api/frame/{camera}", frame),
+              Route("/api/events", events), Route("/api/frame/{camera}", frame), Route("/api/raw/{camera}", raw),
               Route("/api/command", command, methods=["POST"]), Route("/api/keys", keys, methods=["POST"])]
     return Starlette(routes=routes)
 

@@ -28,8 +28,20 @@ from hilserl.console.hub import ConsoleHub
 from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY, STATE_CLOSED
 from hilserl.robot.teleop import Event, TeleopIntervention
 
-COMMANDS = ("takeover", "giveback", "toggle", "gripper_close", "gripper_open", "success", "failure", "pause",
-            "resume", "stop", "threshold")
+COMMANDS = ("takeover", "giveback", "toggle", "gripper_close", "gripper_open", "success", "failure", "rerecord",
+            "pause", "resume", "stop", "threshold")
+_DRIVE = ("takeover", "giveback", "toggle", "gripper_close", "gripper_open")
+# what the page may ask of each command's loop (the page shows only these controls; others are refused)
+CONTROLS = {
+    "train": (*_DRIVE, "success", "failure", "pause", "resume", "stop", "threshold"),  # hilserl train / demo
+    "actor": (*_DRIVE, "success", "failure", "pause", "resume", "stop", "threshold"),  # hilserl actor
+    "eval": ("pause", "resume", "stop", "threshold"),  # hilserl eval: the policy alone is measured
+    "record": (*_DRIVE, "success", "failure", "rerecord", "pause", "resume", "stop"),  # hilserl record
+    "reward_record": ("success", "failure", "rerecord", "pause", "resume", "stop"),  # hilserl reward record
+    "collect": ("pause", "resume", "stop"),  # hilserl reward record --sim: the simulation labels its own frames
+}
+# a mark from the page as the recording loops read the terminal's keys (`info["teleop_events"]`)
+MARK_EVENTS = {"success": "success", "failure": "failure", "rerecord": "rerecord", "stop": "quit"}
 SPEED, FAST_SPEED = 0.5, 1.0  # the terminal keyboard's speed; Shift for full commands
 
 
@@ -95,28 +107,62 @@ class ConsoleHuman:
         self._next_tick = max(now, self._next_tick) + self.period
 
 
-class ConsoleEnv(gym.Wrapper):
-    """Shows every observation on the page and ends an episode the person marked."""
+class ConsolePerson:
+    """`hilserl record`'s person with the browser person first: `person(obs, info)` gives the action (or None: hold
+    still); while the browser person has taken over, their keys drive, otherwise `inner` (the scripted expert in the
+    simulation, or None) does."""
 
-    def __init__(self, env: gym.Env, console: "Console", success_reward: float):
+    def __init__(self, inner, console: "Console", gripper_mode: str, fps: float | None):
+        self.inner = inner
+        self.human = console.human = ConsoleHuman(None, console, gripper_mode, fps)
+
+    def reset(self) -> None:
+        self.human.teleop.reset()  # a take-over ends with its episode, as in training
+        if hasattr(self.inner, "reset"):
+            self.inner.reset()
+
+    def __call__(self, obs, info):
+        action = self.human.act(0)
+        if action is not None:
+            return action
+        return self.inner(obs, info) if self.inner is not None else None
+
+
+class ConsoleEnv(gym.Wrapper):
+    """Shows every observation on the page and ends an episode the person marked. A mark also reaches the loop as
+    the terminal's key would (``info["teleop_events"]``: success, failure, rerecord, quit), which is how the
+    recording commands read it and decide. With `success_reward` (training, the actor) the wrapper decides: a
+    success mark is the success reward on a terminal step, as the recording keys give it; failure and stop cut the
+    episode. A reset starts the page's next episode (a loop that numbers its episodes,
+    like training, sets the number right after)."""
+
+    def __init__(self, env: gym.Env, console: "Console", success_reward: float | None = None):
         super().__init__(env)
         self.console = console
-        self.success_reward = float(success_reward)
+        self.success_reward = None if success_reward is None else float(success_reward)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
+        self.console.start_episode(self.console.episode + 1)
         self.console.observe(obs, info)
         return obs, info
 
     def step(self, action):
+        if self.console.human is None:  # no human to take the page's commands before the action: take them here
+            self.console.poll()
         obs, reward, terminated, truncated, info = self.env.step(action)
         mark = self.console.take_mark()
         if mark is not None:
-            info = {**info, "console_mark": mark}
-            if mark == "success":
+            info = {**info, "console_mark": mark,
+                    "teleop_events": [*info.get("teleop_events", ()), MARK_EVENTS[mark]]}
+            if self.success_reward is None:
+                pass  # a recording loop reads the event and decides (a success toggles a reward label, say)
+            elif mark == "success":
                 reward, terminated, info["is_success"] = self.success_reward, True, True
             else:  # failure or stop: the episode is cut, the learner still bootstraps
                 truncated = True
+        if not self.console.fed_transitions:
+            self.console.env_stepped(action, reward, info)
         self.console.observe(obs, info)
         return obs, reward, terminated, truncated, info
 
@@ -154,7 +200,11 @@ class _LoggerTee:
     def log_learner(self, rec: dict) -> None:
         self.inner.log_learner(rec)
         keys = ("learner_step", "env_step", "critic_loss", "temperature", "updates_per_s")
-        self.hub.publish("learner", {k: _plain(rec[k]) for k in keys if k in rec})
+        point = {k: _plain(rec[k]) for k in keys if k in rec}
+        actor = getattr(self, "console", None) and self.console.actor
+        if actor is not None and "learner_step" in rec:  # how many updates the acting policy is behind
+            point["policy_lag_updates"] = int(rec["learner_step"]) - int(actor.weights_version)
+        self.hub.publish("learner", point)
 
     def log_eval(self, rec: dict) -> None:
         self.inner.log_eval(rec)
@@ -205,14 +255,20 @@ class _EpisodeTee(_LoggerTee):
 
 
 class Console:
-    """The training loop's handle on the console: hooks in (`attach`, `transition`, `before_episode`), the
-    page's commands out. `server` (a `ConsoleServer`) is stopped by `close`."""
+    """A loop's handle on the console: hooks in, the page's commands out. `server` (a `ConsoleServer`) is stopped
+    by `close`. One attach per command: `attach` (hilserl train / demo), `attach_actor` (hilserl actor),
+    `attach_eval` (hilserl eval), `attach_record` (hilserl record, and reward record on the arm) and `watch`
+    (a loop that only shows frames, e.g. reward record in the simulation). Each sets the mode, and with it the
+    controls the page offers (`CONTROLS`)."""
 
     def __init__(self, hub: ConsoleHub | None = None, server=None, log=print):
         self.hub = hub or ConsoleHub()
         self.server = server
         self.log = log
+        self.mode = "train"
         self.paused = self.stop_requested = False
+        self.fed_transitions = False  # training and the actor feed `transition`; other loops count at the env
+        self.actor = None
         self.human: ConsoleHuman | None = None
         self.classifier = None
         self.journal: Path | None = None
@@ -227,25 +283,101 @@ class Console:
         """Put the console between the actor and its human and env; returns the (logger, health) to use."""
         from hilserl.envs import env_type
 
-        sim = env_type(cfg.env) == "sim"
-        actor.human = self.human = ConsoleHuman(actor.human, self, cfg.env.gripper_mode, cfg.env.fps if sim else None)
-        actor.env = ConsoleEnv(actor.env, self, cfg.reward.success_reward)
-        self.classifier = classifier_of(actor.env)
+        self._wrap_actor(cfg, actor, "train")
         self.journal = Path(run_dir) / "console.jsonl"
         self.env_step = env_step
-        clf = self.classifier
-        self.hub.update(phase="training", run_dir=str(run_dir), env_type=env_type(cfg.env), env_step=env_step,
-                        total_env_steps=cfg.train.total_env_steps, classifier=clf is not None,
-                        threshold=clf.threshold if clf else None, consecutive_frames=clf.consecutive_frames if clf
-                        else None, actor="policy", paused=False)
+        self.hub.update(phase="training", run_dir=str(run_dir), env_step=env_step,
+                        total_env_steps=cfg.train.total_env_steps)
         return _EpisodeTee(logger, self), _HealthTee(health, self.hub)
+
+    def attach_actor(self, cfg, actor, actor_id: str, journal: Path | None = None) -> None:
+        """`hilserl actor`: the same hooks on the actor's human and env; the loop calls `transition`,
+        `before_episode`, `episode_done` and `link` (the learner's lag as this actor sees it)."""
+        self._wrap_actor(cfg, actor, "actor")
+        self.journal = journal
+        self.hub.update(phase="acting", run_dir=f"actor {actor_id}", total_env_steps=cfg.train.total_env_steps)
+
+    def attach_eval(self, cfg, actor, num_episodes: int, out_dir: Path | None = None) -> None:
+        """`hilserl eval`: the policy alone (no take-over, no marks); frames, steps and results shown, pause and
+        stop between episodes (`before_episode`), the classifier's threshold changeable."""
+        from hilserl.envs import env_type
+
+        self.mode, self.actor, self.fed_transitions = "eval", actor, False
+        actor.env = ConsoleEnv(actor.env, self)
+        self._set_classifier(actor.env)
+        self.journal = Path(out_dir) / "console.jsonl" if out_dir is not None else None
+        self.hub.update(phase="evaluating", run_dir=str(out_dir or ""), env_type=env_type(cfg.env), env_step=0,
+                        total_env_steps=None, total_episodes=num_episodes, **self._mode_state())
+
+    def attach_record(self, env, person, gripper_mode: str, fps: float | None, what: str = "record",
+                      journal: Path | None = None):
+        """`hilserl record` ("record") and `hilserl reward record` on the arm ("reward_record"): returns the
+        (env, person) to record with. The page's marks reach the loop as the terminal's keys do; in "record" the
+        browser person can take over from `person` (the scripted expert in the simulation, nobody on the arm,
+        where the leader arm moves it inside the env) and drive with the keys."""
+        if what not in ("record", "reward_record"):
+            raise ValueError(f"what: expected 'record' or 'reward_record', got {what!r}")
+        self.mode, self.fed_transitions = what, False
+        wrapped = ConsoleEnv(env, self)
+        self._raw_sources(wrapped)
+        self.journal = journal
+        if what == "record":
+            person = ConsolePerson(person, self, gripper_mode, fps)
+        self.hub.update(phase="recording", env_type="sim" if fps else "real", env_step=0, total_env_steps=None,
+                        **self._mode_state())
+        return wrapped, person
+
+    def watch(self, run_dir: str = "") -> None:
+        """A loop that only shows its frames and results (`show`, `episode_done`; `before_episode` for pause and
+        stop): the simulation's own labelled recording, `hilserl reward record --sim`."""
+        self.mode, self.fed_transitions = "collect", False
+        self.hub.update(phase="recording", run_dir=run_dir, env_type="sim", env_step=0, total_env_steps=None,
+                        **self._mode_state())
+
+    def show(self, frames: dict, success: bool | None = None, **values) -> None:
+        """`watch`'s frames (camera -> image) and numbers, one call per frame."""
+        self.poll()
+        self.hub.put_frames({k: np.array(v, copy=True) for k, v in frames.items()})
+        self.step += 1
+        self.env_step += 1
+        self.hub.update(success_now=bool(success), step=self.step, env_step=self.env_step, **values)
+
+    def _wrap_actor(self, cfg, actor, mode: str) -> None:
+        from hilserl.envs import env_type
+
+        sim = env_type(cfg.env) == "sim"
+        self.mode, self.actor, self.fed_transitions = mode, actor, True
+        actor.human = self.human = ConsoleHuman(actor.human, self, cfg.env.gripper_mode, cfg.env.fps if sim else None)
+        actor.env = ConsoleEnv(actor.env, self, cfg.reward.success_reward)
+        self._set_classifier(actor.env)
+        self.hub.update(env_type=env_type(cfg.env), **self._mode_state())
+
+    def _raw_sources(self, env) -> None:
+        """The real arm's cameras (objects with `read_raw` and `crop`): their full frames for the page."""
+        cameras = getattr(env.unwrapped, "cameras", None)
+        if isinstance(cameras, dict):
+            self.hub.set_raw_sources({name: (cam.read_raw, getattr(cam, "crop", None))
+                                      for name, cam in cameras.items() if hasattr(cam, "read_raw")})
+
+    def _set_classifier(self, env) -> None:
+        self._raw_sources(env)
+        self.classifier = clf = classifier_of(env)
+        self.hub.update(classifier=clf is not None, threshold=clf.threshold if clf else None,
+                        consecutive_frames=clf.consecutive_frames if clf else None)
+
+    def _mode_state(self) -> dict:
+        return {"mode": self.mode, "controls": list(CONTROLS.get(self.mode, ("stop",))), "actor": self._idle_actor(),
+                "paused": False}
+
+    def _idle_actor(self) -> str:
+        return "human" if self.mode in ("record", "reward_record") else "policy"
 
     # ------------------------------------------------------------------ hooks of the control loop
     def start_episode(self, episode: int) -> None:
         self.episode, self.step, self.episode_return = episode, 0, 0.0
         self._mark = self._last_mark = None
         self._in_episode = True
-        self.hub.update(episode=episode, step=0, episode_return=0.0, actor="policy")
+        self.hub.update(episode=episode, step=0, episode_return=0.0, actor=self._idle_actor(), label=False)
 
     def observe(self, obs, info: dict) -> None:
         pixels = obs.get("pixels") if isinstance(obs, dict) else None
@@ -264,22 +396,63 @@ class Console:
 
     def transition(self, t) -> None:
         """A stored step (the learner's inbox): who acted, what they commanded, the return so far."""
+        self._stepped(t.action, t.reward, bool(t.is_intervention))
+
+    def env_stepped(self, action, reward, info: dict) -> None:
+        """A step of a loop that stores no transitions (evaluation, recording), as the env saw it."""
+        if "intervention_action" in info and info.get("is_intervention"):  # the arm: the leader arm moved it
+            action = info["intervention_action"]
+        by_person = bool(info.get("is_intervention")) or self.mode in ("record", "reward_record")
+        self._stepped(action, reward, by_person)
+
+    def _stepped(self, action, reward, by_person: bool) -> None:
         self.step += 1
         self.env_step += 1
-        self.episode_return += float(t.reward)
+        self.episode_return += float(reward)
         you = self.human is not None and self.human.teleop.intervening
-        actor = "you" if t.is_intervention and you else "human" if t.is_intervention else "policy"
-        self.hub.update(actor=actor, action=_plain(np.asarray(t.action)),
-                        reward=_plain(t.reward), episode_return=round(self.episode_return, 4), step=self.step,
-                        env_step=self.env_step)
+        actor = "you" if you else "human" if by_person else "policy"
+        self.hub.update(actor=actor, action=_plain(np.asarray(action)), reward=_plain(reward),
+                        episode_return=round(self.episode_return, 4), step=self.step, env_step=self.env_step)
+
+    def link(self, env_step: int, updates_behind: int, weights_version: int, weights_lag_ms: float | None) -> None:
+        """`hilserl actor`: the learner's lag as this actor sees it, a point per episode."""
+        self.hub.publish("learner", {"env_step": int(env_step), "policy_lag_updates": int(updates_behind),
+                                     "weights_version": int(weights_version),
+                                     "weights_lag_ms": None if weights_lag_ms is None else round(weights_lag_ms, 1)})
 
     def episode_done(self, rec: dict) -> None:
         self._in_episode = False
         mark = self._last_mark
-        result = {"success": "success (marked)", "failure": "failure (marked)", "stop": "stopped"}.get(
+        result = rec.get("result") or {"success": "success (marked)", "failure": "failure (marked)",
+                                       "rerecord": "re-recorded", "stop": "stopped"}.get(
             mark, "success" if rec.get("success") else "timeout")
         keys = ("episode", "env_step", "reward", "length", "intervention_rate", "success")
         self.hub.publish("episode", {**{k: _plain(rec[k]) for k in keys if k in rec}, "result": result})
+
+    def recorded(self, outcome: str, episode, saved: bool) -> None:
+        """`hilserl record`'s attempt ended (`record_demos`' `on_outcome`): one row of the episodes table."""
+        result = {"success": "success", "failure": "failure", "timeout": "timeout", "rerecord": "re-recorded",
+                  "quit": "stopped"}.get(outcome, outcome)
+        if outcome in ("success", "failure", "timeout"):
+            result += ", saved" if saved else ", not kept"
+        rec = {"episode": self.episode, "env_step": self.env_step, "reward": self.episode_return,
+               "length": self.step, "intervention_rate": 1.0, "success": outcome == "success", "result": result}
+        if episode is not None:
+            rec.update(reward=float(np.sum(episode.rewards)), length=int(len(episode.rewards)),
+                       intervention_rate=float(np.mean(episode.is_intervention)) if len(episode.rewards) else 0.0)
+        self.episode_done(rec)
+
+    def labelled(self, label: bool) -> None:
+        """`hilserl reward record`: the label now in force for the frames being recorded."""
+        self.hub.update(label=bool(label))
+
+    def reward_recorded(self, outcome: str, frames: int, positives: int, kind: str | None = None) -> None:
+        """`hilserl reward record`'s episode ended: one row of the episodes table."""
+        what = {"saved": "saved", "rerecord": "re-recorded", "quit": "stopped"}.get(outcome, outcome)
+        detail = f"{positives}/{frames} frames success" + (f", {kind}" if kind else "")
+        self.episode_done({"episode": self.episode, "env_step": self.env_step, "reward": float(positives),
+                           "length": int(frames), "intervention_rate": 0.0, "success": positives > 0,
+                           "result": f"{what} ({detail})"})
 
     def before_episode(self) -> bool:
         """Between episodes: waits while paused (the page can still resume or stop); False once stop was asked."""
@@ -317,13 +490,15 @@ class Console:
                     f.write(json.dumps({"time": round(time.time(), 3), **rec}) + "\n")
 
     def _apply(self, name: str, value) -> bool | str:
+        if name not in CONTROLS.get(self.mode, ("stop",)):
+            return f"not available in {self.mode.replace('_', ' ')}"
         keys = self.human.keys if self.human is not None else None
         if name in ("takeover", "giveback", "toggle") and keys is not None:
             keys.events.append({"takeover": Event.INTERVENE_ON, "giveback": Event.INTERVENE_OFF,
                                 "toggle": Event.INTERVENE_TOGGLE}[name])
         elif name in ("gripper_close", "gripper_open") and keys is not None:
             keys.gripper = GRIPPER_CLOSE if name == "gripper_close" else GRIPPER_OPEN
-        elif name in ("success", "failure"):
+        elif name in ("success", "failure", "rerecord"):
             if not self._in_episode:
                 return "no episode is running"
             self._mark = name

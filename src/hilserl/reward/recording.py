@@ -34,15 +34,22 @@ def record_episode(writer: DatasetWriter, frames: Iterable[Mapping[str, np.ndarr
 
 
 def record_with_env(writer: DatasetWriter, env, num_episodes: int, *, hold_action: np.ndarray,
-                    log: Callable[[str], None] = print) -> dict:
+                    log: Callable[[str], None] = print, before_episode: Callable[[], bool] | None = None,
+                    on_label: Callable[[bool], None] | None = None,
+                    on_episode: Callable[[str, int, int], None] | None = None) -> dict:
     """Record labelled episodes from an env whose person moves the arm and presses keys (the real SO-101 with the
     leader arm, keyboard or gamepad; `hilserl.envs.so101`). The label is a switch: the SUCCESS key (or gamepad
     button) turns it on — press it when the cube is held up — and off again; FAILURE turns it off; RE-RECORD drops
     the episode; QUIT stops. A terminal cannot see a key being *held*, so a press toggles. Every frame of every
-    camera in ``writer.cameras`` is stored with the label in force when it was taken."""
+    camera in ``writer.cameras`` is stored with the label in force when it was taken. The console's hooks:
+    ``before_episode()`` (pause; False stops), ``on_label(label)`` when the label switches, ``on_episode(outcome,
+    frames, positives)`` after each episode (outcome "saved", "rerecord" or "quit")."""
     saved = dropped = 0
     quit_ = False
     while saved < num_episodes and not quit_:
+        if before_episode is not None and not before_episode():
+            quit_ = True
+            break
         obs, _ = env.reset()
         frames: dict[str, list] = {c: [] for c in writer.cameras}
         labels: list[bool] = []
@@ -54,6 +61,7 @@ def record_with_env(writer: DatasetWriter, env, num_episodes: int, *, hold_actio
                 frames[cam].append(np.asarray(obs["pixels"][cam], dtype=np.uint8))
             labels.append(label)
             obs, _, terminated, truncated, info = env.step(hold_action)
+            before = label
             for event in info.get("teleop_events", ()):
                 if event == "success":
                     label = not label
@@ -64,7 +72,11 @@ def record_with_env(writer: DatasetWriter, env, num_episodes: int, *, hold_actio
                     keep, done = False, True
                 elif event == "quit":
                     keep, done, quit_ = False, True, True
+            if on_label is not None and label != before:
+                on_label(label)
             done = done or terminated or truncated
+        if on_episode is not None:
+            on_episode("saved" if keep else "quit" if quit_ else "rerecord", len(labels), int(sum(labels)))
         if not keep:
             dropped += 1
             continue

@@ -24,8 +24,9 @@ class _SimEpisode:
     """Drives the simulation for one collection episode and records (frame, ground-truth label) pairs."""
 
     def __init__(self, env, cameras, rng: np.random.Generator, keep: Callable[[bool], bool],
-                 frame_keep: float = 1.0):
+                 frame_keep: float = 1.0, watch=None):
         self.env = env
+        self.watch = watch
         self.frame_keep = frame_keep
         self.cameras = cameras
         self.rng = rng
@@ -42,6 +43,8 @@ class _SimEpisode:
                 self.frames[cam].append(self.env.render_camera(cam))
             self.labels.append(label)
             self.steps.append(self.t)
+            if self.watch is not None:
+                self.watch.show({c: self.frames[c][-1] for c in self.cameras}, label)
 
     def step(self, action) -> None:
         self.env.step(action)
@@ -79,7 +82,7 @@ def _check_counts(num_positive, num_negative, frame_keep: float) -> None:
 def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_negative: int = 1000, seed: int = 0,
                         image_size: int = 128, cameras: tuple[str, ...] = ("gripper", "front"), overwrite: bool = False,
                         frame_keep: float = 0.4, max_episodes: int = 2000, log: Callable[[str], None] | None = None,
-                        env_overrides: dict | None = None, env_config=None) -> Path:
+                        env_overrides: dict | None = None, env_config=None, watch=None) -> Path:
     """Write a labelled dataset from the simulation: labels are the simulator's ground truth (``is_success``),
     episodes a rotating mix of
 
@@ -105,7 +108,11 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
     the simulation the frames come from: its domain-randomization hooks, held-out look (``look``), scene and motion
     settings apply; the dataset sets ``obs_type``, ``cameras`` and ``image_size`` itself. Default: the simulation's
     defaults (no randomization, the nominal look). ``env_overrides`` replace top-level fields of it. The manifest
-    records the look and the hooks that were on, and each episode what its reset drew (``drawn``)."""
+    records the look and the hooks that were on, and each episode what its reset drew (``drawn``).
+
+    ``watch`` (the browser console, `hilserl.console.session.Console` after its ``watch()``) sees every frame with
+    its label and every episode's counts, and may pause or stop the collection between episodes (what was written
+    so far stays a valid dataset)."""
     from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
     from hilserl.sim.env import SO101GraspCubeEnv
     from hilserl.sim.expert import ScriptedExpert
@@ -127,6 +134,9 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
             need_neg = writer.num_negative < num_negative
             if not (need_pos or need_neg):
                 break
+            if watch is not None and not watch.before_episode():
+                log(f"stopped from the console at {writer.num_positive} positive, {writer.num_negative} negative")
+                break
             kind = _episode_kind(ep, need_pos, need_neg)
             counts = {"pos": writer.num_positive, "neg": writer.num_negative}
 
@@ -141,13 +151,18 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
             ep_seed = int(seed * 100_003 + ep)
             env.reset(seed=ep_seed)
             expert = ScriptedExpert(env, noise=float(rng.uniform(0.0, 0.15)), rng=rng)
-            rec = _SimEpisode(env, cameras, rng, keep, frame_keep)
+            rec = _SimEpisode(env, cameras, rng, keep, frame_keep, watch)
+            if watch is not None:
+                watch.start_episode(ep + 1)
             rec.record()
             _run_kind(kind, env, expert, rec, rng, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY)
             entry = writer.add_episode({c: np.stack(v) if v else np.zeros((0, image_size, image_size, 3), np.uint8)
                                         for c, v in rec.frames.items()}, rec.labels, rec.steps, kind=kind,
                                        meta={"seed": ep_seed, "look": cfg.look,
                                              "drawn": _drawn_summary(getattr(env, "_randomization", {}))})
+            if watch is not None:
+                watch.reward_recorded("saved" if entry is not None else "nothing kept", len(rec.labels),
+                                      int(sum(rec.labels)), kind)
             if entry is not None:
                 log(f"episode {entry['id']:4d} {kind:<16} frames {entry['num_frames']:3d} "
                     f"positive {entry['num_positive']:3d} | total {writer.num_positive} positive, "

@@ -122,7 +122,9 @@ def _send_demos(cfg: TrainConfig, env, agent, link: "_Link", client: LearnerClie
 
 
 def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
-              first_weights_timeout_s: float = 120.0) -> ActorResult:
+              first_weights_timeout_s: float = 120.0, console=None) -> ActorResult:
+    """`console` (`hilserl.console.session.Console`, or None): the browser console beside the robot; its Stop
+    ends this actor (the learner goes on with the others)."""
     loop = cfg.train
     if loop.torch_threads:
         torch.set_num_threads(loop.torch_threads)
@@ -133,6 +135,8 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
     agent = make_agent(policy_cfg).to(loop.device)
     human = make_human(cfg, env, np.random.default_rng(seed + 101))
     actor = make_actor(cfg, env, agent, human, seed)
+    if console is not None:
+        console.attach_actor(cfg, actor, actor_id)
     client = LearnerClient(client_settings(cfg, learner_address, actor_id), actor.processor.spec,
                            codec.weights_spec(policy_weights(agent)), policy_fingerprint(policy_cfg),
                            heartbeat_s=cfg.transport.heartbeat_s)
@@ -159,21 +163,32 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
             demos = hello.demos_wanted
             log(f"actor {actor_id}: sent {demos} demonstrations")
         curriculum = StartRegionCurriculum(loop.curriculum)  # a restarted actor starts it over
-        while not client.training_done:
+
+        def on_transition(t) -> None:
+            link.on_transition(t)
+            if console is not None:
+                console.transition(t)
+
+        while not client.training_done and (console is None or console.before_episode()):
             episode += 1
             link.start_episode(episode, demo=False)
-            stats = actor.run_episode(episode, steps, link.on_transition, before_step=link.before_step,
+            stats = actor.run_episode(episode, steps, on_transition, before_step=link.before_step,
                                       reset_options=curriculum.reset_options())
             steps += stats.length
             episodes += 1
             record = {**stats.record(), "weights_version": actor.weights_version,
                       **curriculum.after_episode(stats.success, log, f"actor {actor_id}: ")}
             client.send_episode(episode, client.last_seq, record)
+            if console is not None:
+                console.episode_done(record)
+                console.link(steps, client.updates_behind, actor.weights_version,
+                             link.weights_lag_ms[-1] if link.weights_lag_ms else None)
             log(f"actor {actor_id} | episode {episode} | steps {stats.length} | reward {stats.reward:.2f} | "
                 f"intervention {100 * stats.intervention_rate:.0f}% | {'SUCCESS' if stats.success else 'FAIL'} | "
                 f"weights v{actor.weights_version} | acked {client.acked_seq}/{client.last_seq}")
         drained = client.close(timeout=60.0)
-        log(f"actor {actor_id}: training done; sent seq 1..{client.last_seq}, learner acknowledged up to "
+        ended = "stopped from the console" if console is not None and console.stop_requested else "training done"
+        log(f"actor {actor_id}: {ended}; sent seq 1..{client.last_seq}, learner acknowledged up to "
             f"{client.acked_seq}{'' if drained else ' (NOT all acknowledged)'}; {client.reconnects} reconnects")
         return ActorResult(actor_id, episodes, demos, steps, client.last_seq, client.acked_seq, client.reconnects,
                            link.weights_lag_ms)

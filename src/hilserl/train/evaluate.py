@@ -83,9 +83,12 @@ def camera_frame(images: dict, ok: bool, view_size: int = 256) -> np.ndarray:
 
 
 def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_reset: bool = False,
-             video_path: Path | None = None, video_episodes: int = 5, view_size: int = 256) -> EvalResult:
+             video_path: Path | None = None, video_episodes: int = 5, view_size: int = 256,
+             before_episode=None, on_episode=None) -> EvalResult:
     """Run `num_episodes` deterministic episodes with `actor` (no human). `fixed_reset` puts the gripper and the
-    cube at their nominal positions every time; otherwise they are randomized as in training."""
+    cube at their nominal positions every time; otherwise they are randomized as in training. `before_episode()`
+    (the console: pause, stop) may end the evaluation early by returning False; `on_episode(row)` sees each
+    episode's row as it is added."""
     env = actor.env.unwrapped
     result = EvalResult()
     frames: list[np.ndarray] = []
@@ -96,6 +99,8 @@ def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_rese
     human, actor.human = actor.human, None
     try:
         for i in range(num_episodes):
+            if before_episode is not None and not before_episode():
+                break
             record = video_path is not None and i < video_episodes
             ok = [False]
 
@@ -116,6 +121,8 @@ def evaluate(actor, num_episodes: int, seed_offset: int = 10_000_000, fixed_rese
                                 "cube_y": stats.cube_start[1], "ee_x": stats.ee_start[0], "ee_y": stats.ee_start[1],
                                 "action_jitter": stats.extra.get("action_jitter"),
                                 "action_reversals": stats.extra.get("action_reversals")})
+            if on_episode is not None:
+                on_episode(result.rows[-1])
     finally:
         actor.human = human
     if video_path is not None and frames:

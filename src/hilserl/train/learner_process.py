@@ -151,7 +151,7 @@ def _transport_summary(m: dict) -> str:
 def run_learner(cfg: TrainConfig, resume: bool = False, log=print, stop: threading.Event | None = None,
                 drain_s: float = 15.0) -> LearnerResult:
     """Serve actors and train until `train.total_env_steps` are stored (or `stop` is set / SIGTERM / SIGINT)."""
-    from hilserl.monitor.metrics import MetricsLogger
+    from hilserl.monitor.metrics import MetricsLogger, require_wandb
 
     t_start = time.perf_counter()
     loop, transport = cfg.train, cfg.transport
@@ -164,13 +164,14 @@ def run_learner(cfg: TrainConfig, resume: bool = False, log=print, stop: threadi
     if not cfg.buffers.on_disk:
         raise ValueError("buffers.on_disk: the learner process stores transitions on disk before acknowledging them; "
                          "it cannot run with on_disk=false")
+    require_wandb(cfg.log)  # log.wandb without the wandb package: fail before the run folder is touched
     run = RunFolder.open(cfg, resume)
     stop = stop or threading.Event()
     opened = open_learner(cfg, run, resume, log)
     cfg, learner = opened.cfg, opened.learner
     if resume:
         log(_resumed_line(run, opened))
-    logger = MetricsLogger(run.path)
+    logger = MetricsLogger(run.path, log_cfg=cfg.log, config=cfg, note=log)
     health = HealthReporter(cfg, run.path, log)
     sink = LearnerSink(learner, cfg, cfg.policy, logger, log, health)
     board = WeightsBoard()

@@ -83,30 +83,43 @@ def record_episode(env, *, success_reward: float, step_penalty: float,
 
 def record_demos(env, dataset: DemoDataset, num_episodes: int, *, success_reward: float, step_penalty: float,
                  person=None, gripper_mode: str = "discrete", keep_failed: bool = False, seed: int = 0,
-                 max_attempts: int | None = None, task: str = "", log: Callable[[str], None] = print) -> RecordSummary:
-    """Record until `num_episodes` episodes are saved in `dataset` (or the person quits, or `max_attempts`)."""
+                 max_attempts: int | None = None, task: str = "", log: Callable[[str], None] = print,
+                 before_episode: Callable[[], bool] | None = None,
+                 on_outcome: Callable[[str, Episode | None, bool], None] | None = None) -> RecordSummary:
+    """Record until `num_episodes` episodes are saved in `dataset` (or the person quits, or `max_attempts`).
+    `before_episode()` (the console: pause, stop) ends the recording when it returns False; `on_outcome(outcome,
+    episode, saved)` sees every attempt."""
     summary = RecordSummary()
     attempts = 0
     limit = max_attempts if max_attempts is not None else 5 * num_episodes + 10
+    report = on_outcome or (lambda outcome, episode, saved: None)
     while summary.saved < num_episodes and attempts < limit:
+        if before_episode is not None and not before_episode():
+            summary.quit = True
+            log(f"stopped: {summary.saved} episodes saved in {dataset.root}")
+            break
         attempts += 1
         outcome, episode = record_episode(env, person=person, gripper_mode=gripper_mode,
                                           success_reward=success_reward, step_penalty=step_penalty,
                                           seed=seed + attempts, task=task)
         if outcome == "quit":
+            report(outcome, episode, False)
             summary.quit = True
             log(f"quit: {summary.saved} episodes saved in {dataset.root}")
             break
         if outcome == "rerecord":
+            report(outcome, episode, False)
             summary.rerecorded += 1
             log(f"episode {summary.saved + 1}: re-recording")
             continue
         if outcome != "success" and not keep_failed:
+            report(outcome, episode, False)
             summary.dropped_failed += 1
             log(f"episode {summary.saved + 1}: {outcome.upper()} after {episode.length} steps, not kept "
                 f"(press the success key when the cube is lifted; --keep_failed keeps failures)")
             continue
         dataset.add_episode(episode)
+        report(outcome, episode, True)
         summary.saved += 1
         summary.lengths.append(episode.length)
         log(f"episode {summary.saved}/{num_episodes}: {outcome.upper()}, {episode.length} steps, "
