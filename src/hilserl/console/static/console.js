@@ -4,7 +4,10 @@ const token = new URLSearchParams(location.hash.slice(1)).get("token") || sessio
 if (token) sessionStorage.setItem("hilserl-token", token);
 const q = (s) => document.querySelector(s);
 const auth = (path) => token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path;
-const series = { success: [], intervention: [], critic: [], alpha: [], ups: [] };
+const series = { success: [], intervention: [], critic: [], alpha: [], ups: [], lag: [] };
+const MODES = { train: "training", actor: "actor", eval: "evaluation", record: "recording demos",
+  reward_record: "recording reward labels", collect: "recording reward labels (simulation)" };
+let controls = null, mode = "train", rawTimer = null;
 const episodes = [];
 const MAX_POINTS = 5000;
 let latestVersion = -1, lastSeq = 0;
@@ -44,6 +47,8 @@ function addEpisode(e) {
 }
 
 function addLearner(p) {
+  if (p.policy_lag_updates !== undefined && p.policy_lag_updates !== null)
+    push(series.lag, [p.env_step ?? p.learner_step, p.policy_lag_updates]);
   if (p.critic_loss !== undefined && p.critic_loss !== null) push(series.critic, [p.learner_step, p.critic_loss]);
   if (p.temperature !== undefined && p.temperature !== null) push(series.alpha, [p.learner_step, p.temperature]);
   if (p.updates_per_s !== undefined && p.updates_per_s !== null) push(series.ups, [p.learner_step, p.updates_per_s]);
@@ -75,6 +80,12 @@ function moveText(a) {
 function showState(msg) {
   const s = msg.state;
   q("#phase").textContent = s.phase || "–";
+  if (s.mode) { mode = s.mode; q("#mode").textContent = MODES[s.mode] || s.mode; }
+  if (s.controls) {  // only the controls this command's loop can honour
+    controls = new Set(s.controls);
+    document.querySelectorAll("button[data-command]").forEach((b) => { b.hidden = !controls.has(b.dataset.command); });
+    q("#threshold-form").hidden = !controls.has("threshold");
+  }
   const actor = q("#actor");
   const other = s.env_type === "sim" ? "human (simulated)" : "human (leader arm)";
   actor.textContent = s.actor === "you" ? "you (browser)" : s.actor === "human" ? other : "policy";
@@ -83,7 +94,13 @@ function showState(msg) {
   q("#episode").textContent = s.episode ?? "–";
   q("#step").textContent = s.step ?? "–";
   q("#return").textContent = fmt(s.episode_return, 2);
-  q("#env-step").textContent = `${s.env_step ?? "–"} / ${s.total_env_steps ?? "–"}`;
+  if (s.total_episodes) {
+    q("#env-step-label").textContent = "episodes";
+    q("#env-step").textContent = `${s.episode ?? 0} / ${s.total_episodes}`;
+  } else {
+    q("#env-step-label").textContent = "env steps";
+    q("#env-step").textContent = s.total_env_steps ? `${s.env_step ?? "–"} / ${s.total_env_steps}` : `${s.env_step ?? "–"}`;
+  }
   q("#ee").textContent = s.ee_pos ? s.ee_pos.map((v) => v.toFixed(3)).join(", ") : "–";
   if (s.classifier) {
     q("#prob-label").textContent = "classifier P(success)";
@@ -91,6 +108,14 @@ function showState(msg) {
     q("#threshold").textContent = fmt(s.threshold);
     q("#consecutive").textContent = `${s.classifier_consecutive ?? 0} / ${s.consecutive_frames}`;
     q("#threshold-note").textContent = "";
+  } else if (mode === "reward_record" || mode === "collect") {
+    q("#prob-label").textContent = "label of the frames now recorded";
+    const label = mode === "collect" ? s.success_now : s.label;
+    q("#prob").textContent = label ? "success" : "not a success";
+    q("#threshold").textContent = "–";
+    q("#consecutive").textContent = "–";
+    q("#threshold-note").textContent = mode === "collect" ? "labels from the simulation's ground truth"
+      : "Success (Y) switches the label on, Failure (N) off";
   } else {
     q("#prob").textContent = s.success_now ? "yes" : "no";
     q("#threshold").textContent = "–";
@@ -100,6 +125,24 @@ function showState(msg) {
   q("#btn-pause").disabled = !!s.paused;
   q("#btn-resume").disabled = !s.paused;
   showFrames(msg.cameras || [], msg.frame_version);
+  showRaw(s.raw_cameras || []);
+}
+
+function showRaw(cameras) {  // the real arm's full frames, refreshed once a second (the server reads them at most twice)
+  q("#raw-panel").hidden = !cameras.length;
+  for (const cam of cameras) {
+    if (document.getElementById("raw-" + cam)) continue;
+    const fig = document.createElement("figure"), img = document.createElement("img");
+    img.id = "raw-" + cam; img.alt = cam + " (full frame)";
+    const cap = document.createElement("figcaption"); cap.textContent = cam + ": full frame, crop outlined";
+    fig.append(img, cap); q("#raw").appendChild(fig);
+  }
+  if (cameras.length && rawTimer === null) {
+    const refresh = () => cameras.forEach((cam) => {
+      document.getElementById("raw-" + cam).src = auth(`/api/raw/${encodeURIComponent(cam)}?t=${Date.now()}`);
+    });
+    refresh(); rawTimer = setInterval(refresh, 1000);
+  }
 }
 
 function showFrames(cameras, version) {
@@ -147,7 +190,7 @@ function draw(id, points, percent) {
 
 function drawAll() {
   draw("c-success", series.success, true); draw("c-intervention", series.intervention, true);
-  draw("c-critic", series.critic); draw("c-alpha", series.alpha); draw("c-ups", series.ups);
+  draw("c-critic", series.critic); draw("c-alpha", series.alpha); draw("c-ups", series.ups); draw("c-lag", series.lag);
 }
 
 function connect() {
@@ -173,7 +216,10 @@ function connect() {
 
 // ---------------------------------------------------------------- controls
 document.querySelectorAll("button[data-command]").forEach((b) => b.addEventListener("click", () => {
-  if (b.dataset.command === "stop" && !confirm("Stop training? (checkpoint, buffers committed)")) return;
+  const what = { train: "Stop training? (checkpoint, buffers committed)", actor: "Stop this actor? (the learner goes on)",
+    eval: "Stop the evaluation after this episode?", record: "Stop recording? (saved episodes are kept)",
+    reward_record: "Stop recording? (saved episodes are kept)", collect: "Stop recording? (saved episodes are kept)" };
+  if (b.dataset.command === "stop" && !confirm(what[mode] || "Stop?")) return;
   command(b.dataset.command);
 }));
 q("#threshold-form").addEventListener("submit", (ev) => {
@@ -196,8 +242,9 @@ document.addEventListener("keydown", (ev) => {
   fast = ev.shiftKey;
   if (MOVE[ev.code]) { ev.preventDefault(); if (!held.has(ev.code)) { held.add(ev.code); sendKeys(); } return; }
   if (ev.repeat) return;
-  const keys = { Space: "toggle", KeyC: "gripper_close", KeyO: "gripper_open", KeyY: "success", KeyN: "failure" };
-  if (keys[ev.code]) { ev.preventDefault(); command(keys[ev.code]); }
+  const keys = { Space: "toggle", KeyC: "gripper_close", KeyO: "gripper_open", KeyY: "success", KeyN: "failure",
+    KeyR: "rerecord" };
+  if (keys[ev.code] && (!controls || controls.has(keys[ev.code]))) { ev.preventDefault(); command(keys[ev.code]); }
   else if (ev.code === "KeyP") command(q("#btn-resume").disabled ? "pause" : "resume");
 });
 document.addEventListener("keyup", (ev) => {
