@@ -5,8 +5,8 @@ if (token) sessionStorage.setItem("hilserl-token", token);
 const q = (s) => document.querySelector(s);
 const auth = (path) => token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path;
 const series = { success: [], intervention: [], critic: [], alpha: [], ups: [], lag: [] };
-const MODES = { train: "training", actor: "actor", eval: "evaluation", record: "recording demos",
-  reward_record: "recording reward labels", collect: "recording reward labels (simulation)" };
+const MODES = { train: "hilserl train", actor: "hilserl actor", eval: "hilserl eval", record: "hilserl record",
+  reward_record: "hilserl reward record", collect: "hilserl reward record --sim" };
 let controls = null, mode = "train", rawTimer = null;
 const episodes = [];
 const MAX_POINTS = 5000;
