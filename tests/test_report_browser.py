@@ -1,4 +1,5 @@
-"""The report in a real browser: Playwright driving Debian's headless Chromium on the report of a tiny run, opened
+"""The report in a real browser: Playwright driving Debian's headless Chromium on the report of a tiny `hilserl demo`
+(the command `make demo` runs, with a short budget), opened
 from a file:// URL with the network cut off. Every image must decode, the evaluation video must load (metadata and
 a duration within a bounded wait) and play a frame. The screenshot goes to the test's tmp_path, and a copy to the
 folder $HILSERL_CONSOLE_SCREENS names when it is set (to look at it after a run)."""
@@ -9,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from hilserl.config import load_config
-from hilserl.train.config import TrainConfig
 
 try:
     from playwright import sync_api
@@ -28,26 +27,23 @@ pytestmark = [
 SCREENS = Path(os.environ["HILSERL_CONSOLE_SCREENS"]) if os.environ.get("HILSERL_CONSOLE_SCREENS") else None
 
 TINY = ["--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
-        "--train.batch_size=32", "--train.num_demos=1", "--train.training_starts=20", "--train.eval_every=60",
-        "--train.eval_episodes=2", "--train.checkpoint_every=0", "--train.log_every=20", "--train.torch_threads=1",
-        "--buffers.online_capacity=1000", "--buffers.demo_capacity=500", "--train.total_env_steps=120",
-        "--run_name=tiny"]
+        "--train.batch_size=32", "--train.num_demos=1", "--train.training_starts=20", "--train.log_every=20",
+        "--train.torch_threads=1", "--buffers.online_capacity=1000", "--buffers.demo_capacity=500"]
 
 
 @pytest.fixture(scope="module")
 def report_file(tmp_path_factory) -> Path:
-    """The report of a real two-episode state-only run and its `hilserl eval` (one episode on video)."""
-    from rich.console import Console
-
-    from hilserl.cli import run_eval
-    from hilserl.report import write_report
-    from hilserl.train.loop import train
+    """`hilserl report` on what `hilserl demo` wrote (expert video, training run, evaluation with video): the demo
+    as `make demo` runs it, on the state config with a 120-step budget and two evaluation episodes."""
+    from hilserl.cli import main
 
     out = tmp_path_factory.mktemp("report")
-    res = train(load_config(TrainConfig, None, [*TINY, f"--output_dir={out}"]), log=lambda s: None)
-    with open(out / "eval.txt", "w") as f:
-        run_eval(str(res.run_dir), 2, res.run_dir / "eval", False, 1, 0, Console(file=f))
-    return write_report(res.run_dir, out / "page" / "report.html")
+    demo = out / "demo"
+    assert main(["demo", "--config_path", "configs/sim_grasp_state.json", "--env_steps", "120", "--eval_episodes",
+                 "2", "--out", str(demo), *TINY]) == 0
+    page = out / "page" / "report.html"
+    assert main(["report", str(demo), "--out", str(page)]) == 0
+    return page
 
 
 @pytest.fixture
@@ -77,7 +73,7 @@ def test_the_report_opens_offline_with_every_image_and_the_video(report_file, br
     # the evaluation video: metadata and a duration, then a decoded frame
     video = page.wait_for_selector("video", timeout=5_000)
     page.wait_for_function("(v) => v.readyState >= 1 && v.duration > 0", arg=video, timeout=15_000)
-    assert page.evaluate("document.querySelectorAll('video').length") == 1
+    assert page.evaluate("document.querySelectorAll('video').length") == 2  # the expert's and the evaluation's
     assert video.evaluate("v => v.error") is None and video.evaluate("v => v.duration") > 1.0
     page.wait_for_function("(v) => v.readyState >= 2 && v.videoWidth > 0", arg=video, timeout=15_000)
 
