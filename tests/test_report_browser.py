@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 try:
     from playwright import sync_api
 except ImportError:  # not installed, or broken: the tests say so instead of failing
