@@ -2,8 +2,6 @@
 with the console (loopback, a free port, bounded waits only). Screenshots go to the test's tmp_path, and a copy to
 the folder $HILSERL_CONSOLE_SCREENS names when it is set (to look at them after a run)."""
 
-import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,20 +13,10 @@ from hilserl.config import load_config
 from hilserl.console import ConsoleHub
 from hilserl.train.config import TrainConfig
 
-try:
-    from playwright import sync_api
-except ImportError:  # not installed, or broken: the tests say so instead of failing
-    sync_api = None
-CHROMIUM = next((p for p in (os.environ.get("HILSERL_CHROMIUM"), "/usr/lib/chromium/chromium", "/usr/bin/chromium",
-                             shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
-                 if p and Path(p).is_file()), None)
-pytestmark = [
-    pytest.mark.skipif(sync_api is None, reason="the browser tests need the playwright package (pip install "
-                       "playwright, in the test extra; no browser download: they use the system chromium)"),
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (Debian: apt-get install chromium; the "
-                       "bootstrap installs it when run as root; or set HILSERL_CHROMIUM)"),
-]
-SCREENS = Path(os.environ["HILSERL_CONSOLE_SCREENS"]) if os.environ.get("HILSERL_CONSOLE_SCREENS") else None
+from browser_support import BROWSER_MARKS, keep_screenshot
+from browser_support import browser  # noqa: F401  (the fixture)
+
+pytestmark = BROWSER_MARKS
 
 RUN = ["--env.obs_type=pixels_state", "--env.image_size=128", "--policy.encoder=conv",
        "--policy.backbone_trim_head=false", "--policy.cached_features=false", "--policy.hidden_dims=[32, 32]",
@@ -56,23 +44,8 @@ class Shots:
     def __call__(self, name: str) -> None:
         path = self.dir / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
-        if SCREENS is None:
-            return
-        try:
-            SCREENS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, SCREENS / path.name)
-        except OSError:
-            pass  # the copy for people is a courtesy; the test's own copy is in tmp_path
+        keep_screenshot(path)
 
-
-@pytest.fixture
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture
@@ -146,7 +119,7 @@ def test_the_console_shows_and_steers_a_training_run(training, browser, tmp_path
 
     # success ends this episode as a success
     page.keyboard.press("y")
-    row = page.wait_for_selector(f"#episodes tbody tr:first-child >> text=success (marked)", timeout=30_000)
+    row = page.wait_for_selector("#episodes tbody tr:first-child >> text=success (marked)", timeout=30_000)
     assert row.evaluate("r => r.parentElement.firstChild.textContent") == str(episode)
     shot("03_success")
 

@@ -84,21 +84,14 @@ def test_record_takes_the_page_person_rerecord_and_stop(tmp_path):
     from hilserl.data.demo_dataset import DemoDataset
     from hilserl.data.episodes import observation_spec_from_space
     from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
-    from hilserl.sim.expert import ScriptedExpert
+    from hilserl.sim.expert import ExpertPerson
     from hilserl.train.record import record_demos
 
     env = SO101GraspCubeEnv(GraspCubeConfig(obs_type="state", control_time_s=5.0))
-    expert = ScriptedExpert(env, noise=0.0, rng=np.random.default_rng(0))
-
-    class Person:
-        def reset(self):
-            expert.reset()
-
-        def __call__(self, obs, info):
-            return expert.act()
+    person = ExpertPerson(env, noise=0.0)
 
     console = _quiet_console()
-    record_env, person = console.attach_record(env, Person(), "discrete", None)
+    record_env, person = console.attach_record(env, person, "discrete", None)
     sent = set()
 
     def plan(c):

@@ -27,13 +27,13 @@ TINY = ["--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discr
 
 
 def _record_sim_demos(path, n):
-    from hilserl.cli_robot import _SimPerson
+    from hilserl.sim.expert import ExpertPerson
 
     env = SO101GraspCubeEnv(GraspCubeConfig(obs_type="state"))
     ds = DemoDataset.create(path, observation_spec_from_space(env.observation_space), capacity=600)
     reward = TrainConfig().reward
     summary = record_demos(env, ds, n, success_reward=reward.success_reward, step_penalty=reward.step_penalty,
-                           person=_SimPerson(env, 0), log=lambda s: None)
+                           person=ExpertPerson(env), log=lambda s: None)
     ds.close()
     return sum(summary.lengths)
 

@@ -11,7 +11,7 @@ from hilserl.robot import Calibration, FeetechBus, SO101Follower
 from hilserl.robot.cameras import CameraConfig, FakeCamera
 from hilserl.robot.teleop import Event, HumanInput
 from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
-from hilserl.sim.expert import ScriptedExpert
+from hilserl.sim.expert import ExpertPerson
 from hilserl.train.record import hold_still, record_demos, record_episode
 from robot_fakes import CAL_JSON, FakeClock, IdealFollower, calibrated_emulator
 
@@ -21,16 +21,7 @@ REWARD = {"success_reward": 7.0, "step_penalty": -0.1}  # the caller's reward se
 
 def test_sim_recording_with_the_expert_as_the_person(tmp_path):
     env = SO101GraspCubeEnv(GraspCubeConfig(cameras=("gripper",), image_size=64))
-    expert = ScriptedExpert(env, noise=0.0, rng=np.random.default_rng(0))
-
-    class Person:
-        def reset(self):
-            expert.reset()
-
-        def __call__(self, obs, info):
-            return expert.act()
-
-    person = Person()
+    person = ExpertPerson(env, noise=0.0)
 
     ds = DemoDataset.create(tmp_path / "demos", observation_spec_from_space(env.observation_space), capacity=400)
     lines = []

@@ -4,26 +4,14 @@ from a file:// URL with the network cut off. Every image must decode, the evalua
 a duration within a bounded wait) and play a frame. The screenshot goes to the test's tmp_path, and a copy to the
 folder $HILSERL_CONSOLE_SCREENS names when it is set (to look at it after a run)."""
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-try:
-    from playwright import sync_api
-except ImportError:  # not installed, or broken: the tests say so instead of failing
-    sync_api = None
-CHROMIUM = next((p for p in (os.environ.get("HILSERL_CHROMIUM"), "/usr/lib/chromium/chromium", "/usr/bin/chromium",
-                             shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
-                 if p and Path(p).is_file()), None)
-pytestmark = [
-    pytest.mark.skipif(sync_api is None, reason="the browser tests need the playwright package (pip install "
-                       "playwright, in the test extra; no browser download: they use the system chromium)"),
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (Debian: apt-get install chromium; the "
-                       "bootstrap installs it when run as root; or set HILSERL_CHROMIUM)"),
-]
-SCREENS = Path(os.environ["HILSERL_CONSOLE_SCREENS"]) if os.environ.get("HILSERL_CONSOLE_SCREENS") else None
+from browser_support import BROWSER_MARKS, keep_screenshot
+from browser_support import browser  # noqa: F401  (the fixture)
+
+pytestmark = BROWSER_MARKS
 
 TINY = ["--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
         "--train.batch_size=32", "--train.num_demos=1", "--train.training_starts=20", "--train.log_every=20",
@@ -44,15 +32,6 @@ def report_file(tmp_path_factory) -> Path:
     assert main(["report", str(demo), "--out", str(page)]) == 0
     return page
 
-
-@pytest.fixture
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_the_report_opens_offline_with_every_image_and_the_video(report_file, browser, tmp_path):
@@ -84,12 +63,7 @@ def test_the_report_opens_offline_with_every_image_and_the_video(report_file, br
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
-    if SCREENS is not None:
-        try:
-            SCREENS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(shot, SCREENS / "report.png")
-        except OSError:
-            pass  # the copy for people is a courtesy; the test's own copy is in tmp_path
+    keep_screenshot(shot)
 
     # nothing but the file itself was requested (data URIs are not requests), and nothing failed
     assert [u for u in requests if not u.startswith("data:")] == [report_file.resolve().as_uri()]

@@ -176,27 +176,11 @@ def _cube_xy(text: str):
 
 
 # ----------------------------------------------------------------------------------------------------- record
-class _SimPerson:
-    """The scripted expert playing the person in the simulation."""
-
-    def __init__(self, env, seed: int):
-        import numpy as np
-
-        from hilserl.sim.expert import ScriptedExpert
-
-        self.expert = ScriptedExpert(env, noise=0.05, rng=np.random.default_rng(seed))
-
-    def reset(self):
-        self.expert.reset()
-
-    def __call__(self, obs, info):
-        return self.expert.act()
-
-
 def cmd_record(args, overrides) -> int:
     from hilserl.data.demo_dataset import DemoDataset
     from hilserl.data.episodes import observation_spec_from_space
     from hilserl.envs import make_env
+    from hilserl.sim.expert import ExpertPerson
     from hilserl.train.record import record_demos
 
     env_cfg, reward = load_record_config(args.config_path, overrides)
@@ -212,7 +196,7 @@ def cmd_record(args, overrides) -> int:
         if real:
             print("Recording: grab the leader arm (or take over with the keyboard/gamepad), grasp and lift the "
                   "cube, then press s (success). f = failure, r = re-record, q = quit.")
-        person = None if real else _SimPerson(env, args.seed)
+        person = None if real else ExpertPerson(env, seed=args.seed)
         hooks, record_env = {}, env
         if page is not None:
             record_env, person = page.attach_record(env, person, env_cfg.gripper_mode, None if real else env_cfg.fps)

@@ -281,8 +281,6 @@ class Console:
 
     def attach(self, cfg, actor, logger, health, run_dir: Path, env_step: int = 0):
         """Put the console between the actor and its human and env; returns the (logger, health) to use."""
-        from hilserl.envs import env_type
-
         self._wrap_actor(cfg, actor, "train")
         self.journal = Path(run_dir) / "console.jsonl"
         self.env_step = env_step

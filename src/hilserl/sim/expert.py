@@ -102,6 +102,20 @@ class ScriptedExpert:
         return np.append(motion, g).astype(np.float32)
 
 
+class ExpertPerson:
+    """The scripted expert playing the person of `hilserl record` in the simulation: `person(obs, info)` is its
+    action, `reset()` starts an episode."""
+
+    def __init__(self, env, noise: float = 0.05, seed: int = 0):
+        self.expert = ScriptedExpert(env, noise=noise, rng=np.random.default_rng(seed))
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+    def __call__(self, obs, info) -> np.ndarray:
+        return self.expert.act()
+
+
 def expert_success_rate(env, episodes: int, seed: int = 0) -> tuple[int, list[int]]:
     """Run the expert on `episodes` seeded episodes; returns (successes, episode lengths)."""
     expert = ScriptedExpert(env)
