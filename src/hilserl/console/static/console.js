@@ -7,7 +7,7 @@ const auth = (path) => token ? path + (path.includes("?") ? "&" : "?") + "token=
 const series = { success: [], intervention: [], critic: [], alpha: [], ups: [], lag: [] };
 const MODES = { train: "hilserl train", actor: "hilserl actor", eval: "hilserl eval", record: "hilserl record",
   reward_record: "hilserl reward record", collect: "hilserl reward record --sim" };
-let controls = null, mode = "train", rawTimer = null;
+let controls = null, controlsKey = "", mode = "train", rawTimer = null;
 const episodes = [];
 const MAX_POINTS = 5000;
 let latestVersion = -1, lastSeq = 0;
@@ -77,50 +77,56 @@ function moveText(a) {
   return parts.join("  ");
 }
 
+function text(sel, value) {  // only what changed: the page redraws nothing for an unchanged number
+  const el = q(sel), v = String(value);
+  if (el.textContent !== v) el.textContent = v;
+}
+
 function showState(msg) {
   const s = msg.state;
-  q("#phase").textContent = s.phase || "–";
-  if (s.mode) { mode = s.mode; q("#mode").textContent = MODES[s.mode] || s.mode; }
-  if (s.controls) {  // only the controls this command's loop can honour
+  text("#phase", s.phase || "–");
+  if (s.mode) { mode = s.mode; text("#mode", MODES[s.mode] || s.mode); }
+  if (s.controls && s.controls.join() !== controlsKey) {  // only the controls this command's loop can honour
+    controlsKey = s.controls.join();
     controls = new Set(s.controls);
     document.querySelectorAll("button[data-command]").forEach((b) => { b.hidden = !controls.has(b.dataset.command); });
     q("#threshold-form").hidden = !controls.has("threshold");
   }
-  const actor = q("#actor");
   const other = s.env_type === "sim" ? "human (simulated)" : "human (leader arm)";
-  actor.textContent = s.actor === "you" ? "you (browser)" : s.actor === "human" ? other : "policy";
-  actor.className = "actor " + (s.actor === "policy" || !s.actor ? "policy" : "human");
-  q("#move").textContent = moveText(s.action);
-  q("#episode").textContent = s.episode ?? "–";
-  q("#step").textContent = s.step ?? "–";
-  q("#return").textContent = fmt(s.episode_return, 2);
+  text("#actor", s.actor === "you" ? "you (browser)" : s.actor === "human" ? other : "policy");
+  const actorClass = "actor " + (s.actor === "policy" || !s.actor ? "policy" : "human");
+  if (q("#actor").className !== actorClass) q("#actor").className = actorClass;
+  text("#move", moveText(s.action));
+  text("#episode", s.episode ?? "–");
+  text("#step", s.step ?? "–");
+  text("#return", fmt(s.episode_return, 2));
   if (s.total_episodes) {
-    q("#env-step-label").textContent = "episodes";
-    q("#env-step").textContent = `${s.episode ?? 0} / ${s.total_episodes}`;
+    text("#env-step-label", "episodes");
+    text("#env-step", `${s.episode ?? 0} / ${s.total_episodes}`);
   } else {
-    q("#env-step-label").textContent = "env steps";
-    q("#env-step").textContent = s.total_env_steps ? `${s.env_step ?? "–"} / ${s.total_env_steps}` : `${s.env_step ?? "–"}`;
+    text("#env-step-label", "env steps");
+    text("#env-step", s.total_env_steps ? `${s.env_step ?? "–"} / ${s.total_env_steps}` : `${s.env_step ?? "–"}`);
   }
-  q("#ee").textContent = s.ee_pos ? s.ee_pos.map((v) => v.toFixed(3)).join(", ") : "–";
+  text("#ee", s.ee_pos ? s.ee_pos.map((v) => v.toFixed(3)).join(", ") : "–");
   if (s.classifier) {
-    q("#prob-label").textContent = "classifier P(success)";
-    q("#prob").textContent = fmt(s.classifier_prob);
-    q("#threshold").textContent = fmt(s.threshold);
-    q("#consecutive").textContent = `${s.classifier_consecutive ?? 0} / ${s.consecutive_frames}`;
-    q("#threshold-note").textContent = "";
+    text("#prob-label", "classifier P(success)");
+    text("#prob", fmt(s.classifier_prob));
+    text("#threshold", fmt(s.threshold));
+    text("#consecutive", `${s.classifier_consecutive ?? 0} / ${s.consecutive_frames}`);
+    text("#threshold-note", "");
   } else if (mode === "reward_record" || mode === "collect") {
-    q("#prob-label").textContent = "label of the frames now recorded";
+    text("#prob-label", "label of the frames now recorded");
     const label = mode === "collect" ? s.success_now : s.label;
-    q("#prob").textContent = label ? "success" : "not a success";
-    q("#threshold").textContent = "–";
-    q("#consecutive").textContent = "–";
+    text("#prob", label ? "success" : "not a success");
+    text("#threshold", "–");
+    text("#consecutive", "–");
     q("#threshold-note").textContent = mode === "collect" ? "labels from the simulation's ground truth"
       : "Success (Y) switches the label on, Failure (N) off";
   } else {
-    q("#prob").textContent = s.success_now ? "yes" : "no";
-    q("#threshold").textContent = "–";
-    q("#consecutive").textContent = "–";
-    q("#threshold-note").textContent = "no reward classifier in this run: the threshold applies to classifier runs";
+    text("#prob", s.success_now ? "yes" : "no");
+    text("#threshold", "–");
+    text("#consecutive", "–");
+    text("#threshold-note", "no reward classifier in this run: the threshold applies to classifier runs");
   }
   q("#btn-pause").disabled = !!s.paused;
   q("#btn-resume").disabled = !s.paused;
