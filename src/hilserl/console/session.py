@@ -32,9 +32,10 @@ COMMANDS = ("takeover", "giveback", "toggle", "gripper_close", "gripper_open", "
             "pause", "resume", "stop", "threshold")
 _DRIVE = ("takeover", "giveback", "toggle", "gripper_close", "gripper_open")
 # what the page may ask of each command's loop (the page shows only these controls; others are refused)
+_TRAIN = (*_DRIVE, "success", "failure", "pause", "resume", "stop", "threshold")
 CONTROLS = {
-    "train": (*_DRIVE, "success", "failure", "pause", "resume", "stop", "threshold"),  # hilserl train / demo
-    "actor": (*_DRIVE, "success", "failure", "pause", "resume", "stop", "threshold"),  # hilserl actor
+    "train": _TRAIN,  # hilserl train / demo
+    "actor": _TRAIN,  # hilserl actor: as training (Stop ends this actor)
     "eval": ("pause", "resume", "stop", "threshold"),  # hilserl eval: the policy alone is measured
     "record": (*_DRIVE, "success", "failure", "rerecord", "pause", "resume", "stop"),  # hilserl record
     "reward_record": ("success", "failure", "rerecord", "pause", "resume", "stop"),  # hilserl reward record
@@ -155,11 +156,10 @@ class ConsoleEnv(gym.Wrapper):
         if mark is not None:
             info = {**info, "console_mark": mark,
                     "teleop_events": [*info.get("teleop_events", ()), MARK_EVENTS[mark]]}
-            if self.success_reward is None:
-                pass  # a recording loop reads the event and decides (a success toggles a reward label, say)
-            elif mark == "success":
+            # without a success reward a recording loop reads the event and decides (a success toggles a label)
+            if self.success_reward is not None and mark == "success":
                 reward, terminated, info["is_success"] = self.success_reward, True, True
-            else:  # failure or stop: the episode is cut, the learner still bootstraps
+            elif self.success_reward is not None:  # failure or stop: the episode is cut, the learner bootstraps
                 truncated = True
         if not self.console.fed_transitions:
             self.console.env_stepped(action, reward, info)
@@ -200,11 +200,10 @@ class _LoggerTee:
     def log_learner(self, rec: dict) -> None:
         self.inner.log_learner(rec)
         keys = ("learner_step", "env_step", "critic_loss", "temperature", "updates_per_s")
-        point = {k: _plain(rec[k]) for k in keys if k in rec}
-        actor = getattr(self, "console", None) and self.console.actor
-        if actor is not None and "learner_step" in rec:  # how many updates the acting policy is behind
-            point["policy_lag_updates"] = int(rec["learner_step"]) - int(actor.weights_version)
-        self.hub.publish("learner", point)
+        self.hub.publish("learner", {**{k: _plain(rec[k]) for k in keys if k in rec}, **self._learner_extras(rec)})
+
+    def _learner_extras(self, rec: dict) -> dict:
+        return {}
 
     def log_eval(self, rec: dict) -> None:
         self.inner.log_eval(rec)
@@ -252,6 +251,12 @@ class _EpisodeTee(_LoggerTee):
     def log_episode(self, rec: dict) -> None:
         self.inner.log_episode(rec)
         self.console.episode_done(rec)
+
+    def _learner_extras(self, rec: dict) -> dict:
+        actor = self.console.actor
+        if actor is None or "learner_step" not in rec:
+            return {}
+        return {"policy_lag_updates": int(rec["learner_step"]) - int(actor.weights_version)}  # updates behind
 
 
 class Console:
@@ -302,7 +307,7 @@ class Console:
 
         self.mode, self.actor, self.fed_transitions = "eval", actor, False
         actor.env = ConsoleEnv(actor.env, self)
-        self._set_classifier(actor.env)
+        self._env_sources(actor.env)
         self.journal = Path(out_dir) / "console.jsonl" if out_dir is not None else None
         self.hub.update(phase="evaluating", run_dir=str(out_dir or ""), env_type=env_type(cfg.env), env_step=0,
                         total_env_steps=None, total_episodes=num_episodes, **self._mode_state())
@@ -317,7 +322,7 @@ class Console:
             raise ValueError(f"what: expected 'record' or 'reward_record', got {what!r}")
         self.mode, self.fed_transitions = what, False
         wrapped = ConsoleEnv(env, self)
-        self._raw_sources(wrapped)
+        self._env_sources(wrapped)
         self.journal = journal
         if what == "record":
             person = ConsolePerson(person, self, gripper_mode, fps)
@@ -347,24 +352,22 @@ class Console:
         self.mode, self.actor, self.fed_transitions = mode, actor, True
         actor.human = self.human = ConsoleHuman(actor.human, self, cfg.env.gripper_mode, cfg.env.fps if sim else None)
         actor.env = ConsoleEnv(actor.env, self, cfg.reward.success_reward)
-        self._set_classifier(actor.env)
+        self._env_sources(actor.env)
         self.hub.update(env_type=env_type(cfg.env), **self._mode_state())
 
-    def _raw_sources(self, env) -> None:
-        """The real arm's cameras (objects with `read_raw` and `crop`): their full frames for the page."""
+    def _env_sources(self, env) -> None:
+        """What the page reads from the env: the real arm's cameras (objects with `read_raw` and `crop`: their full
+        frames) and the reward classifier (its threshold, changeable from the page)."""
         cameras = getattr(env.unwrapped, "cameras", None)
         if isinstance(cameras, dict):
             self.hub.set_raw_sources({name: (cam.read_raw, getattr(cam, "crop", None))
                                       for name, cam in cameras.items() if hasattr(cam, "read_raw")})
-
-    def _set_classifier(self, env) -> None:
-        self._raw_sources(env)
         self.classifier = clf = classifier_of(env)
         self.hub.update(classifier=clf is not None, threshold=clf.threshold if clf else None,
                         consecutive_frames=clf.consecutive_frames if clf else None)
 
     def _mode_state(self) -> dict:
-        return {"mode": self.mode, "controls": list(CONTROLS.get(self.mode, ("stop",))), "actor": self._idle_actor(),
+        return {"mode": self.mode, "controls": list(CONTROLS[self.mode]), "actor": self._idle_actor(),
                 "paused": False}
 
     def _idle_actor(self) -> str:
@@ -488,7 +491,7 @@ class Console:
                     f.write(json.dumps({"time": round(time.time(), 3), **rec}) + "\n")
 
     def _apply(self, name: str, value) -> bool | str:
-        if name not in CONTROLS.get(self.mode, ("stop",)):
+        if name not in CONTROLS[self.mode]:
             return f"not available in {self.mode.replace('_', ' ')}"
         keys = self.human.keys if self.human is not None else None
         if name in ("takeover", "giveback", "toggle") and keys is not None:
