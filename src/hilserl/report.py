@@ -374,11 +374,10 @@ def _jitter_text(jitter: Any, action_scale: Any) -> str:
         return "–"
     text = f"{jitter:.3g} per tick (-1..1 scale)"
     if _is_number(action_scale):
-        from hilserl.monitor.health import SHAKING_M
+        from hilserl.monitor.health import SHAKING_M, swing_verdict
 
-        swing = jitter * action_scale
-        verdict = ('<span class="ok">smooth</span>' if swing <= SHAKING_M else
-                   '<span class="warning">jerky: on the real arm this is visible shaking</span>')
+        swing, verdict = swing_verdict(jitter, action_scale)
+        verdict = f'<span class="{"ok" if swing <= SHAKING_M else "warning"}">{verdict}</span>'
         text += (f" = {swing * 1000:.1f} mm of commanded swing per tick: {verdict} "
                  f"(shaking: over {SHAKING_M * 1000:.0f} mm)")
     return text

@@ -44,6 +44,15 @@ LEARNER_VALUES = ("critic_loss", "actor_loss", "q_mean", "td_target_mean", "temp
 # state config with the reference settings 4.6-6.2 mm, with target_entropy +0.5 5-7.6 mm, with the reported
 # temperature_init 0.2 7.2-9.8 mm; the pixel config 11-16 mm at 0.02 but 4.1-4.6 mm at action_scale 0.01
 SHAKING_M = 0.008
+
+
+def swing_verdict(jitter: float, action_scale: float) -> tuple[float, str]:
+    """A policy's jitter (mean |a_t - a_t-1| per tick, -1..1 scale) as metres of commanded swing per tick, and
+    the verdict the shaking check would give it ("smooth", or "jerky: ..."): for the eval table and the report."""
+    swing = jitter * action_scale
+    return swing, "smooth" if swing <= SHAKING_M else "jerky: on the real arm this is visible shaking"
+
+
 SATURATION_SHARE = 0.5  # share of the policy's action values at the bounds
 
 

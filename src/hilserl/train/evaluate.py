@@ -151,10 +151,9 @@ def print_table(result: EvalResult, console=None, action_scale: float | None = N
     if result.action_jitter is not None:
         line = f"Action jitter: {result.action_jitter:.2f} per tick on the -1..1 scale"
         if action_scale is not None:  # judged like the shaking health check: millimetres of commanded swing
-            from hilserl.monitor.health import SHAKING_M
+            from hilserl.monitor.health import SHAKING_M, swing_verdict
 
-            swing = result.action_jitter * action_scale
-            verdict = "smooth" if swing <= SHAKING_M else "jerky: on the real arm this is visible shaking"
+            swing, verdict = swing_verdict(result.action_jitter, action_scale)
             line += f" = {swing * 1000:.1f} mm of commanded swing per tick ({verdict}; shaking: over {SHAKING_M * 1000:.0f} mm)"
         console.print(line)
 
