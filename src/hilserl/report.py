@@ -377,7 +377,7 @@ def _jitter_text(jitter: Any, action_scale: Any) -> str:
         from hilserl.monitor.health import SHAKING_M, swing_verdict
 
         swing, verdict = swing_verdict(jitter, action_scale)
-        verdict = f'<span class="{"ok" if swing <= SHAKING_M else "warning"}">{verdict}</span>'
+        verdict = f'<span class="{"ok" if verdict == "smooth" else "warning"}">{verdict}</span>'
         text += (f" = {swing * 1000:.1f} mm of commanded swing per tick: {verdict} "
                  f"(shaking: over {SHAKING_M * 1000:.0f} mm)")
     return text

@@ -157,10 +157,11 @@ class ConsoleEnv(gym.Wrapper):
             info = {**info, "console_mark": mark,
                     "teleop_events": [*info.get("teleop_events", ()), MARK_EVENTS[mark]]}
             # without a success reward a recording loop reads the event and decides (a success toggles a label)
-            if self.success_reward is not None and mark == "success":
-                reward, terminated, info["is_success"] = self.success_reward, True, True
-            elif self.success_reward is not None:  # failure or stop: the episode is cut, the learner bootstraps
-                truncated = True
+            if self.success_reward is not None:
+                if mark == "success":
+                    reward, terminated, info["is_success"] = self.success_reward, True, True
+                else:  # failure or stop: the episode is cut, the learner still bootstraps
+                    truncated = True
         if not self.console.fed_transitions:
             self.console.env_stepped(action, reward, info)
         self.console.observe(obs, info)
