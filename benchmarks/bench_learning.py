@@ -114,7 +114,7 @@ def train_and_evaluate(config_path: Path, run_name: str, seed: int, steps: int, 
 
     torch.set_num_threads(1)
     import hilserl  # noqa: F401  (before mujoco: the headless GL backend)
-    from hilserl.agents.registry import load_agent
+    from hilserl.agents.registry import load_policy
     from hilserl.config import load_config
     from hilserl.sim.env import SO101GraspCubeEnv
     from hilserl.train.actor import Actor
@@ -132,7 +132,7 @@ def train_and_evaluate(config_path: Path, run_name: str, seed: int, steps: int, 
     res = train(cfg, log=log)
     train_s = time.perf_counter() - t0
     env = SO101GraspCubeEnv(cfg.env)
-    agent = load_agent(resolve_model_dir(res.last_checkpoint))  # SAC or DrQ-v2 (policy.type)
+    agent = load_policy(resolve_model_dir(res.last_checkpoint))  # SAC or DrQ-v2, as deployed (averaged weights)
     final = evaluate(Actor(env, agent, None, seed=seed + 99), final_episodes, seed_offset=50_000_000)
     env.close()
     evals = [(ev["env_step"], ev["success_rate"]) for ev in res.evals]

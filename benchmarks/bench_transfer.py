@@ -127,14 +127,14 @@ def _zero_shot(job: dict) -> dict:
 
     torch.set_num_threads(1)
     import hilserl  # noqa: F401  (before mujoco: the headless GL backend)
-    from hilserl.agents.registry import load_agent
+    from hilserl.agents.registry import load_policy
     from hilserl.config import load_config
     from hilserl.sim.env import SO101GraspCubeEnv
     from hilserl.train.actor import Actor
     from hilserl.train.config import TrainConfig
     from hilserl.train.evaluate import evaluate
 
-    agent = load_agent(job["policy"])
+    agent = load_policy(job["policy"])
     out = {}
     for look in job["looks"]:
         t0 = time.perf_counter()

@@ -171,7 +171,7 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
     """Evaluate a policy in the env of its training config, or in the env (and reward) of `config_path`: the
     real arm for a policy trained there or pretrained in the simulation. `page`: the browser console, or None
     (Stop ends the evaluation early: the episodes run so far are its result)."""
-    from hilserl.agents.registry import load_agent
+    from hilserl.agents.registry import load_policy
     from hilserl.config import ConfigError, from_dict
     from hilserl.train.actor import Actor
     from hilserl.train.build import make_env
@@ -190,7 +190,7 @@ def run_eval(checkpoint: str, num_episodes: int, out_dir: Path | None, fixed_res
         cfg = load_config(TrainConfig, config_path, overrides or [])
     elif overrides:
         raise ConfigError(f"{overrides[0]}: overrides need --config_path (the checkpoint's own config is used as is)")
-    agent = load_agent(model_dir)
+    agent = load_policy(model_dir)  # as the run evaluated it: the averaged weights where it kept an average
     env = make_env(cfg)
     actor = Actor(env, agent, None, seed=seed)
     out_dir = Path(out_dir) if out_dir else model_dir.parent / "eval"

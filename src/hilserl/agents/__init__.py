@@ -16,7 +16,8 @@ from .encoders import (
 )
 from .losses import actor_loss, critic_loss, double_dqn_target, td_target, temperature_loss
 from .networks import CriticEnsemble, DeterministicActor, DiscreteCritic, TanhGaussianActor, soft_update
-from .registry import load_agent, make_agent
+from .averaging import PolicyAverage
+from .registry import load_agent, load_policy, make_agent
 from .sac import SACAgent
 from .sac_config import SACConfig
 
@@ -26,5 +27,5 @@ __all__ = [
     "ResNet10", "SACAgent", "SACConfig", "SpatialLearnedEmbeddings", "TanhGaussianActor", "actor_loss",
     "augment_batch", "augment_observations", "build_backbone", "critic_loss", "double_dqn_target",
     "efficientnet_lite0_weights_path", "precompute_features", "random_shift", "shift_images",
-    "load_agent", "make_agent", "soft_update", "td_target", "temperature_loss",
+    "PolicyAverage", "load_agent", "load_policy", "make_agent", "soft_update", "td_target", "temperature_loss",
 ]

@@ -1,5 +1,6 @@
 """``policy.type`` -> the agent: the one place that builds or loads an agent by its type, for the learner, the
-actors, checkpoints, `hilserl eval` and ``train.init_policy``.
+actors, checkpoints, `hilserl eval` and ``train.init_policy``. `load_policy` loads a saved policy as it is evaluated
+and deployed (the running average of its weights where the run kept one).
 
 Both agents offer the same interface (`hilserl.agents.sac.SACAgent`'s: ``config``, ``encoder``, ``update``,
 ``select_action``, ``precompute_features``, ``precision_summary``, ``save`` / ``load``, ``state_dict``), so the
@@ -39,3 +40,10 @@ def load_agent(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
     if kind not in AGENTS:
         raise ValueError(f"{model_dir}: agent.json says policy.type {kind!r}; this hilserl knows {list(AGENTS)}")
     return AGENTS[kind].load(model_dir, device, optimizer_directory=optimizer_directory)
+
+
+def load_policy(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> SACAgent:
+    """The policy saved in ``model_dir`` as its run evaluated it and as it is deployed: with ``policy.average_rate``
+    the averaged acting weights in the live ones' place (`hilserl.agents.averaging`); for acting, not for training
+    on (a resumed run or ``train.init_policy`` loads the live weights)."""
+    return load_agent(model_dir, device).act_with_average()

@@ -74,6 +74,7 @@ from hilserl.fileio import atomic_write, atomic_write_json
 from hilserl.obs_format import STATE, is_camera_key
 
 from .augment import augment_observations
+from .averaging import PolicyAverage
 from .encoders import ObservationEncoder, build_backbone, precompute_features
 from .losses import actor_loss, critic_loss, double_dqn_target, smoothness_loss, td_target, temperature_loss
 from .networks import CriticEnsemble, DiscreteCritic, TanhGaussianActor, soft_update
@@ -125,6 +126,8 @@ class SACAgent(nn.Module):
             self._add_optimizer(name, prefixes, lr)
         if cfg.discrete_gripper:
             self._add_optimizer("discrete_critic", ["discrete_critic."], cfg.discrete_critic_lr)
+        # last: it copies the acting weights built above
+        self.policy_average = PolicyAverage(self, cfg.average_rate) if cfg.average_rate > 0 else None
 
     def _build_policy(self, in_dim: int) -> None:
         """The policy's own modules: SAC's tanh-Gaussian actor and its learned temperature."""
@@ -344,9 +347,18 @@ class SACAgent(nn.Module):
             self._critic_step_in_precision(self.prepare_batch(batch))
         metrics, embeddings = self._critic_step_in_precision(self.prepare_batch(batches[-1]))
         metrics.update(self._actor_step_in_precision(embeddings))
+        if self.policy_average is not None:
+            self.policy_average.update()
         return metric_floats(metrics)  # one device-to-host copy per update: a GPU's queue never waits on a metric
 
     # ---------------------------------------------------------------------------------------- acting
+    def act_with_average(self) -> "SACAgent":
+        """Put the averaged acting weights in the live ones' place, for a policy loaded to be evaluated or deployed
+        (`hilserl.agents.registry.load_policy`), not trained further. No average: unchanged. Returns self."""
+        if self.policy_average is not None:
+            self.load_state_dict(self.policy_average.weights(), strict=False)
+        return self
+
     @torch.no_grad()
     def select_action(self, observation: dict, deterministic: bool = False) -> np.ndarray:
         """Observation dict (numpy or torch; ``state`` [S] or [B, S], ``pixels.<cam>`` uint8 [3, H, W] or

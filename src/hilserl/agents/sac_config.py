@@ -78,6 +78,10 @@ class SACConfig:
     discrete_critic_lr: float = 3e-4
     grad_clip_norm: float | None = None
     utd_ratio: int = 2  # critic steps per actor step (HIL-SERL reference 2; some reported SO-101 runs used 20)
+    # evaluate, keep as best model and deploy a running average of the acting weights, updated after every update
+    # with this rate (0.002: about the last 500 updates); the live weights still act while training. 0: the live
+    # weights everywhere (the reference). hilserl.agents.averaging; measured in docs/learning.md
+    average_rate: float = 0.0
     # bf16 matrix products in the updates; weights, optimizer state and losses stay float32. "auto": on where the
     # CPU multiplies bf16 natively (AVX512-BF16 or AMX: 1.6-1.9x the updates/s), off elsewhere (see
     # hilserl.agents.precision). true / false force it. Acting is always float32.
@@ -144,6 +148,7 @@ class SACConfig:
             check(getattr(self, name) > 0, name, "must be > 0")
         check(self.grad_clip_norm is None or self.grad_clip_norm > 0, "grad_clip_norm", "must be None or > 0")
         check(self.utd_ratio >= 1, "utd_ratio", "must be >= 1")
+        check(0.0 <= self.average_rate < 1.0, "average_rate", "must be in [0, 1) (0: no average)")
         if errors:
             raise ValueError(f"invalid {type(self).__name__}:\n  " + "\n  ".join(errors))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hilserl.agents.averaging import KEY_PREFIX
 from hilserl.agents.registry import load_agent
 from hilserl.agents.sac import SACAgent
 from hilserl.fileio import atomic_write_json, fsync_dir
@@ -149,7 +150,7 @@ ARCHITECTURE_FIELDS = (
 def load_initial_policy(agent: SACAgent, path: str | os.PathLike) -> Path:
     """Start a new run from a trained policy (``train.init_policy``), e.g. one pretrained in the simulation: copy
     its weights (actor, critics and their targets, encoder heads, SAC's temperature or DrQ-v2's exploration step)
-    into ``agent``. The optimizers,
+    into ``agent``, and the running average of the acting weights (`_load_with_average`). The optimizers,
     counters and buffers stay fresh. Refuses, naming the fields, a policy whose networks have another shape, and
     one whose frozen backbone differs from the one this config builds (its heads were trained on that backbone's
     features, and actors build their backbone from the config). Returns the model folder it loaded."""
@@ -179,8 +180,26 @@ def load_initial_policy(agent: SACAgent, path: str | os.PathLike) -> Path:
                          f"this config builds (policy.encoder={ours['encoder']!r}, policy.backbone_weights="
                          f"{ours['backbone_weights']!r} here, {saved.get('backbone_weights')!r} there); give "
                          "policy.backbone_weights the weights file it was trained with")
-    agent.load_state_dict(weights, strict=True)
+    _load_with_average(agent, weights)
     return model_dir
+
+
+def _load_with_average(agent: SACAgent, weights: dict[str, torch.Tensor]) -> None:
+    """Load a saved policy's weights into a new run's agent. The running average of the acting weights
+    (``policy.average_rate``) carries over where both keep one, so the new run's first evaluation scores the policy
+    the old run deployed; it starts at the loaded live weights where only the new run keeps one, and is dropped
+    where only the old run kept one."""
+    ours = agent.policy_average is not None
+    theirs = any(k.startswith(KEY_PREFIX) for k in weights)
+    if not ours:
+        weights = {k: v for k, v in weights.items() if not k.startswith(KEY_PREFIX)}
+    missing, unexpected = agent.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if theirs or not k.startswith(KEY_PREFIX)]
+    if missing or unexpected:
+        raise ValueError(f"train.init_policy: the saved policy's weights do not match this run's agent (missing "
+                         f"{missing[:3]}, unexpected {unexpected[:3]})")
+    if ours and not theirs:
+        agent.policy_average.reset()
 
 
 def _show(value) -> str:

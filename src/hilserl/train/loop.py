@@ -69,8 +69,20 @@ def _collect_demos(cfg: TrainConfig, env, actor_agent, learner, state: dict, log
     log(f"demo buffer: {len(learner.demo)} transitions from {state['demo_episodes']} expert episodes")
 
 
-def _evaluate(cfg: TrainConfig, run: RunFolder, learner, eval_actor, state: dict, logger, log) -> None:
-    res = evaluate(eval_actor, cfg.train.eval_episodes)
+def _evaluate(cfg: TrainConfig, run: RunFolder, learner, eval_actor, trainer, state: dict, logger, log) -> None:
+    """Score the policy the run would deploy (`hilserl.agents.registry.load_policy`): the running average of the
+    acting weights where ``policy.average_rate`` keeps one, else the live weights; best_model saves the agent with
+    both. The training actor shares the agent: it gets the live weights back afterwards."""
+    average = learner.agent.policy_average
+    if average is None:
+        trainer.publish_weights()  # the newest live weights: what best_model saves
+    else:
+        eval_actor.load_policy_weights(average.weights(), learner.updates)
+    try:
+        res = evaluate(eval_actor, cfg.train.eval_episodes)
+    finally:
+        if average is not None:
+            trainer.publish_weights()
     ev = {"env_step": state["env_step"], "episode": state["episode"], **res.summary()}
     state["evals"].append(ev)
     logger.log_eval(ev)
@@ -170,8 +182,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
             progress(state["env_step"], loop.total_env_steps)
         if next_eval is not None and state["env_step"] >= next_eval:
             next_eval += loop.eval_every
-            trainer.publish_weights()  # evaluate what best_model saves
-            _evaluate(cfg, run, learner, eval_actor, state, logger, log)
+            _evaluate(cfg, run, learner, eval_actor, trainer, state, logger, log)
         if next_ckpt is not None and state["env_step"] >= next_ckpt:
             next_ckpt += loop.checkpoint_every
             result.last_checkpoint = checkpoint()
