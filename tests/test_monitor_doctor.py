@@ -207,6 +207,17 @@ def test_a_pixel_critic_without_trunk_is_flagged():
     assert _problems(diagnose(state)) == []  # proprioception alone: a small embedding, no finding
 
 
+def test_an_average_spanning_too_much_of_the_run_is_flagged():
+    assert not [f for f in diagnose(load_config(TrainConfig, "configs/sim_grasp.json", []))
+                if f.setting == "policy.average_rate"]  # the shipped default: 500 updates of 9,900
+    short = load_config(TrainConfig, "configs/sim_grasp.json", ["--train.total_env_steps=1500"])
+    (finding,) = [f for f in diagnose(short) if f.setting == "policy.average_rate"]
+    assert finding.severity == "warning" and "500" in finding.why and "1,400" in finding.why
+    assert finding.recommended == pytest.approx(4 / 1400)
+    off = load_config(TrainConfig, "configs/sim_grasp.json", ["--train.total_env_steps=1500", "--policy.average_rate=0"])
+    assert not [f for f in diagnose(off) if f.setting == "policy.average_rate"]
+
+
 def test_the_smoothness_term_off_is_noted_and_a_huge_one_is_flagged():
     ref = reference().policy.action_smoothness
     assert ref > 0  # the shipped pixel config trains with it

@@ -380,7 +380,7 @@ def test_config_defaults_match_reference():
 @pytest.mark.parametrize("field,value", [("discount", 1.5), ("tau", 0.0), ("critic_subsample_size", 3),
                                          ("encoder", "vit"), ("activation", "swish"), ("utd_ratio", 0),
                                          ("temperature_init", -1.0), ("mixed_precision", "bf16"),
-                                         ("actor_q", "max")])
+                                         ("actor_q", "max"), ("average_rate", 1.0), ("average_rate", -0.1)])
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         SACConfig(**{field: value})

@@ -320,6 +320,19 @@ def check_action_smoothness(c: Context) -> Iterator[Finding]:
                       "between moving and standing still, and the policy may stop reaching for the cube.")
 
 
+def check_policy_average(c: Context) -> Iterator[Finding]:
+    """The evaluated and deployed average spans about 1 / rate updates: longer than a quarter of the run's updates
+    and the policy a run deploys still carries much of its early, poor weights (more than e^-2 = 14% of the
+    average comes from the first half of the run)."""
+    rate, ref, loop = c.cfg.policy.average_rate, c.ref.policy.average_rate, c.cfg.train
+    updates = loop.updates_per_env_step * max(0, loop.total_env_steps - loop.training_starts)
+    if rate > 0 and 1 / rate > updates / 4:
+        yield Finding("policy.average_rate", rate, max(ref, 4 / max(updates, 1)), "warning",
+                      f"the evaluated and deployed policy averages about the last {1 / rate:,.0f} updates, more than "
+                      f"a quarter of this run's {updates:,.0f}: it would still carry much of the early, poor "
+                      "policy. Raise the rate or train longer.")
+
+
 # ------------------------------------------------------------------------------------------------ data
 def check_online_capacity(c: Context) -> Iterator[Finding]:
     cap, ref, steps = c.cfg.buffers.online_capacity, c.ref.buffers.online_capacity, c.cfg.train.total_env_steps
@@ -437,7 +450,8 @@ CHECKS: tuple[Check, ...] = (  # in the order of the report within a severity
     check_temperature, check_target_entropy, check_backup_entropy, check_utd_ratio, check_step_penalty,
     check_success_reward, check_augmentation, check_cached_shifts, check_encoder, check_backbone_weights,
     check_online_capacity, check_demo_fraction, check_num_demos, check_batch_size, check_discount,
-    check_critic_trunk, check_action_smoothness, check_critic_ensemble, check_tau, check_learning_rates, check_action_scale,
+    check_critic_trunk, check_action_smoothness, check_policy_average, check_critic_ensemble, check_tau,
+    check_learning_rates, check_action_scale,
     check_calibration, check_classifier, check_demo_dataset, check_init_policy, check_takeover_length,
     check_first_takeover)
 
