@@ -176,7 +176,8 @@ def _finetune(job: dict) -> dict:
     if init:
         load_initial_policy(agent, init)
     env = make_env(cfg)
-    start = evaluate(Actor(env, agent, None, seed=job["seed"] + 1), job["eval_episodes"])
+    # as the run's evaluations act: the averaged weights (which init_policy carries over) where it keeps an average
+    start = evaluate(Actor(env, agent.act_with_average(), None, seed=job["seed"] + 1), job["eval_episodes"])
     env.close()
     evals = [(0, round(start.success_rate, 4)), *map(tuple, summary["evals"])]
     records = [{"env_step": 0, **start.summary()}, *res.evals]
