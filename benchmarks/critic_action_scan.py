@@ -34,7 +34,7 @@ def scan(run_dir: Path, model_dir: Path | None = None, episodes: int = 6, seed: 
     from hilserl.train.config import TrainConfig, upgrade_saved_config
 
     model_dir = resolve_model_dir(model_dir or last_checkpoint(run_dir))
-    agent = load_agent(model_dir).eval()
+    agent = load_agent(model_dir).eval()  # the live weights: the critics with the encoder and actor they trained
     cfg = from_dict(TrainConfig, upgrade_saved_config(json.loads((run_dir / "config.json").read_text())))
     env = SO101GraspCubeEnv(cfg.env)
     actor = Actor(env, agent, None, seed=seed)
