@@ -58,7 +58,9 @@ ZERO_SHOT_SEED_OFFSET = 50_000_000  # the episodes of bench_learning's final eva
 SMOKE = {"pretrain_steps": 60, "finetune_steps": 60, "eval_every": 30, "eval_episodes": 1, "zero_shot_episodes": 1,
          "final_episodes": 2}
 SMOKE_OVERRIDES = ["--env.image_size=64", "--env.control_time_s=3", "--train.batch_size=32",
-                   "--train.training_starts=20", "--train.num_demos=1"]
+                   "--train.training_starts=20", "--train.num_demos=1",
+                   # the evaluated average spans ~10 of the 40 updates (the doctor's limit: a quarter of a run)
+                   "--policy.average_rate=0.1"]
 
 
 def heldout_looks() -> list[str]:
