@@ -45,5 +45,5 @@ def load_agent(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
 def load_policy(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> SACAgent:
     """The policy saved in ``model_dir`` as its run evaluated it and as it is deployed: with ``policy.average_rate``
     the averaged acting weights in the live ones' place (`hilserl.agents.averaging`); for acting, not for training
-    on (a resumed run or ``train.init_policy`` loads the live weights)."""
+    on (a resumed run and ``train.init_policy`` load both: the live weights train on, the average goes on)."""
     return load_agent(model_dir, device).act_with_average()
