@@ -70,9 +70,10 @@ def test_saved_with_the_model_and_loaded_for_acting_in_the_live_weights_place(tm
 
     plain = SACAgent(SACConfig(**SMALL))  # without an average the deployed policy is the live one
     plain.save(tmp_path / "plain")
-    assert load_policy(tmp_path / "plain").policy_average is None
+    deployed_plain = load_policy(tmp_path / "plain")
+    assert deployed_plain.policy_average is None
     for k, v in plain.state_dict().items():
-        assert torch.equal(load_policy(tmp_path / "plain").state_dict()[k], v), k
+        assert torch.equal(deployed_plain.state_dict()[k], v), k
 
 
 def test_an_initial_policy_brings_its_average_or_starts_one(tmp_path):

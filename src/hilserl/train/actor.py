@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hilserl.agents.averaging import ACTING_PREFIXES, FROZEN_PREFIXES
 from hilserl.agents.sac import SACAgent
 from hilserl.data import Transition
 from hilserl.gripper import step_grasp_penalty
 from hilserl.train.observations import ObservationProcessor
 
-POLICY_PREFIXES = ("encoder.", "actor.", "discrete_critic.", "exploration.")  # exploration: DrQ-v2's noise step
+POLICY_PREFIXES = (*ACTING_PREFIXES, "exploration.")  # exploration: DrQ-v2's noise step
 EE_POS = slice(14, 17)  # the end-effector position in the state (SO101GraspCubeEnv.STATE_LAYOUT)
 
 
@@ -29,7 +30,7 @@ def policy_weights(agent: SACAgent) -> dict[str, torch.Tensor]:
     schedule step, so an actor explores with the learner's current noise). Not the frozen backbone
     (the actor has its own copy) and not the continuous critics."""
     return {k: v.detach().clone() for k, v in agent.state_dict().items()
-            if k.startswith(POLICY_PREFIXES) and not k.startswith("encoder.backbone.")}
+            if k.startswith(POLICY_PREFIXES) and not k.startswith(FROZEN_PREFIXES)}
 
 
 def policy_fingerprint(policy) -> str:
