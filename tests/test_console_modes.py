@@ -7,6 +7,7 @@ import time
 import urllib.request
 
 import numpy as np
+import torch
 
 from hilserl.config import load_config
 from hilserl.console.session import CONTROLS, Console
@@ -45,6 +46,7 @@ def test_eval_shows_each_episode_refuses_the_controls_it_has_not_and_stops_betwe
 
     cfg = load_config(TrainConfig, None, TINY)
     env = SO101GraspCubeEnv(cfg.env)
+    torch.manual_seed(0)  # the untrained policy's weights, whatever tests ran before in this process
     actor = Actor(env, SACAgent(policy_config(cfg, env.observation_space, env.action_space)), None, seed=3)
     console = _quiet_console()
     console.attach_eval(cfg, actor, 5)
