@@ -1,5 +1,6 @@
-"""The start-region curriculum: the simulation's region_scale reset option, the schedule that widens it, and the
-training loop that applies it to training episodes only."""
+"""The curricula: the start region (the simulation's region_scale reset option) and the randomized view (its
+view_share reset option), the schedule that grows them, and the training loop that applies them to training
+episodes only."""
 
 import csv
 
@@ -9,7 +10,8 @@ import pytest
 from hilserl.config import ConfigError, load_config
 from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
 from hilserl.train.config import TrainConfig
-from hilserl.train.curriculum import CurriculumConfig, StartRegionCurriculum
+from hilserl.sim.randomization import VIEW_HOOKS, DomainRandomization
+from hilserl.train.curriculum import Curriculum, CurriculumConfig, TrainingCurricula
 from hilserl.train.loop import train
 
 
@@ -36,7 +38,7 @@ def test_region_scale_shrinks_the_cube_and_gripper_start_region():
 
 
 def test_the_region_widens_after_enough_successes_at_its_size():
-    cur = StartRegionCurriculum(CurriculumConfig(enabled=True, start=0.3, step=0.25, widen_at=0.75, window=4))
+    cur = Curriculum(CurriculumConfig(enabled=True, start=0.3, step=0.25, widen_at=0.75, window=4))
     assert cur.reset_options() == {"region_scale": 0.3}
     assert [cur.update(s) for s in (True, True, False)] == [False, False, False]  # the window is not full yet
     assert not cur.update(False) and cur.scale == 0.3  # 2 of 4: not enough, the window slides on
@@ -46,23 +48,30 @@ def test_the_region_widens_after_enough_successes_at_its_size():
     for _ in range(8):
         cur.update(True)
     assert cur.scale == 1.0 and not cur.active and not cur.update(True)  # capped at the full region
-    resumed = StartRegionCurriculum(cur.cfg, {"scale": 0.55, "recent": [1, 0, 1]})
+    resumed = Curriculum(cur.cfg, {"scale": 0.55, "recent": [1, 0, 1]})
     assert resumed.scale == 0.55 and list(resumed.recent) == [True, False, True]
-    off = StartRegionCurriculum(CurriculumConfig())
+    off = Curriculum(CurriculumConfig())
     assert off.reset_options() is None and off.scale == 1.0 and not off.update(True)
 
 
 def test_bad_settings_are_named():
     with pytest.raises(ConfigError, match="train.curriculum.start"):
-        load_config(TrainConfig, None, ["--train.curriculum.start=0"])
+        load_config(TrainConfig, None, ["--train.curriculum.start=1.5"])
     with pytest.raises(ConfigError, match="train.curriculum.window"):
         load_config(TrainConfig, None, ["--train.curriculum.window=0"])
     with pytest.raises(ConfigError, match="train.curriculum: the start-region curriculum is the simulation's"):
         load_config(TrainConfig, "configs/so101_grasp.json", ["--train.curriculum.enabled=true",
                                                                "--train.demo_dataset=x", "--reward.classifier_path=x"])
+    with pytest.raises(ConfigError, match="train.view_curriculum: there is no view to randomize"):
+        load_config(TrainConfig, "configs/sim_grasp.json", ["--train.view_curriculum.enabled=true"])
+    with pytest.raises(ConfigError, match="train.view_curriculum: the randomized-view curriculum is the simulation's"):
+        load_config(TrainConfig, "configs/so101_grasp.json", ["--train.view_curriculum.enabled=true",
+                                                               "--train.demo_dataset=x", "--reward.classifier_path=x"])
+    cfg = load_config(TrainConfig, "configs/sim_pretrain.json", ["--train.view_curriculum.enabled=true"])
+    assert cfg.train.view_curriculum.start == 0.0  # every episode nominal at first
 
 
-def test_training_episodes_start_in_the_curriculum_region_and_it_widens(tmp_path):
+def test_training_episodes_follow_both_curricula_and_they_grow(tmp_path):
     # the simulated human drives every episode from the first step, so every episode succeeds and widens it
     cfg = load_config(TrainConfig, None, [
         "--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
@@ -72,14 +81,68 @@ def test_training_episodes_start_in_the_curriculum_region_and_it_widens(tmp_path
         "--human.first_takeover_after=[0, 0]", "--human.takeover_steps=[100, 100]",
         "--human.watch_probability_start=1", "--human.watch_probability_end=1",
         "--train.curriculum.enabled=true", "--train.curriculum.start=0.1", "--train.curriculum.step=0.4",
-        "--train.curriculum.widen_at=1", "--train.curriculum.window=1"])
+        "--train.curriculum.widen_at=1", "--train.curriculum.window=1", "--env.randomization.light=true",
+        "--train.view_curriculum.enabled=true", "--train.view_curriculum.step=0.5",
+        "--train.view_curriculum.widen_at=1", "--train.view_curriculum.window=1"])
     lines = []
     res = train(cfg, log=lines.append)
     with open(res.run_dir / "metrics" / "episodes.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) >= 3 and all(r["success"] == "1" for r in rows)
     assert [float(r["start_region"]) for r in rows[:3]] == [0.1, 0.5, 0.9]
+    assert [float(r["view_share"]) for r in rows[:3]] == [0.0, 0.5, 1.0]
     first = rows[0]  # a tenth of the region: the cube within ~6 mm of the nominal start
     assert abs(float(first["cube_x"]) - cfg.env.ee_reset_pos[0]) < 0.1 * 0.06 + 2e-3
     assert abs(float(first["cube_y"]) - cfg.env.ee_reset_pos[1]) < 0.1 * 0.06 + 2e-3
     assert any("start region widens to 50%" in line for line in lines)
+    assert any("50% of the training episodes now get a randomized view" in line for line in lines)
+
+
+def test_view_share_draws_the_view_hooks_in_that_share_of_episodes_and_the_physics_in_every_one():
+    hooks = {h: True for h in (*VIEW_HOOKS, "cube_friction", "gripper_backlash")}
+    cfg = GraspCubeConfig(obs_type="state", randomization=DomainRandomization(**hooks))
+    cfg.scene.randomization_assets = True
+    env = SO101GraspCubeEnv(cfg)
+    r = env.randomizer
+    nominal_fovy, nominal_light = r.nominal["cam_fovy"], r.nominal["light_diffuse"].copy()
+
+    def view_is_nominal() -> bool:
+        m = env.model
+        return (m.cam_fovy[r.cam] == nominal_fovy and np.array_equal(m.light_diffuse, nominal_light)
+                and np.array_equal(m.cam_pos[r.cam], r.nominal["cam_pos"])
+                and m.geom_matid[r.table_geom] == r.nominal["table_matid"]
+                and np.all(m.geom_group[r.distractor_geoms] != 1) and r.effects.image is None)
+
+    seen = {}
+    for share in (0.0, 0.5, 1.0):
+        views = []
+        for seed in range(40):
+            env.reset(seed=seed, options={"view_share": share})
+            drawn = env._randomization
+            assert drawn["view_randomized"] is r.view and "cube_friction" in drawn and "gripper_backlash" in drawn
+            assert view_is_nominal() is not r.view  # nominal exactly when the episode's view is not randomized
+            views.append(r.view)
+        seen[share] = sum(views)
+    assert seen[0.0] == 0 and seen[1.0] == 40 and 10 <= seen[0.5] <= 30
+    env.reset(seed=0)  # no option: the view hooks as configured, every episode
+    assert r.view and not view_is_nominal()
+    with pytest.raises(ValueError, match="view_share: expected a probability in \\[0, 1\\], got 2"):
+        env.reset(seed=0, options={"view_share": 2})
+    env.close()
+
+
+def test_both_curricula_set_their_reset_options_and_keep_their_state():
+    loop = TrainConfig().train
+    loop.curriculum = CurriculumConfig(enabled=True, start=0.5, step=0.5, window=1, widen_at=1.0)
+    loop.view_curriculum = CurriculumConfig(enabled=True, start=0.0, step=0.25, window=2, widen_at=1.0)
+    both = TrainingCurricula(loop)
+    assert both.reset_options() == {"region_scale": 0.5, "view_share": 0.0}
+    lines = []
+    assert both.after_episode(True, lines.append) == {"start_region": 0.5, "view_share": 0.0}
+    assert both.after_episode(True, lines.append) == {"start_region": 1.0, "view_share": 0.0}
+    assert both.reset_options() == {"region_scale": 1.0, "view_share": 0.25}
+    assert lines == ["curriculum: the start region widens to 100% of its full size",
+                     "curriculum: 25% of the training episodes now get a randomized view"]
+    resumed = TrainingCurricula(loop, both.state())
+    assert resumed.reset_options() == both.reset_options() and resumed.state() == both.state()
+    assert TrainingCurricula(TrainConfig().train).reset_options() is None  # both off: the env's own resets

@@ -107,6 +107,15 @@ def _region_scale(options: dict) -> float:
     return float(value)
 
 
+def _view_share(options: dict) -> float | None:
+    """The ``view_share`` reset option (`hilserl.train.curriculum`, the view curriculum): the chance that this
+    episode's view is randomized (the view hooks of ``env.randomization``); None when absent: always."""
+    value = options.get("view_share")
+    if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
+        raise ValueError(f"reset option view_share: expected a probability in [0, 1], got {value!r}")
+    return value
+
+
 def jaw_target(command: float, gripper_mode: str, current: float) -> float:
     """The jaw angle a gripper command asks for (sim and real arm alike): discrete 0 close / 1 stay / 2 open, or a
     continuous command in [-1, 1] from closed to open."""
@@ -193,11 +202,15 @@ class SO101GraspCubeEnv(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         m, d, c = self.model, self.data, self.cfg
+        options = options or {}
+        share = _view_share(options)
+        self.randomizer.view = share is None or bool(rng.random() < share)
         self._randomization = self.randomizer.apply(rng) if c.randomization.before_placement else {}
+        if share is not None:
+            self._randomization["view_randomized"] = self.randomizer.view
         mujoco.mj_resetData(m, d)
         if c.randomization.before_placement:
             mujoco.mj_setConst(m, d)  # masses/sizes changed: recompute the derived constants (constraint scaling)
-        options = options or {}
         region = _region_scale(options)
         ee = np.array(options.get("ee_pos", c.ee_reset_pos), dtype=float)
         if "ee_pos" not in options:

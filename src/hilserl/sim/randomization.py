@@ -30,6 +30,10 @@ _AFTER = ("table_texture", "background", "distractors", "camera_fov", "color_tem
 _RANGES = ("light_scale", "cube_size_range", "cube_friction_range", "cube_mass_range", "table_texture_scale",
            "distractor_count", "distractor_distance", "color_temperature_range", "image_noise_std",
            "image_blur_sigma", "image_jpeg_quality", "gripper_backlash_range")
+# the hooks that change only what the camera sees (the rest change the physics or the timing): the ones the view
+# curriculum (`train.view_curriculum`) leaves at nominal in an episode it does not randomize
+VIEW_HOOKS = ("light", "colors", "camera_pose", "table_texture", "background", "distractors", "camera_fov",
+              "color_temperature", "image_noise", "image_blur", "image_jpeg")
 
 
 @dataclass
@@ -140,6 +144,9 @@ class Randomizer:
             "headlight": (model.vis.headlight.ambient.copy(), model.vis.headlight.diffuse.copy()),
         }
         self.effects = Effects()
+        # False for one reset: the view hooks stay at nominal (the env's `view_share` reset option; the physics
+        # and timing hooks are drawn as configured)
+        self.view = True
         self._dirty_textures: set[int] = set()
         self._texture_key: dict[int, object] = {}  # what each randomization texture holds now
         self.has_assets = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_TEXTURE, DR_TABLE_TEXTURE) >= 0
@@ -153,6 +160,10 @@ class Randomizer:
             self.nominal["table_matid"] = int(model.geom_matid[self.table_geom])
             self.nominal["distractor_pos"] = model.geom_pos[self.distractor_geoms].copy()
 
+    def _on(self, hook: str) -> bool:
+        """Whether `hook` is drawn this reset: configured, and not a view hook in an episode with a nominal view."""
+        return bool(getattr(self.cfg, hook)) and (self.view or hook not in VIEW_HOOKS)
+
     @property
     def active_after_placement(self) -> bool:
         return self.cfg.after_placement or self.look is not None
@@ -163,7 +174,7 @@ class Randomizer:
         drawn: dict = {}
         m.light_diffuse[:] = n["light_diffuse"]
         m.light_dir[:] = n["light_dir"]
-        if c.light:
+        if self._on("light"):
             s = rng.uniform(*c.light_scale)
             m.light_diffuse[:] = np.clip(n["light_diffuse"] * s, 0, 1)
             tilt = rng.normal(0, 0.25, size=(m.nlight, 2))
@@ -173,11 +184,11 @@ class Randomizer:
             drawn["light_scale"] = float(s)
         for key, mid in (("cube_rgba", self.cube_mat), ("table_rgba", self.table_mat)):
             m.mat_rgba[mid] = n[key]
-            if c.colors:
+            if self._on("colors"):
                 m.mat_rgba[mid, :3] = np.clip(n[key][:3] + rng.uniform(-c.color_jitter, c.color_jitter, 3), 0, 1)
         m.cam_pos[self.cam] = n["cam_pos"]
         m.cam_quat[self.cam] = n["cam_quat"]
-        if c.camera_pose:
+        if self._on("camera_pose"):
             m.cam_pos[self.cam] = n["cam_pos"] + rng.uniform(-c.camera_pos_jitter, c.camera_pos_jitter, 3)
             axis = rng.normal(size=3)
             axis /= np.linalg.norm(axis)
@@ -215,20 +226,20 @@ class Randomizer:
         m, c, n = self.model, self.cfg, self.nominal
         drawn: dict = {}
         self._restore_appearance()
-        if c.table_texture:
+        if self._on("table_texture"):
             tex, drawn["table_texture"] = draw_training_texture(rng, m.tex_width[self.table_tex], c.table_texture_scale)
             self._write_texture(self.table_tex, tex, key=None)
             m.geom_matid[self.table_geom] = self.table_dr_mat
-        if c.background:
+        if self._on("background"):
             tex, drawn["background"] = draw_training_texture(rng, m.tex_width[self.backdrop_tex])
             self._write_texture(self.backdrop_tex, tex, key=None)
             m.geom_group[self.backdrop_geoms] = 1
-        if c.distractors:
+        if self._on("distractors"):
             drawn["distractors"] = self._place_distractors(rng, np.asarray(cube_xy, float)[:2])
-        if c.camera_fov:
+        if self._on("camera_fov"):
             m.cam_fovy[self.cam] = n["cam_fovy"] + rng.uniform(-c.camera_fovy_jitter_deg, c.camera_fovy_jitter_deg)
             drawn["camera_fovy"] = float(m.cam_fovy[self.cam])
-        if c.color_temperature:
+        if self._on("color_temperature"):
             drawn["color_temperature"] = float(rng.uniform(*c.color_temperature_range))
             self._tint_lights(drawn["color_temperature"])
         drawn.update(self._draw_effects(rng))
@@ -302,14 +313,14 @@ class Randomizer:
     def _draw_effects(self, rng: np.random.Generator) -> dict:
         c = self.cfg
         drawn: dict = {}
-        if c.image_noise or c.image_blur or c.image_jpeg:
+        if self._on("image_noise") or self._on("image_blur") or self._on("image_jpeg"):
             img = ImageCorruption()
-            if c.image_blur:
+            if self._on("image_blur"):
                 img.blur_sigma = drawn["image_blur_sigma"] = float(rng.uniform(*c.image_blur_sigma))
-            if c.image_noise:
+            if self._on("image_noise"):
                 img.noise_std = drawn["image_noise_std"] = float(rng.uniform(*c.image_noise_std))
                 img.rng = np.random.default_rng(int(rng.integers(2 ** 63)))
-            if c.image_jpeg:
+            if self._on("image_jpeg"):
                 lo, hi = c.image_jpeg_quality
                 img.jpeg_quality = drawn["image_jpeg_quality"] = int(rng.integers(lo, hi + 1))
             self.effects.image = img

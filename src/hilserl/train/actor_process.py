@@ -27,7 +27,7 @@ from hilserl.distributed.client import ClientSettings, LearnerClient, TransportE
 from hilserl.train.actor import Actor, policy_fingerprint, policy_weights
 from hilserl.train.build import collect_demos, make_actor, make_env, make_human, policy_config
 from hilserl.train.config import TrainConfig
-from hilserl.train.curriculum import StartRegionCurriculum
+from hilserl.train.curriculum import TrainingCurricula
 
 
 def actor_seed(seed: int, actor_id: str) -> int:
@@ -162,7 +162,7 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
             episode = _send_demos(cfg, env, agent, link, client, hello.demos_wanted, seed, episode)
             demos = hello.demos_wanted
             log(f"actor {actor_id}: sent {demos} demonstrations")
-        curriculum = StartRegionCurriculum(loop.curriculum)  # a restarted actor starts it over
+        curriculum = TrainingCurricula(loop)  # a restarted actor starts them over
 
         def on_transition(t) -> None:
             link.on_transition(t)

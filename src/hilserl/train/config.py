@@ -18,6 +18,7 @@ from hilserl.envs.gym_env import GymEnvConfig
 from hilserl.envs.so101 import SO101EnvConfig
 from hilserl.sim.env import GraspCubeConfig
 from hilserl.sim.human import SimHumanConfig
+from hilserl.sim.randomization import VIEW_HOOKS
 from hilserl.train.curriculum import CurriculumConfig
 
 
@@ -107,6 +108,8 @@ class LoopConfig:
     torch_threads: int = 0  # 0: leave torch's default
     device: str = "cpu"
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)  # the simulation's start region
+    # the simulation's randomized view: the share of training episodes that draw the view hooks, from 0 up
+    view_curriculum: CurriculumConfig = field(default_factory=lambda: CurriculumConfig(start=0.0))
 
     def validate(self) -> None:
         positive = ("total_env_steps", "batch_size", "push_weights_every", "log_every", "eval_episodes")
@@ -255,6 +258,14 @@ class TrainConfig:
         if self.train.curriculum.enabled and self.env.type != "sim":
             raise ValueError("train.curriculum: the start-region curriculum is the simulation's (on the real arm you "
                              "place the cube: start near the gripper and widen as it succeeds); set it to false")
+        if self.train.view_curriculum.enabled:
+            if self.env.type != "sim":
+                raise ValueError("train.view_curriculum: the randomized-view curriculum is the simulation's (the real "
+                                 "camera sees what it sees); set it to false")
+            if not any(getattr(self.env.randomization, h) for h in VIEW_HOOKS):
+                raise ValueError("train.view_curriculum: there is no view to randomize: turn on at least one of the "
+                                 f"view hooks of env.randomization ({', '.join(VIEW_HOOKS)}), e.g. with "
+                                 "configs/sim_pretrain.json")
         if self.buffers.online_capacity < self.train.batch_size:
             raise ValueError("buffers.online_capacity: must hold at least one batch (train.batch_size)")
 

@@ -26,7 +26,7 @@ from hilserl.train.actor import Actor
 from hilserl.train.build import collect_demos, make_actor, make_env, make_human
 from hilserl.train.checkpoint import save_best_model
 from hilserl.train.config import TrainConfig
-from hilserl.train.curriculum import StartRegionCurriculum
+from hilserl.train.curriculum import TrainingCurricula
 from hilserl.train.evaluate import evaluate
 from hilserl.train.learner_loop import LearnerLoop, open_learner
 from hilserl.train.run_folder import RunFolder, rng_state, run_dir_for, set_rng_state
@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     eval_env = make_env(cfg)
     eval_actor = Actor(eval_env, actor_agent, None, seed=loop.seed + 1)  # scored on the task's own reward
     _collect_demos(cfg, env, actor_agent, learner, state, log)
-    curriculum = StartRegionCurriculum(loop.curriculum, state.get("curriculum"))
+    curriculum = TrainingCurricula(loop, state)
 
     def on_transition(t):
         learner.add(t, episode=state["episode"])
@@ -174,7 +174,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
             raise
         rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version,
                **curriculum.after_episode(stats.success, log)}
-        state.update({"curriculum": curriculum.state()} if loop.curriculum.enabled else {})
+        state.update(curriculum.state())
         logger.log_episode(rec)
         log(format_episode_line(rec))
         health.episode(rec)
