@@ -138,11 +138,81 @@ def test_both_curricula_set_their_reset_options_and_keep_their_state():
     both = TrainingCurricula(loop)
     assert both.reset_options() == {"region_scale": 0.5, "view_share": 0.0}
     lines = []
-    assert both.after_episode(True, lines.append) == {"start_region": 0.5, "view_share": 0.0}
-    assert both.after_episode(True, lines.append) == {"start_region": 1.0, "view_share": 0.0}
+    won = _stats(True, False, None)
+    assert both.after_episode(won, lines.append) == {"start_region": 0.5, "view_share": 0.0}
+    assert both.after_episode(won, lines.append) == {"start_region": 1.0, "view_share": 0.0}
     assert both.reset_options() == {"region_scale": 1.0, "view_share": 0.25}
     assert lines == ["curriculum: the start region widens to 100% of its full size",
                      "curriculum: 25% of the training episodes now get a randomized view"]
     resumed = TrainingCurricula(loop, both.state())
     assert resumed.reset_options() == both.reset_options() and resumed.state() == both.state()
     assert TrainingCurricula(TrainConfig().train).reset_options() is None  # both off: the env's own resets
+
+
+def test_a_start_given_back_as_reset_options_is_the_same_start():
+    env = SO101GraspCubeEnv(GraspCubeConfig(obs_type="state"))
+    for seed in range(5):
+        obs, info = env.reset(seed=seed)
+        again_obs, again = env.reset(seed=seed + 100, options=info["start"])
+        np.testing.assert_allclose(again["ee_pos"], info["ee_pos"], atol=1e-6)
+        np.testing.assert_allclose(again["cube_pos"], info["cube_pos"], atol=1e-6)
+        np.testing.assert_allclose(again["cube_quat"], info["cube_quat"], atol=1e-6)
+        np.testing.assert_allclose(again_obs["state"], obs["state"], atol=1e-5)
+    env.close()
+
+
+def _stats(success: bool, helped: bool, start: dict | None):
+    from hilserl.train.actor import EpisodeStats
+
+    return EpisodeStats(1, 10, 0.0, 10, success, int(helped), (0.0, 0.0), (0.0, 0.0, 0.0), {}, start)
+
+
+def test_hard_starts_keep_what_the_policy_did_not_manage_alone_and_replay_it_until_it_does():
+    from hilserl.train.curriculum import HardStarts, HardStartsConfig
+
+    hard = HardStarts(HardStartsConfig(share=1.0, keep=2, tries=2), seed=0)
+    start = {"ee_pos": [0.25, 0.0, 0.03], "cube_pos": [0.26, 0.01], "cube_yaw": 0.1}
+    assert hard.reset_options(1) is None  # nothing kept yet: a fresh start
+    assert hard.after_episode(True, False, dict(start, cube_yaw=0.0)) == {"hard_start": 0}  # managed alone
+    assert hard.kept == []
+    hard.after_episode(True, True, start)  # the person had to step in: kept
+    assert hard.reset_options(2) == start
+    assert hard.after_episode(False, False, {"cube_yaw": 9}) == {"hard_start": 1}  # a replay is not kept again
+    assert hard.kept == [{"start": start, "tries": 1}]
+    assert hard.reset_options(3) == start
+    hard.after_episode(False, False, start)
+    assert hard.kept == []  # dropped after `tries` replays
+    for i in range(3):  # only the most recent `keep`
+        hard.after_episode(False, False, {"i": i})
+    assert [k["start"] for k in hard.kept] == [{"i": 1}, {"i": 2}]
+    resumed = HardStarts(hard.cfg, 0, hard.state())
+    assert resumed.kept == hard.kept
+    assert resumed.reset_options(7) == hard.reset_options(7)  # the draw is (seed, episode)'s
+    hard.reset_options(8)
+    hard.after_episode(True, False, None)  # managed alone: dropped at once
+    assert len(hard.kept) == 1
+    some = HardStarts(HardStartsConfig(share=0.3), seed=1, state={"kept": [{"start": start, "tries": 0}]})
+    replays = sum(some.reset_options(e) is not None for e in range(1000))
+    assert 240 <= replays <= 360
+    off = HardStarts(HardStartsConfig(), seed=0)
+    assert off.after_episode(False, False, start) == {} and off.reset_options(1) is None
+
+
+def test_training_replays_hard_starts(tmp_path):
+    # the person steps in on every episode (from the 5th tick): every start is kept, and replayed half the time
+    cfg = load_config(TrainConfig, None, [
+        "--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
+        "--train.batch_size=32", "--train.num_demos=1", "--train.training_starts=20", "--train.eval_every=0",
+        "--train.checkpoint_every=0", "--train.torch_threads=1", "--train.total_env_steps=300",
+        "--buffers.online_capacity=2000", "--buffers.demo_capacity=500", "--run_name=hard", f"--output_dir={tmp_path}",
+        "--human.first_takeover_after=[5, 5]", "--human.takeover_steps=[100, 100]",
+        "--human.watch_probability_start=1", "--human.watch_probability_end=1",
+        "--train.hard_starts.share=0.5", "--train.hard_starts.tries=100"])
+    res = train(cfg, log=lambda line: None)
+    with open(res.run_dir / "metrics" / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    replayed = [r for r in rows if r["hard_start"] == "1"]
+    fresh = [(r["cube_x"], r["cube_y"]) for r in rows if r["hard_start"] == "0"]
+    assert rows[0]["hard_start"] == "0" and len(replayed) >= 2 and len(rows) >= 6
+    for r in replayed:  # a replay starts the cube where an earlier fresh episode had it
+        assert (r["cube_x"], r["cube_y"]) in fresh

@@ -224,6 +224,11 @@ class SO101GraspCubeEnv(gym.Env):
         self._jaw_target = JAW_OPEN_ANGLE
         d.ctrl[:] = q[self.joint_qadr]
         self._place_cube(rng, ee, options.get("cube_pos"), options.get("cube_yaw"), region)
+        qz, qw = d.qpos[self.cube_qadr + 6], d.qpos[self.cube_qadr + 3]
+        # the reset options that give this start again (`hilserl.train.curriculum.HardStarts` replays it)
+        start = {"ee_pos": [float(v) for v in ee],
+                 "cube_pos": [float(v) for v in d.qpos[self.cube_qadr:self.cube_qadr + 2]],
+                 "cube_yaw": float(2 * math.atan2(qz, qw))}
         if self.randomizer.active_after_placement:  # never changes the start state: drawn after placement
             cube_xy = d.qpos[self.cube_qadr:self.cube_qadr + 2].copy()
             self._randomization.update(self.randomizer.apply_after_placement(rng, cube_xy))
@@ -236,7 +241,7 @@ class SO101GraspCubeEnv(gym.Env):
         self._ee_target = self._tcp_pos().copy()
         self._steps = 0
         self._last_targets = [self._ee_target.copy()]
-        return self._observation(), self._info(False)
+        return self._observation(), {**self._info(False), "start": start}
 
     def _place_cube(self, rng, ee, cube_pos=None, cube_yaw=None, region: float = 1.0) -> None:
         m, d, c = self.model, self.data, self.cfg

@@ -61,6 +61,7 @@ class EpisodeStats:
     cube_start: tuple[float, float]
     ee_start: tuple[float, float, float]
     extra: dict = field(default_factory=dict)
+    start: dict | None = None  # the reset options that give this start again (the simulation's; None elsewhere)
 
     @property
     def intervention_rate(self) -> float:
@@ -161,6 +162,7 @@ class Actor:
         ee0 = np.asarray(info.get("ee_pos", obs["state"][EE_POS]), dtype=float).copy()
         if ee0.shape != (3,):  # an env without an end-effector position in its state (env.type gym)
             ee0 = np.full(3, np.nan)
+        start = info.get("start")
         rng = np.random.default_rng(self.seed * 7919 + episode)
         while True:
             if before_step is not None:
@@ -207,7 +209,7 @@ class Actor:
         if "classifier_disagreements" in info:  # learned reward in the simulation: how often it disagreed
             extra["classifier_disagreements"] = int(info["classifier_disagreements"])
         return EpisodeStats(episode, env_step + steps, total, steps, success, interventions,
-                            (float(cube0[0]), float(cube0[1])), tuple(float(v) for v in ee0), extra)
+                            (float(cube0[0]), float(cube0[1])), tuple(float(v) for v in ee0), extra, start)
 
 
 def record_demo(demo_actor: Actor, episode: int) -> tuple[list[Transition], EpisodeStats]:

@@ -162,7 +162,7 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
             episode = _send_demos(cfg, env, agent, link, client, hello.demos_wanted, seed, episode)
             demos = hello.demos_wanted
             log(f"actor {actor_id}: sent {demos} demonstrations")
-        curriculum = TrainingCurricula(loop)  # a restarted actor starts them over
+        curriculum = TrainingCurricula(loop, seed=seed)  # a restarted actor starts them over
 
         def on_transition(t) -> None:
             link.on_transition(t)
@@ -173,11 +173,11 @@ def run_actor(cfg: TrainConfig, learner_address: str, actor_id: str, log=print,
             episode += 1
             link.start_episode(episode, demo=False)
             stats = actor.run_episode(episode, steps, on_transition, before_step=link.before_step,
-                                      reset_options=curriculum.reset_options())
+                                      reset_options=curriculum.reset_options(episode))
             steps += stats.length
             episodes += 1
             record = {**stats.record(), "weights_version": actor.weights_version,
-                      **curriculum.after_episode(stats.success, log, f"actor {actor_id}: ")}
+                      **curriculum.after_episode(stats, log, f"actor {actor_id}: ")}
             client.send_episode(episode, client.last_seq, record)
             if console is not None:
                 console.episode_done(record)

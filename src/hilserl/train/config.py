@@ -19,7 +19,7 @@ from hilserl.envs.so101 import SO101EnvConfig
 from hilserl.sim.env import GraspCubeConfig
 from hilserl.sim.human import SimHumanConfig
 from hilserl.sim.randomization import VIEW_HOOKS
-from hilserl.train.curriculum import CurriculumConfig
+from hilserl.train.curriculum import CurriculumConfig, HardStartsConfig
 
 
 @dataclass
@@ -110,6 +110,8 @@ class LoopConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)  # the simulation's start region
     # the simulation's randomized view: the share of training episodes that draw the view hooks, from 0 up
     view_curriculum: CurriculumConfig = field(default_factory=lambda: CurriculumConfig(start=0.0))
+    # the simulation: replay the starts of training episodes that failed or needed the person (share 0: off)
+    hard_starts: HardStartsConfig = field(default_factory=HardStartsConfig)
 
     def validate(self) -> None:
         positive = ("total_env_steps", "batch_size", "push_weights_every", "log_every", "eval_episodes")
@@ -266,6 +268,14 @@ class TrainConfig:
                 raise ValueError("train.view_curriculum: there is no view to randomize: turn on at least one of the "
                                  f"view hooks of env.randomization ({', '.join(VIEW_HOOKS)}), e.g. with "
                                  "configs/sim_pretrain.json")
+        if self.train.hard_starts.share > 0:
+            if self.env.type != "sim":
+                raise ValueError("train.hard_starts: replaying starts is the simulation's (on the real arm you place "
+                                 "the cube: put it where the policy failed); set share to 0")
+            if self.env.randomization.cube_size:
+                raise ValueError("train.hard_starts: a replayed start keeps the cube where it was, and a cube of "
+                                 "another size may then touch the jaws: turn env.randomization.cube_size off or "
+                                 "set share to 0")
         if self.buffers.online_capacity < self.train.batch_size:
             raise ValueError("buffers.online_capacity: must hold at least one batch (train.batch_size)")
 

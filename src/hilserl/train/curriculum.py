@@ -16,13 +16,23 @@ under the same rule; the other episodes keep the nominal view. The physics and t
 episode. The simulation applies it through its ``view_share`` reset option. Why: from pixels, the full visual
 variety from the first step slows learning the grasp itself several times over (docs/benchmarks.md).
 
-On the real arm the person places the cube and the camera sees what it sees, so the config refuses both there.
+``train.hard_starts``, the starts the policy could not manage: a training episode that failed, or that the
+(simulated) person had to step into, leaves its start (the gripper's reset position, the cube's position and yaw);
+with chance ``share`` a later training episode starts there again instead of at a fresh random start, until the
+policy manages it alone or has had ``tries`` replays. The last few percent of a grasp policy's failures come from a
+few rare starts (a low gripper that shoves the cube on its way, docs/learning.md); replaying them gives the policy
+and the person more practice where it fails, the way prioritized level replay (Jiang, Grefenstette and
+Rocktäschel, 2021) revisits the levels with the most to learn.
+
+On the real arm the person places the cube and the camera sees what it sees, so the config refuses all three there.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass
@@ -97,24 +107,90 @@ class Curriculum:
         return {"scale": self.scale, "recent": [int(s) for s in self.recent]}
 
 
-class TrainingCurricula:
-    """Both curricula of a training loop (`train.curriculum`, `train.view_curriculum`): the reset options of the next
-    training episode, the count after it, and their state for a checkpoint."""
+@dataclass
+class HardStartsConfig:
+    """``train.hard_starts``: replay the starts the policy did not manage alone (simulation; 0 = off)."""
 
-    def __init__(self, train_cfg, state: dict | None = None):
+    share: float = 0.0  # chance that a training episode replays a kept start (when one is kept)
+    keep: int = 32  # the most recent starts kept
+    tries: int = 3  # replays of one start before it is dropped (sooner, once the policy manages it alone)
+
+    def validate(self) -> None:
+        if not 0.0 <= self.share <= 1.0:
+            raise ValueError(f"share: expected a probability in [0, 1], got {self.share}")
+        if self.keep < 1:
+            raise ValueError(f"keep: expected >= 1 starts, got {self.keep}")
+        if self.tries < 1:
+            raise ValueError(f"tries: expected >= 1 replays, got {self.tries}")
+
+
+class HardStarts:
+    """The kept starts (reset options: ``ee_pos``, ``cube_pos``, ``cube_yaw``) and their replays so far. Which
+    episode replays is drawn from (seed, episode), so a resumed run replays the same way."""
+
+    def __init__(self, cfg: HardStartsConfig, seed: int, state: dict | None = None):
+        self.cfg = cfg
+        self.seed = seed
+        self.kept: list[dict] = []  # {"start": options, "tries": replays so far}, oldest first
+        self.replaying: dict | None = None  # the kept start the current episode replays
+        if state:
+            self.kept = [{"start": dict(k["start"]), "tries": int(k["tries"])} for k in state["kept"]]
+
+    def reset_options(self, episode: int) -> dict | None:
+        """A kept start for this episode, or None for a fresh random one."""
+        self.replaying = None
+        if not self.kept or self.cfg.share <= 0.0:
+            return None
+        rng = np.random.default_rng([self.seed, episode, 7])
+        if rng.random() >= self.cfg.share:
+            return None
+        self.replaying = self.kept[int(rng.integers(len(self.kept)))]
+        return dict(self.replaying["start"])
+
+    def after_episode(self, success: bool, helped: bool, start: dict | None) -> dict:
+        """Count a finished training episode (`helped`: the person stepped in); its ``hard_start`` column."""
+        if self.cfg.share <= 0.0:
+            return {}
+        managed = success and not helped
+        if self.replaying is not None:
+            self.replaying["tries"] += 1
+            if managed or self.replaying["tries"] >= self.cfg.tries:
+                self.kept.remove(self.replaying)
+        elif not managed and start is not None:
+            self.kept.append({"start": dict(start), "tries": 0})
+            del self.kept[:-self.cfg.keep]
+        row = {"hard_start": int(self.replaying is not None)}
+        self.replaying = None
+        return row
+
+    def state(self) -> dict:
+        return {"kept": [{"start": k["start"], "tries": k["tries"]} for k in self.kept]}
+
+
+class TrainingCurricula:
+    """The lessons of a training loop (`train.curriculum`, `train.view_curriculum`, `train.hard_starts`): the reset
+    options of the next training episode, the count after it, and their state for a checkpoint."""
+
+    def __init__(self, train_cfg, state: dict | None = None, seed: int = 0):
         state = state or {}
         self.region = Curriculum(train_cfg.curriculum, state.get("curriculum"))
         self.view = Curriculum(train_cfg.view_curriculum, state.get("view_curriculum"), option="view_share",
                                column="view_share", what="{:.0%} of the training episodes now get a randomized view")
+        self.hard = HardStarts(train_cfg.hard_starts, seed, state.get("hard_starts"))
 
-    def reset_options(self) -> dict | None:
-        options = {**(self.region.reset_options() or {}), **(self.view.reset_options() or {})}
+    def reset_options(self, episode: int = 0) -> dict | None:
+        options = {**(self.region.reset_options() or {}), **(self.view.reset_options() or {}),
+                   **(self.hard.reset_options(episode) or {})}  # a replayed start overrides the region's draw
         return options or None
 
-    def after_episode(self, success: bool, log, who: str = "") -> dict:
-        return {**self.region.after_episode(success, log, who), **self.view.after_episode(success, log, who)}
+    def after_episode(self, stats, log, who: str = "") -> dict:
+        """Count a finished training episode (`hilserl.train.actor.EpisodeStats`); its columns in episodes.csv."""
+        return {**self.region.after_episode(stats.success, log, who),
+                **self.view.after_episode(stats.success, log, who),
+                **self.hard.after_episode(stats.success, stats.intervention_steps > 0, stats.start)}
 
     def state(self) -> dict:
-        """What a checkpoint keeps (the curricula that are on)."""
-        return {name: c.state() for name, c in (("curriculum", self.region), ("view_curriculum", self.view))
-                if c.cfg.enabled}
+        """What a checkpoint keeps (the lessons that are on)."""
+        out = {name: c.state() for name, c in (("curriculum", self.region), ("view_curriculum", self.view))
+               if c.cfg.enabled}
+        return {**out, "hard_starts": self.hard.state()} if self.hard.cfg.share > 0 else out

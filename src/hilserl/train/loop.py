@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
     eval_env = make_env(cfg)
     eval_actor = Actor(eval_env, actor_agent, None, seed=loop.seed + 1)  # scored on the task's own reward
     _collect_demos(cfg, env, actor_agent, learner, state, log)
-    curriculum = TrainingCurricula(loop, state)
+    curriculum = TrainingCurricula(loop, state, loop.seed)
 
     def on_transition(t):
         learner.add(t, episode=state["episode"])
@@ -168,12 +168,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, logger=None, progre
         state["episode"] += 1
         try:
             stats = actor.run_episode(state["episode"], state["env_step"], on_transition,
-                                      reset_options=curriculum.reset_options())
+                                      reset_options=curriculum.reset_options(state["episode"]))
         except TrainingHealthError:
             release()  # no checkpoint of the broken weights; the buffers are committed for a resume
             raise
         rec = {**stats.record(), "learner_updates": learner.updates, "weights_version": actor.weights_version,
-               **curriculum.after_episode(stats.success, log)}
+               **curriculum.after_episode(stats, log)}
         state.update(curriculum.state())
         logger.log_episode(rec)
         log(format_episode_line(rec))
