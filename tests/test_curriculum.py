@@ -71,29 +71,36 @@ def test_bad_settings_are_named():
     assert cfg.train.view_curriculum.start == 0.0  # every episode nominal at first
 
 
-def test_training_episodes_follow_both_curricula_and_they_grow(tmp_path):
-    # the simulated human drives every episode from the first step, so every episode succeeds and widens it
+def _train_episode_rows(tmp_path, steps: int, takeover_after: int, overrides: list[str], log) -> list[dict]:
+    """A tiny state run in which the simulated person watches every episode and takes over from tick
+    `takeover_after` to the end; its episodes.csv rows."""
     cfg = load_config(TrainConfig, None, [
         "--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
         "--train.batch_size=32", "--train.num_demos=1", "--train.training_starts=20", "--train.eval_every=0",
-        "--train.checkpoint_every=0", "--train.torch_threads=1", "--train.total_env_steps=70",
+        "--train.checkpoint_every=0", "--train.torch_threads=1", f"--train.total_env_steps={steps}",
         "--buffers.online_capacity=2000", "--buffers.demo_capacity=500", "--run_name=cur", f"--output_dir={tmp_path}",
-        "--human.first_takeover_after=[0, 0]", "--human.takeover_steps=[100, 100]",
-        "--human.watch_probability_start=1", "--human.watch_probability_end=1",
+        f"--human.first_takeover_after=[{takeover_after}, {takeover_after}]", "--human.takeover_steps=[100, 100]",
+        "--human.watch_probability_start=1", "--human.watch_probability_end=1", *overrides])
+    res = train(cfg, log=log)
+    with open(res.run_dir / "metrics" / "episodes.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_episodes_follow_both_curricula_and_they_grow(tmp_path):
+    # the simulated human drives every episode from the first step, so every episode succeeds and widens it
+    lines = []
+    rows = _train_episode_rows(tmp_path, 70, 0, [
         "--train.curriculum.enabled=true", "--train.curriculum.start=0.1", "--train.curriculum.step=0.4",
         "--train.curriculum.widen_at=1", "--train.curriculum.window=1", "--env.randomization.light=true",
         "--train.view_curriculum.enabled=true", "--train.view_curriculum.step=0.5",
-        "--train.view_curriculum.widen_at=1", "--train.view_curriculum.window=1"])
-    lines = []
-    res = train(cfg, log=lines.append)
-    with open(res.run_dir / "metrics" / "episodes.csv") as f:
-        rows = list(csv.DictReader(f))
+        "--train.view_curriculum.widen_at=1", "--train.view_curriculum.window=1"], lines.append)
     assert len(rows) >= 3 and all(r["success"] == "1" for r in rows)
     assert [float(r["start_region"]) for r in rows[:3]] == [0.1, 0.5, 0.9]
     assert [float(r["view_share"]) for r in rows[:3]] == [0.0, 0.5, 1.0]
     first = rows[0]  # a tenth of the region: the cube within ~6 mm of the nominal start
-    assert abs(float(first["cube_x"]) - cfg.env.ee_reset_pos[0]) < 0.1 * 0.06 + 2e-3
-    assert abs(float(first["cube_y"]) - cfg.env.ee_reset_pos[1]) < 0.1 * 0.06 + 2e-3
+    nominal = GraspCubeConfig().ee_reset_pos
+    assert abs(float(first["cube_x"]) - nominal[0]) < 0.1 * 0.06 + 2e-3
+    assert abs(float(first["cube_y"]) - nominal[1]) < 0.1 * 0.06 + 2e-3
     assert any("start region widens to 50%" in line for line in lines)
     assert any("50% of the training episodes now get a randomized view" in line for line in lines)
 
@@ -200,17 +207,8 @@ def test_hard_starts_keep_what_the_policy_did_not_manage_alone_and_replay_it_unt
 
 def test_training_replays_hard_starts(tmp_path):
     # the person steps in on every episode (from the 5th tick): every start is kept, and replayed half the time
-    cfg = load_config(TrainConfig, None, [
-        "--env.obs_type=state", "--policy.hidden_dims=[32, 32]", "--policy.discrete_critic_hidden_dims=[32, 32]",
-        "--train.batch_size=32", "--train.num_demos=1", "--train.training_starts=20", "--train.eval_every=0",
-        "--train.checkpoint_every=0", "--train.torch_threads=1", "--train.total_env_steps=300",
-        "--buffers.online_capacity=2000", "--buffers.demo_capacity=500", "--run_name=hard", f"--output_dir={tmp_path}",
-        "--human.first_takeover_after=[5, 5]", "--human.takeover_steps=[100, 100]",
-        "--human.watch_probability_start=1", "--human.watch_probability_end=1",
-        "--train.hard_starts.share=0.5", "--train.hard_starts.tries=100"])
-    res = train(cfg, log=lambda line: None)
-    with open(res.run_dir / "metrics" / "episodes.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = _train_episode_rows(tmp_path, 300, 5, ["--train.hard_starts.share=0.5", "--train.hard_starts.tries=100"],
+                               lambda line: None)
     replayed = [r for r in rows if r["hard_start"] == "1"]
     fresh = [(r["cube_x"], r["cube_y"]) for r in rows if r["hard_start"] == "0"]
     assert rows[0]["hard_start"] == "0" and len(replayed) >= 2 and len(rows) >= 6
