@@ -3,8 +3,8 @@
 Training draws and the held-out looks (`hilserl.sim.looks`) use disjoint texture families and disjoint colours, so
 no training draw can reproduce a held-out table or backdrop:
 
-- families: training draws from `TRAIN_FAMILIES` (checker, noise, stripes, wood, weave, camouflage, brushed,
-  diagonal); held-out looks use `HELDOUT_FAMILIES` (grid, dots, marble) only;
+- families: training draws from `TRAIN_FAMILIES` (checker, noise, stripes, wood); held-out looks use
+  `HELDOUT_FAMILIES` (grid, dots, marble) only;
 - colours: training colours have HSV saturation at most `TRAIN_SATURATION_MAX` and value in `TRAIN_VALUE`
   (muted, mid-bright tables); every held-out colour lies outside that set (saturated, very bright or very dark).
 
@@ -17,7 +17,7 @@ import colorsys
 
 import numpy as np
 
-TRAIN_FAMILIES = ("checker", "noise", "stripes", "wood", "weave", "camouflage", "brushed", "diagonal")
+TRAIN_FAMILIES = ("checker", "noise", "stripes", "wood")
 HELDOUT_FAMILIES = ("grid", "dots", "marble")
 TRAIN_SATURATION_MAX = 0.45
 TRAIN_VALUE = (0.25, 0.90)
@@ -66,27 +66,6 @@ def pattern(family: str, size: int, rng: np.random.Generator, scale: float = 1.0
         bend = periodic_noise(size, rng, cells=1.5)
         grain = np.sin(2 * np.pi * (3 * n * y + rng.uniform(1, 3) * bend)) * 0.5 + 0.5
         return grain ** rng.uniform(1.0, 3.0) * 0.8 + 0.2 * periodic_noise(size, rng, cells=2 * n)
-    if family == "weave":  # cloth: two sets of threads passing over and under each other
-        m = 4 * n
-        warp = np.sin(np.pi * ((x * m) % 1.0)) * ((np.floor(x * m) + np.floor(y * m)) % 2)
-        weft = np.sin(np.pi * ((y * m) % 1.0)) * ((np.floor(x * m) + np.floor(y * m) + 1) % 2)
-        return 0.15 + 0.7 * (warp + weft) + 0.15 * periodic_noise(size, rng, cells=2 * m)
-    if family == "camouflage":  # blotches: smooth noise cut into three flat levels
-        levels = np.sort(rng.uniform(0.3, 0.7, 2))
-        noise = periodic_noise(size, rng, cells=1.2 * n)
-        return np.digitize(noise, levels) / 2.0
-    if family == "brushed":  # brushed metal or linoleum: fine streaks along one axis
-        streaks = periodic_noise(size, rng, cells=8.0 * n)
-        along = streaks.mean(axis=0, keepdims=True)  # averaged down the columns: a streak profile across them
-        out = np.repeat(along, size, axis=0)
-        if rng.random() < 0.5:
-            out = out.T
-        out = (out - out.min()) / max(float(np.ptp(out)), 1e-9)
-        return 0.7 * out + 0.3 * periodic_noise(size, rng, cells=1.5)
-    if family == "diagonal":  # stripes at 45 degrees
-        sign = 1 if rng.random() < 0.5 else -1
-        duty = rng.uniform(0.3, 0.7)
-        return (((n * x + sign * n * y) % 1.0) < duty).astype(float)
     if family == "grid":  # a cutting mat: thin lines on a plain ground
         width = 0.06
         return np.maximum((x * 2 * n) % 1.0 < width, (y * 2 * n) % 1.0 < width).astype(float)
