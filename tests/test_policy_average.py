@@ -3,6 +3,7 @@ live weights still collect the data and learn, exactly as without it."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -127,9 +128,18 @@ def test_training_is_unchanged_and_the_evaluations_score_the_average(tmp_path):
     # each evaluation scored the averaged policy: best_model, loaded as deployed, scores exactly what it logged
     best = json.loads((averaged.best_model / "evaluation.json").read_text())
     env = make_env(cfg)
-    again = evaluate(Actor(env, load_policy(averaged.best_model), None, seed=cfg.train.seed + 1), 2).summary()
-    as_live = evaluate(Actor(env, load_agent(averaged.best_model), None, seed=cfg.train.seed + 1), 2).summary()
-    env.close()
+    deployed = Actor(env, load_policy(averaged.best_model), None, seed=cfg.train.seed + 1)
+    live_actor = Actor(env, load_agent(averaged.best_model), None, seed=cfg.train.seed + 1)
+    again = evaluate(deployed, 2).summary()
     assert {k: again[k] for k in ("mean_reward", "action_jitter", "mean_length")} == \
         {k: best[k] for k in ("mean_reward", "action_jitter", "mean_length")}
-    assert as_live["action_jitter"] != again["action_jitter"]  # the live weights act otherwise
+    # the live weights act otherwise: their commands differ on the same observations (compared unrounded: an
+    # episode summary's rounded jitter can coincide on some CPUs)
+    differ = []
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        acts = [a.agent.select_action(a.processor.to_policy(a.processor.to_stored(obs, False)), deterministic=True)
+                for a in (deployed, live_actor)]
+        differ.append(not np.allclose(acts[0], acts[1], atol=1e-6))
+    env.close()
+    assert all(differ)

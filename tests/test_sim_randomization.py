@@ -391,7 +391,11 @@ def test_sim_pretrain_config_loads_and_its_env_steps():
     base = load_config(TrainConfig, ROOT / "configs" / "sim_grasp.json", [])
     assert cfg.env.randomization.any and all(getattr(cfg.env.randomization, h) for h in _BEFORE + _AFTER)
     assert replace(cfg.env, randomization=DomainRandomization()) == base.env  # only the randomization differs
-    assert (cfg.policy, cfg.reward, cfg.train) == (base.policy, base.reward, base.train)
+    # the same agent, reward and training loop, except hard starts: a replayed start keeps the cube where it was,
+    # which a randomized cube size refuses (so the pretraining has them off)
+    assert cfg.train.hard_starts.share == 0 < base.train.hard_starts.share
+    assert (cfg.policy, cfg.reward, replace(cfg.train, hard_starts=base.train.hard_starts)) == \
+        (base.policy, base.reward, base.train)
     env = SO101GraspCubeEnv(replace(cfg.env, image_size=SIZE))
     obs, _ = env.reset(seed=0)
     for _ in range(5):
