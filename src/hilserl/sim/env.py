@@ -98,21 +98,14 @@ class GraspCubeConfig:
                              "need the scene's randomization textures, backdrop and distractors")
 
 
-def _region_scale(options: dict) -> float:
-    """The ``region_scale`` reset option (`hilserl.train.curriculum`): the start region's size as a fraction of the
-    configured one (the cube's offset and the gripper's reset noise; 1 when absent)."""
-    value = options.get("region_scale", 1.0)
-    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"reset option region_scale: expected a fraction in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _view_share(options: dict) -> float | None:
-    """The ``view_share`` reset option (`hilserl.train.curriculum`, the view curriculum): the chance that this
-    episode's view is randomized (the view hooks of ``env.randomization``); None when absent: always."""
-    value = options.get("view_share")
+def _unit_option(options: dict, name: str, what: str, default: float | None) -> float | None:
+    """A reset option that lies in [0, 1] (`hilserl.train.curriculum`): ``region_scale``, the start region's size as
+    a fraction of the configured one (the cube's offset and the gripper's reset noise; 1 when absent), and
+    ``view_share``, the chance that this episode's view is randomized (the view hooks of ``env.randomization``; None
+    when absent: always)."""
+    value = options.get(name, default)
     if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
-        raise ValueError(f"reset option view_share: expected a probability in [0, 1], got {value!r}")
+        raise ValueError(f"reset option {name}: expected {what} in [0, 1], got {value!r}")
     return value
 
 
@@ -203,7 +196,7 @@ class SO101GraspCubeEnv(gym.Env):
         rng = self.np_random
         m, d, c = self.model, self.data, self.cfg
         options = options or {}
-        share = _view_share(options)
+        share = _unit_option(options, "view_share", "a probability", None)
         self.randomizer.view = share is None or bool(rng.random() < share)
         self._randomization = self.randomizer.apply(rng) if c.randomization.before_placement else {}
         if share is not None:
@@ -211,7 +204,7 @@ class SO101GraspCubeEnv(gym.Env):
         mujoco.mj_resetData(m, d)
         if c.randomization.before_placement:
             mujoco.mj_setConst(m, d)  # masses/sizes changed: recompute the derived constants (constraint scaling)
-        region = _region_scale(options)
+        region = float(_unit_option(options, "region_scale", "a fraction", 1.0))
         ee = np.array(options.get("ee_pos", c.ee_reset_pos), dtype=float)
         if "ee_pos" not in options:
             ee[:2] += rng.uniform(-c.ee_reset_noise_xy, c.ee_reset_noise_xy, 2) * region

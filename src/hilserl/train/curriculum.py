@@ -164,7 +164,7 @@ class HardStarts:
         return row
 
     def state(self) -> dict:
-        return {"kept": [{"start": k["start"], "tries": k["tries"]} for k in self.kept]}
+        return {"kept": [dict(k) for k in self.kept]}
 
 
 class TrainingCurricula:
