@@ -11,6 +11,8 @@ from hilserl.config import ConfigError, load_config
 from hilserl.sim.env import GraspCubeConfig, SO101GraspCubeEnv
 from hilserl.train.config import TrainConfig
 from hilserl.sim.randomization import VIEW_HOOKS, DomainRandomization
+from hilserl.agents.registry import make_agent
+from hilserl.train.build import collect_demos, make_env, policy_config
 from hilserl.train.curriculum import Curriculum, CurriculumConfig, TrainingCurricula
 from hilserl.train.loop import train
 
@@ -136,6 +138,23 @@ def test_view_share_draws_the_view_hooks_in_that_share_of_episodes_and_the_physi
     with pytest.raises(ValueError, match="view_share: expected a probability in \\[0, 1\\], got 2"):
         env.reset(seed=0, options={"view_share": 2})
     env.close()
+
+
+def test_demos_are_recorded_in_the_view_curriculums_first_lesson():
+    # randomized-view demos beside nominal-view training episodes would let the critic read success off the look
+    def demo_views(overrides: list[str]) -> list[bool]:
+        cfg = load_config(TrainConfig, None, ["--env.obs_type=state", "--env.randomization.light=true",
+                                              "--policy.hidden_dims=[32, 32]", *overrides])
+        env = make_env(cfg)
+        agent = make_agent(policy_config(cfg, env.observation_space, env.action_space))
+        views = []
+        collect_demos(cfg, env, agent, 3, 0, lambda transitions, stats: views.append(env.unwrapped.randomizer.view))
+        env.close()
+        return views
+
+    assert demo_views([]) == [True, True, True]  # no curriculum: the view hooks as configured
+    assert demo_views(["--train.view_curriculum.enabled=true"]) == [False, False, False]  # first lesson: nominal
+    assert demo_views(["--train.view_curriculum.enabled=true", "--train.view_curriculum.start=1"]) == [True] * 3
 
 
 def test_both_curricula_set_their_reset_options_and_keep_their_state():

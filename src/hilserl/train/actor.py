@@ -212,9 +212,10 @@ class Actor:
                             (float(cube0[0]), float(cube0[1])), tuple(float(v) for v in ee0), extra, start)
 
 
-def record_demo(demo_actor: Actor, episode: int) -> tuple[list[Transition], EpisodeStats]:
+def record_demo(demo_actor: Actor, episode: int,
+                reset_options: dict | None = None) -> tuple[list[Transition], EpisodeStats]:
     """One demonstration episode by `demo_actor` (its human takes over throughout): its transitions and stats.
     Callers keep successful ones only."""
     pending: list[Transition] = []
-    stats = demo_actor.run_episode(episode, 0, pending.append)
+    stats = demo_actor.run_episode(episode, 0, pending.append, reset_options=reset_options)
     return pending, stats

@@ -16,6 +16,7 @@ from hilserl.data import Transition
 from hilserl.sim.human import SimulatedHuman
 from hilserl.train.actor import Actor, EpisodeStats, demo_human_config, record_demo
 from hilserl.train.config import TrainConfig
+from hilserl.train.curriculum import demo_reset_options
 
 
 def make_env(cfg: TrainConfig):
@@ -65,12 +66,14 @@ def collect_demos(cfg: TrainConfig, env, agent: SACAgent, wanted: int, seed: int
     """Record scripted-expert demonstrations (simulation: the simulated human drives every step) until `wanted`
     succeeded; each success goes to `keep(transitions, stats)`, failures are dropped. `kept` and `failures` are the
     counts from before (a resumed run): an attempt's episode is seeded by (first_seed_index + kept, failures), so a
-    resumed run records the demonstrations a fresh one would. Returns the number of failures."""
+    resumed run records the demonstrations a fresh one would. With the view curriculum on they are recorded in its
+    first lesson's view (`demo_reset_options`). Returns the number of failures."""
     rng = np.random.default_rng(seed + 202)
+    options = demo_reset_options(cfg.train)
     while kept < wanted:
         human = SimulatedHuman(env, demo_human_config(cfg.human), rng)
         transitions, stats = record_demo(make_actor(cfg, env, agent, human, seed + 3),
-                                          first_seed_index + kept + 1000 * failures)
+                                          first_seed_index + kept + 1000 * failures, options)
         if stats.success:
             keep(transitions, stats)
             kept += 1

@@ -14,7 +14,9 @@ camera pose and field of view, textures, backdrop, distractors, image noise, blu
 episode draws them with a chance that starts at ``start`` (0: every episode looks nominal) and rises by ``step``
 under the same rule; the other episodes keep the nominal view. The physics and timing hooks are drawn in every
 episode. The simulation applies it through its ``view_share`` reset option. Why: from pixels, the full visual
-variety from the first step slows learning the grasp itself several times over (docs/benchmarks.md).
+variety from the first step slows learning the grasp itself several times over (docs/benchmarks.md). The scripted
+demonstrations are recorded in the first lesson's view: demonstrations that all succeed in randomized scenes beside
+training episodes that fail in the nominal one would let the critic read success off the look of the scene.
 
 ``train.hard_starts``, the starts the policy could not manage: a training episode that failed, or that the
 (simulated) person had to step into, leaves its start (the gripper's reset position, the cube's position and yaw);
@@ -165,6 +167,13 @@ class HardStarts:
 
     def state(self) -> dict:
         return {"kept": [dict(k) for k in self.kept]}
+
+
+def demo_reset_options(train_cfg) -> dict | None:
+    """The env's reset options for the scripted demonstrations: the view curriculum's first lesson (the same in a
+    resumed run, wherever the curriculum has got to); None when it is off."""
+    view = train_cfg.view_curriculum
+    return {"view_share": view.start} if view.enabled else None
 
 
 class TrainingCurricula:
