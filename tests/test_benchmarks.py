@@ -181,17 +181,21 @@ def test_bench_reward_command_line():
 def test_bench_reward_robust_command_line(tmp_path):
     out = run_benchmark("bench_reward", "--robust", "--smoke", "--errors", tmp_path / "errors")
     assert out["mode"] == "robust" and out["smoke"] is True
-    assert set(out["classifiers"]) == {"nominal", "randomized"}
+    assert set(out["classifiers"]) == {"nominal", "randomized", "randomized_arm"}
     assert out["classifiers"]["nominal"]["hooks"] == [] and "table_texture" in out["classifiers"]["randomized"]["hooks"]
+    assert [out["classifiers"][c]["arm_state"] for c in ("nominal", "randomized", "randomized_arm")] == [
+        False, False, True]
     assert set(out["eval"]) == {"nominal", "camera_pose", "heldout_a", "heldout_b", "heldout_c"}
     for name, row in out["eval"].items():
         assert row["frames"]["positive"] == 4 and row["frames"]["negative"] == 8, name
-        for clf in ("nominal", "randomized"):
+        for clf in ("nominal", "randomized", "randomized_arm"):
             m = row[clf]
             assert m["tp"] + m["fn"] == 4 and m["fp"] + m["tn"] == 8, (name, clf)
             assert 0.0 <= m["precision"] <= 1.0 and 0.0 <= m["recall"] <= 1.0
     assert out["eval"]["heldout_b"]["look"] == "heldout_b" and out["eval"]["camera_pose"]["hooks"] == ["camera_pose"]
-    assert isinstance(out["target_met_on_heldout_looks"], bool) and out["cpu"] and "avx512_bf16" in out
+    met = out["target_met_on_heldout_looks"]
+    assert set(met) == set(out["classifiers"]) and all(isinstance(v, bool) for v in met.values())
+    assert out["cpu"] and "avx512_bf16" in out
 
 
 def test_bench_transport_command_line():

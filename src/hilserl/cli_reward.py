@@ -72,7 +72,7 @@ def _reward_record_real(args, overrides) -> int:
         return 2
     cameras = list(env_cfg.cameras)
     size = env_cfg.camera_size(cameras[0])
-    writer = DatasetWriter(args.out, cameras, (*size, 3), source="so101", overwrite=args.overwrite)
+    writer = DatasetWriter(args.out, cameras, (*size, 3), source="so101", overwrite=args.overwrite, with_arm=True)
     env, page = make_env(env_cfg), None
     print("Move the arm with the leader (or keys/gamepad). Press s when the cube is held up (the label turns to "
           "success) and s again when it is not; r drops the episode, q stops.")
@@ -105,7 +105,8 @@ def cmd_reward_train(args, overrides) -> int:
                                 batch_size=args.batch_size, lr=args.lr, num_shifts=args.num_shifts,
                                 test_fraction=args.test_fraction, target_precision=args.target_precision,
                                 seed=args.seed, torch_threads=args.torch_threads,
-                                backbone_weights=args.backbone_weights)
+                                backbone_weights=args.backbone_weights,
+                                arm_state=False if args.images_only else None)
     try:
         cfg.validate()
     except ValueError as e:
@@ -169,6 +170,9 @@ def _add_train_parser(rsub) -> None:
     x.add_argument("--num_shifts", type=int, default=4, help="cached random shifts per training frame")
     x.add_argument("--test_fraction", type=float, default=0.25, help="share of episodes held out")
     x.add_argument("--target_precision", type=float, default=0.99)
+    x.add_argument("--images_only", action="store_true",
+                   help="ignore the arm state the dataset stores (gripper opening, end-effector height); by default "
+                        "the classifier reads it beside the images when the dataset has it")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--torch_threads", type=int, default=0, help="0: torch's default")
     x.set_defaults(func=cmd_reward_train)

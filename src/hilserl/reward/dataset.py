@@ -8,6 +8,9 @@ Layout of a dataset folder (no pickle anywhere; every array is a plain ``.npy`` 
     episodes/000000_gripper.npy   uint8 [T, H, W, 3], one file per episode and camera
     episodes/000000_labels.npy    uint8 [T] (1 = success), one per episode
     episodes/000000_steps.npy     int32 [T], the control step of each frame within its episode
+    episodes/000000_arm.npy       float32 [T, 2], what the arm measured at each frame (``ARM_STATE``: the
+                                  gripper's opening and the end-effector's height); only in datasets recorded
+                                  with it (manifest ``arm_state``)
 
 The manifest is rewritten (atomically) after every episode, so an interrupted recording is a valid, smaller dataset.
 
@@ -31,6 +34,21 @@ from hilserl.fileio import atomic_write, atomic_write_json
 FORMAT = "hilserl.reward_dataset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# What the arm itself knows about a lift, whatever the camera sees: the gripper's opening (0 closed .. 1 open) and
+# the end-effector's height (z in the arm's base frame, m; the base stands on the table), at their places in the
+# policy's state vector (``SO101GraspCubeEnv.STATE_LAYOUT``, the same on the real arm).
+ARM_STATE = ("gripper_opening", "ee_height")
+_ARM_STATE_INDEX = (12, 16)
+_STATE_DIM = 17
+
+
+def arm_state(state) -> np.ndarray:
+    """The ``ARM_STATE`` values (float32 [..., 2]) of policy state vector(s) [..., 17]."""
+    s = np.asarray(state, dtype=np.float32)
+    if s.ndim == 0 or s.shape[-1] != _STATE_DIM:
+        raise ValueError(f"state: expected the arm's {_STATE_DIM}-value state vector (joint positions and "
+                         f"velocities, gripper, end-effector position), got shape {tuple(s.shape)}")
+    return np.ascontiguousarray(s[..., list(_ARM_STATE_INDEX)])
 
 
 class DatasetError(ValueError):
@@ -50,8 +68,10 @@ class DatasetWriter:
     """Writes episodes of labelled frames. ``add_episode`` stores one episode; the manifest follows every call."""
 
     def __init__(self, root: str | os.PathLike, cameras: Iterable[str], image_shape: tuple[int, int, int],
-                 source: str = "sim", overwrite: bool = False, info: dict | None = None):
+                 source: str = "sim", overwrite: bool = False, info: dict | None = None, with_arm: bool = False):
+        """with_arm: every episode also stores what the arm measured (``add_episode(..., arm=...)``)."""
         self.root = Path(root)
+        self.with_arm = bool(with_arm)
         self.cameras = tuple(cameras)
         self.image_shape = tuple(int(s) for s in image_shape)
         if not self.cameras:
@@ -75,9 +95,10 @@ class DatasetWriter:
         return sum(e["num_frames"] - e["num_positive"] for e in self.episodes)
 
     def add_episode(self, frames: Mapping[str, np.ndarray], labels, steps=None, kind: str = "",
-                    meta: dict | None = None) -> dict | None:
-        """frames: camera -> uint8 [T, H, W, 3]; labels: [T] booleans; steps: [T] step indices (default 0..T-1).
-        An empty episode (T = 0) is skipped and returns None."""
+                    meta: dict | None = None, arm=None) -> dict | None:
+        """frames: camera -> uint8 [T, H, W, 3]; labels: [T] booleans; steps: [T] step indices (default 0..T-1);
+        arm: [T, 2] ``ARM_STATE`` values (required exactly when the writer is ``with_arm``). An empty episode
+        (T = 0) is skipped and returns None."""
         labels = np.asarray(labels).astype(bool).reshape(-1)
         t = labels.shape[0]
         if t == 0:
@@ -94,6 +115,14 @@ class DatasetWriter:
         steps = np.arange(t, dtype=np.int32) if steps is None else np.asarray(steps, dtype=np.int32).reshape(-1)
         if steps.shape[0] != t:
             raise ValueError(f"steps: expected {t} values, got {steps.shape[0]}")
+        if self.with_arm != (arm is not None):
+            raise ValueError("arm: this dataset stores what the arm measured with every frame; give arm=[T, 2]"
+                             if self.with_arm else "arm: this dataset was opened without with_arm=True")
+        if arm is not None:
+            arm = np.asarray(arm, dtype=np.float32)
+            if arm.shape != (t, len(ARM_STATE)) or not np.isfinite(arm).all():
+                raise ValueError(f"arm: expected finite float32 [{t}, {len(ARM_STATE)}] ({', '.join(ARM_STATE)}), "
+                                 f"got shape {arm.shape}")
         ep_id = len(self.episodes)
         files = {}
         for cam, a in arrays.items():
@@ -103,6 +132,9 @@ class DatasetWriter:
         _atomic_save_npy(self.root / files["labels"], labels.astype(np.uint8))
         files["steps"] = f"episodes/{ep_id:06d}_steps.npy"
         _atomic_save_npy(self.root / files["steps"], steps)
+        if arm is not None:
+            files["arm"] = f"episodes/{ep_id:06d}_arm.npy"
+            _atomic_save_npy(self.root / files["arm"], arm)
         entry = {"id": ep_id, "kind": kind, "num_frames": int(t), "num_positive": int(labels.sum()), "files": files,
                  **(meta or {})}
         self.episodes.append(entry)
@@ -115,7 +147,8 @@ class DatasetWriter:
             "format": FORMAT, "format_version": FORMAT_VERSION, "source": self.source,
             "cameras": list(self.cameras), "image_shape": list(self.image_shape), "image_dtype": "uint8",
             "num_frames": pos + neg, "label_counts": {"positive": pos, "negative": neg},
-            "num_episodes": len(self.episodes), "info": self.info, "episodes": self.episodes,
+            "num_episodes": len(self.episodes), "info": self.info,
+            **({"arm_state": list(ARM_STATE)} if self.with_arm else {}), "episodes": self.episodes,
         })
 
 
@@ -129,6 +162,7 @@ class RewardDataset:
     labels: np.ndarray  # bool [N]
     episode_ids: np.ndarray  # int64 [N]
     steps: np.ndarray  # int32 [N]
+    arm: np.ndarray | None = None  # float32 [N, 2] (ARM_STATE), when the dataset was recorded with it
     episodes: list[dict] = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
 
@@ -166,7 +200,10 @@ def load_dataset(root: str | os.PathLike) -> RewardDataset:
     cameras = tuple(man["cameras"])
     shape = tuple(int(s) for s in man["image_shape"])
     images: dict[str, list] = {c: [] for c in cameras}
-    labels, ep_ids, steps = [], [], []
+    labels, ep_ids, steps, arms = [], [], [], []
+    with_arm = "arm_state" in man
+    if with_arm and list(man["arm_state"]) != list(ARM_STATE):
+        raise DatasetError(f"{mpath}: arm_state {man['arm_state']!r}; this hilserl reads {list(ARM_STATE)}")
     for ep in man["episodes"]:
         files = ep.get("files", {})
         t = int(ep["num_frames"])
@@ -184,6 +221,12 @@ def load_dataset(root: str | os.PathLike) -> RewardDataset:
         labels.append(lab.astype(bool))
         st = _load_npy(root, files["steps"], f"episode {ep['id']} steps") if "steps" in files else np.arange(t)
         steps.append(st.astype(np.int32))
+        if with_arm:
+            a = _load_npy(root, files.get("arm"), f"episode {ep['id']} arm state")
+            if a.shape != (t, len(ARM_STATE)) or not np.isfinite(a).all():
+                raise DatasetError(f"{root / files['arm']}: expected finite [{t}, {len(ARM_STATE)}] arm values, "
+                                   f"got shape {a.shape}")
+            arms.append(a.astype(np.float32))
         ep_ids.append(np.full(t, int(ep["id"]), dtype=np.int64))
     n_pos = sum(int(x.sum()) for x in labels)
     n = sum(len(x) for x in labels)
@@ -197,7 +240,9 @@ def load_dataset(root: str | os.PathLike) -> RewardDataset:
         root=root, cameras=cameras, image_shape=shape,
         images={cam: cat(images[cam], np.zeros((0, h, w, c), np.uint8)) for cam in cameras},
         labels=cat(labels, np.zeros(0, bool)), episode_ids=cat(ep_ids, np.zeros(0, np.int64)),
-        steps=cat(steps, np.zeros(0, np.int32)), episodes=list(man["episodes"]), manifest=man)
+        steps=cat(steps, np.zeros(0, np.int32)),
+        arm=cat(arms, np.zeros((0, len(ARM_STATE)), np.float32)) if with_arm else None,
+        episodes=list(man["episodes"]), manifest=man)
 
 
 def _load_npy(root: Path, rel: str | None, what: str) -> np.ndarray:
@@ -246,11 +291,12 @@ def dataset_summary(ds: RewardDataset) -> str:
         k[1] += e["num_positive"]
         k[2] += e["num_frames"] - e["num_positive"]
     lines = [f"{ds.root}: {len(ds)} frames ({ds.num_positive} positive, {ds.num_negative} negative) in "
-             f"{len(ds.episodes)} episodes, cameras {list(ds.cameras)}, images {ds.image_shape}"]
+             f"{len(ds.episodes)} episodes, cameras {list(ds.cameras)}, images {ds.image_shape}"
+             + (f", arm state {list(ARM_STATE)}" if ds.arm is not None else "")]
     for k, (n, p, q) in sorted(kinds.items()):
         lines.append(f"  {k or '-':<18} {n:4d} episodes {p:5d} positive {q:5d} negative")
     return "\n".join(lines)
 
 
-__all__ = ["FORMAT_VERSION", "DatasetError", "DatasetWriter", "RewardDataset", "load_dataset", "split_by_episode",
+__all__ = ["ARM_STATE", "FORMAT_VERSION", "DatasetError", "arm_state", "DatasetWriter", "RewardDataset", "load_dataset", "split_by_episode",
            "dataset_summary"]

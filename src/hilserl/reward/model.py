@@ -5,7 +5,14 @@ Head (every layer trains; LeRobot's classifier runs the spatial embedding and pr
 its last layer learns — here nothing is under no_grad except the frozen backbone)::
 
     per camera:  SpatialLearnedEmbeddings(8) -> Dropout -> Linear(256) -> LayerNorm -> ReLU
-    cameras concatenated -> Linear(256) -> Dropout -> LayerNorm -> ReLU -> Linear(1)   (one logit)
+    arm state (``arm_state``: the gripper's opening and the end-effector's height, standardized with the training
+               set's mean and std) -> Linear(64) -> LayerNorm -> ReLU
+    all concatenated -> Linear(256) -> Dropout -> LayerNorm -> ReLU -> Linear(1)   (one logit)
+
+Why the arm state: a head on frozen ImageNet features, trained on randomized looks, still mistakes a cube lying
+under the closed jaws for a lifted one on a table pattern it never saw, and misses lifted cubes under a light it
+never saw (docs/real_arm.md). The arm knows how far the gripper closed and how high it is whatever the camera sees;
+the images still tell what proprioception cannot (whether the jaws closed on the cube or on nothing of its size).
 
 Files (a classifier is a folder)::
 
@@ -35,6 +42,7 @@ from torch import Tensor, nn
 from hilserl.agents.encoders import FrozenBackbone, SpatialLearnedEmbeddings, build_backbone
 from hilserl.fileio import atomic_write, atomic_write_json
 from hilserl.obs_format import channels_first
+from hilserl.reward.dataset import ARM_STATE, arm_state
 
 FORMAT = "hilserl.reward_classifier"
 FORMAT_VERSION = 1
@@ -63,9 +71,22 @@ class ClassifierSpec:
     hidden_dim: int = 256
     dropout: float = 0.1
     feature_map_shape: tuple[int, int, int] | None = None  # filled from the backbone
+    arm_state: bool = False  # also read what the arm measured (hilserl.reward.dataset.ARM_STATE)
+    arm_mean: tuple[float, ...] | None = None  # the training frames' arm-state mean and std (standardization)
+    arm_std: tuple[float, ...] | None = None
 
     def __post_init__(self):
         self.image_keys = tuple(self.image_keys)
+        for name in ("arm_mean", "arm_std"):
+            value = getattr(self, name)
+            if value is not None:
+                value = tuple(float(v) for v in value)
+                if len(value) != len(ARM_STATE) or not all(np.isfinite(value)):
+                    raise ValueError(f"{name}: expected {len(ARM_STATE)} finite values ({', '.join(ARM_STATE)}), "
+                                     f"got {list(value)}")
+                setattr(self, name, value)
+        if self.arm_std is not None and min(self.arm_std) <= 0:
+            raise ValueError(f"arm_std: expected values > 0, got {list(self.arm_std)}")
         self.image_size = tuple(int(s) for s in self.image_size)
         if self.feature_map_shape is not None:
             self.feature_map_shape = tuple(int(s) for s in self.feature_map_shape)
@@ -97,8 +118,11 @@ class CameraHead(nn.Module):
         return torch.relu(self.norm(self.proj(self.dropout(self.pool(x.float())))))
 
 
+ARM_HIDDEN = 64
+
+
 class ClassifierHead(nn.Module):
-    """Feature maps per camera [B, C, h, w] -> one logit [B]."""
+    """Feature maps per camera [B, C, h, w] (and, with ``arm_state``, the arm's values [B, 2]) -> one logit [B]."""
 
     def __init__(self, spec: ClassifierSpec):
         super().__init__()
@@ -109,14 +133,26 @@ class ClassifierHead(nn.Module):
         self.cameras = nn.ModuleDict({cam: CameraHead(c, h, w, spec.num_spatial_features, spec.hidden_dim,
                                                       spec.dropout) for cam in spec.image_keys})
         d = spec.hidden_dim
-        self.fuse = nn.Linear(d * len(spec.image_keys), d)
+        self.arm = None
+        if spec.arm_state:
+            n = len(ARM_STATE)
+            self.arm = nn.Sequential(nn.Linear(n, ARM_HIDDEN), nn.LayerNorm(ARM_HIDDEN), nn.ReLU())
+            # the standardization is part of the spec (classifier.json), not of the trained weights
+            self.register_buffer("arm_mean", torch.tensor(spec.arm_mean or (0.0,) * n), persistent=False)
+            self.register_buffer("arm_std", torch.tensor(spec.arm_std or (1.0,) * n), persistent=False)
+        self.fuse = nn.Linear(d * len(spec.image_keys) + (ARM_HIDDEN if spec.arm_state else 0), d)
         self.dropout = nn.Dropout(spec.dropout)
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, 1)
 
-    def forward(self, maps: dict[str, Tensor]) -> Tensor:
-        x = torch.cat([self.cameras[cam](maps[cam]) for cam in self.image_keys], dim=-1)
-        x = torch.relu(self.norm(self.dropout(self.fuse(x))))
+    def forward(self, maps: dict[str, Tensor], arm: Tensor | None = None) -> Tensor:
+        parts = [self.cameras[cam](maps[cam]) for cam in self.image_keys]
+        if self.arm is not None:
+            if arm is None:
+                raise ValueError("arm: this classifier also reads the arm's state (gripper opening, end-effector "
+                                 "height); none was given")
+            parts.append(self.arm((arm.float() - self.arm_mean) / self.arm_std))
+        x = torch.relu(self.norm(self.dropout(self.fuse(torch.cat(parts, dim=-1)))))
         return self.out(x).squeeze(-1)
 
 
@@ -170,19 +206,32 @@ class RewardClassifier(nn.Module):
         maps = self.backbone(torch.cat(xs, 0)).split([x.shape[0] for x in xs], 0)
         return dict(zip(self.image_keys, maps))
 
-    def forward(self, images: dict) -> Tensor:
-        return self.head(self.features(images))
+    @property
+    def needs_state(self) -> bool:
+        """Whether predictions need the arm's state vector beside the images."""
+        return self.spec.arm_state
+
+    def forward(self, images: dict, arm: Tensor | None = None) -> Tensor:
+        return self.head(self.features(images), arm)
 
     @torch.no_grad()
-    def predict_proba(self, images: dict):
-        """{camera: uint8 [H, W, 3]} -> float; {camera: uint8 [B, H, W, 3]} -> float array [B]."""
+    def predict_proba(self, images: dict, state=None):
+        """{camera: uint8 [H, W, 3]} -> float; {camera: uint8 [B, H, W, 3]} -> float array [B]. ``state``: the
+        arm's state vector(s) [17] / [B, 17] (the policy observation's ``state``), for a classifier that reads the
+        arm (``needs_state``)."""
         missing = [k for k in self.image_keys if k not in images]
         if missing:
             raise KeyError(f"the reward classifier needs camera(s) {missing}, got {sorted(images)}")
         single = np.asarray(images[self.image_keys[0]]).ndim == 3
+        arm = None
+        if self.needs_state:
+            if state is None:
+                raise ValueError("state: this reward classifier also reads the arm's state (gripper opening, "
+                                 "end-effector height); pass the observation's state vector")
+            arm = torch.from_numpy(arm_state(state)).reshape(-1, len(ARM_STATE))
         was_training = self.head.training
         self.head.eval()
-        p = torch.sigmoid(self(images)).numpy()
+        p = torch.sigmoid(self(images, arm)).numpy()
         self.head.train(was_training)
         return float(p[0]) if single else p
 

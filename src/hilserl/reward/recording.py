@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from hilserl.reward.dataset import DatasetWriter
+from hilserl.reward.dataset import DatasetWriter, arm_state
 
 
 def record_episode(writer: DatasetWriter, frames: Iterable[Mapping[str, np.ndarray]],
@@ -41,7 +41,8 @@ def record_with_env(writer: DatasetWriter, env, num_episodes: int, *, hold_actio
     leader arm, keyboard or gamepad; `hilserl.envs.so101`). The label is a switch: the SUCCESS key (or gamepad
     button) turns it on — press it when the cube is held up — and off again; FAILURE turns it off; RE-RECORD drops
     the episode; QUIT stops. A terminal cannot see a key being *held*, so a press toggles. Every frame of every
-    camera in ``writer.cameras`` is stored with the label in force when it was taken. The console's hooks:
+    camera in ``writer.cameras`` is stored with the label in force when it was taken (and, when the writer is
+    ``with_arm``, with what the arm measured: ``ARM_STATE`` from the observation's state). The console's hooks:
     ``before_episode()`` (pause; False stops), ``on_label(label)`` when the label switches, ``on_episode(outcome,
     frames, positives)`` after each episode (outcome "saved", "rerecord" or "quit")."""
     saved = dropped = 0
@@ -53,8 +54,11 @@ def record_with_env(writer: DatasetWriter, env, num_episodes: int, *, hold_actio
         obs, _ = env.reset()
         frames: dict[str, list] = {c: [] for c in writer.cameras}
         labels: list[bool] = []
+        arm: list[np.ndarray] = []
         label, keep, done = False, True, False
         while not done:
+            if writer.with_arm:
+                arm.append(arm_state(obs["state"]))
             for cam in writer.cameras:
                 if cam not in obs["pixels"]:
                     raise ValueError(f"camera {cam!r}: not in the env's observation (it has {sorted(obs['pixels'])})")
@@ -80,7 +84,8 @@ def record_with_env(writer: DatasetWriter, env, num_episodes: int, *, hold_actio
         if not keep:
             dropped += 1
             continue
-        writer.add_episode({c: np.stack(v) for c, v in frames.items()}, labels, kind="recorded")
+        writer.add_episode({c: np.stack(v) for c, v in frames.items()}, labels, kind="recorded",
+                           arm=np.stack(arm) if writer.with_arm else None)
         saved += 1
         log(f"episode {saved}/{num_episodes}: {len(labels)} frames, {sum(labels)} labelled success")
     return {"saved": saved, "dropped": dropped, "quit": quit_, "positives": writer.num_positive,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hilserl.reward.dataset import DatasetWriter
+from hilserl.reward.dataset import ARM_STATE, DatasetWriter, arm_state
 
 
 SIM_KINDS = ("expert_hold", "expert_drop", "squeeze", "close_on_nothing", "push", "touch_top", "random")
@@ -34,6 +34,7 @@ class _SimEpisode:
         self.frames: dict[str, list] = {c: [] for c in cameras}
         self.labels: list[bool] = []
         self.steps: list[int] = []
+        self.arm: list[np.ndarray] = []  # ARM_STATE per kept frame
         self.t = 0
 
     def record(self) -> None:
@@ -43,6 +44,7 @@ class _SimEpisode:
                 self.frames[cam].append(self.env.render_camera(cam))
             self.labels.append(label)
             self.steps.append(self.t)
+            self.arm.append(arm_state(self.env._state()))
             if self.watch is not None:
                 self.watch.show({c: self.frames[c][-1] for c in self.cameras}, label)
 
@@ -108,7 +110,8 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
     the simulation the frames come from: its domain-randomization hooks, held-out look (``look``), scene and motion
     settings apply; the dataset sets ``obs_type``, ``cameras`` and ``image_size`` itself. Default: the simulation's
     defaults (no randomization, the nominal look). ``env_overrides`` replace top-level fields of it. The manifest
-    records the look and the hooks that were on, and each episode what its reset drew (``drawn``).
+    records the look and the hooks that were on, and each episode what its reset drew (``drawn``). Every frame is
+    stored with what the arm measured then (``ARM_STATE``: the gripper's opening, the end-effector's height).
 
     ``watch`` (the browser console, `hilserl.console.session.Console` after its ``watch()``) sees every frame with
     its label and every episode's counts, and may pause or stop the collection between episodes (what was written
@@ -126,7 +129,7 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
     writer = DatasetWriter(out, cameras, (image_size, image_size, 3), source="sim", overwrite=overwrite,
                            info={"seed": seed, "labels": "simulation ground truth (is_success)",
                                  "kinds": list(SIM_KINDS), "frame_keep": frame_keep, "look": cfg.look,
-                                 "randomization": hooks, "action_scale": cfg.action_scale})
+                                 "randomization": hooks, "action_scale": cfg.action_scale}, with_arm=True)
     log = log or (lambda s: None)
     try:
         for ep in range(max_episodes):
@@ -158,6 +161,7 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
             _run_kind(kind, env, expert, rec, rng, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY)
             entry = writer.add_episode({c: np.stack(v) if v else np.zeros((0, image_size, image_size, 3), np.uint8)
                                         for c, v in rec.frames.items()}, rec.labels, rec.steps, kind=kind,
+                                       arm=np.reshape(rec.arm, (len(rec.labels), len(ARM_STATE))),
                                        meta={"seed": ep_seed, "look": cfg.look,
                                              "drawn": _drawn_summary(getattr(env, "_randomization", {}))})
             if watch is not None:

@@ -8,7 +8,9 @@ Steps (``train_classifier``):
    shifts of up to ``augmentation_pad`` pixels (as the policy's cached mode does), and once for every held-out
    frame unshifted (as at inference). Head training then costs only the small head.
 3. Head training: Adam (lr 3e-4), BCE on the logit, each batch half positives and half negatives (drawn with
-   replacement from the training frames), one of the K cached shifts picked per sample, dropout on.
+   replacement from the training frames), one of the K cached shifts picked per sample, dropout on. When the
+   dataset stores what the arm measured (``ARM_STATE``) the head reads it too (``arm_state``), standardized with
+   the training frames' mean and std.
 4. Held-out metrics: accuracy, precision, recall, F1 and the confusion matrix, at 0.5 and at the picked threshold.
 5. Threshold (``pick_threshold``): the lowest threshold (not below 0.5) whose held-out precision reaches
    ``target_precision`` (default 0.99) — i.e. the highest recall at that precision — moved to the midpoint of
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 
 from hilserl.agents.encoders import FrozenBackbone, pick_cached, precompute_features
 from hilserl.obs_format import channels_first
-from hilserl.reward.dataset import RewardDataset, load_dataset, split_by_episode
+from hilserl.reward.dataset import ARM_STATE, RewardDataset, load_dataset, split_by_episode
 from hilserl.reward.model import ClassifierSpec, RewardClassifier, make_backbone
 
 
@@ -58,6 +60,7 @@ class ClassifierTrainConfig:
     num_spatial_features: int = 8
     hidden_dim: int = 256
     dropout: float = 0.1
+    arm_state: bool | None = None  # also read what the arm measured; None: when the dataset has it
     seed: int = 0
     torch_threads: int = 0  # 0: torch's default
 
@@ -174,8 +177,9 @@ def cache_features(backbone: FrozenBackbone, images: np.ndarray, num_shifts: int
 
 def train_head(classifier: RewardClassifier, features: dict[str, torch.Tensor], labels: np.ndarray, steps: int,
                batch_size: int, lr: float, generator: torch.Generator | None = None,
-               log: Callable[[str], None] | None = None) -> list[float]:
-    """Adam + BCE on balanced batches of cached maps (one of the K shifts per sample). Returns the losses."""
+               log: Callable[[str], None] | None = None, arm: np.ndarray | None = None) -> list[float]:
+    """Adam + BCE on balanced batches of cached maps (one of the K shifts per sample; ``arm``: the frames' arm
+    state, for a classifier that reads it). Returns the losses."""
     y = torch.as_tensor(np.asarray(labels).astype(np.float32))
     pos = torch.nonzero(y > 0.5).flatten()
     neg = torch.nonzero(y < 0.5).flatten()
@@ -185,12 +189,13 @@ def train_head(classifier: RewardClassifier, features: dict[str, torch.Tensor], 
     head.train()
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     half = batch_size // 2
+    arm_t = None if arm is None else torch.as_tensor(np.asarray(arm, dtype=np.float32))
     losses = []
     for step in range(steps):
         idx = torch.cat([pos[torch.randint(len(pos), (half,), generator=generator)],
                          neg[torch.randint(len(neg), (half,), generator=generator)]])
         maps = {cam: pick_cached(f[idx], generator).float() for cam, f in features.items()}
-        loss = F.binary_cross_entropy_with_logits(head(maps), y[idx])
+        loss = F.binary_cross_entropy_with_logits(head(maps, None if arm_t is None else arm_t[idx]), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -203,14 +208,16 @@ def train_head(classifier: RewardClassifier, features: dict[str, torch.Tensor], 
 
 @torch.no_grad()
 def predict_from_features(classifier: RewardClassifier, features: dict[str, torch.Tensor],
-                          chunk: int = 512) -> np.ndarray:
+                          chunk: int = 512, arm: np.ndarray | None = None) -> np.ndarray:
     head = classifier.head
     was = head.training
     head.eval()
     n = next(iter(features.values())).shape[0]
+    arm_t = None if arm is None else torch.as_tensor(np.asarray(arm, dtype=np.float32))
     out = []
     for s in range(0, n, chunk):
-        out.append(torch.sigmoid(head({c: pick_cached(f[s:s + chunk]).float() for c, f in features.items()})))
+        out.append(torch.sigmoid(head({c: pick_cached(f[s:s + chunk]).float() for c, f in features.items()},
+                                      None if arm_t is None else arm_t[s:s + chunk])))
     head.train(was)
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
@@ -238,12 +245,22 @@ def train_classifier(dataset: str | Path | RewardDataset, out_dir: str | Path | 
     log(f"split by episode: train {len(train_idx)} frames ({int(ds.labels[train_idx].sum())} positive) from "
         f"{len(train_eps)} episodes, held out {len(test_idx)} frames ({int(ds.labels[test_idx].sum())} positive) "
         f"from {len(test_eps)} episodes")
+    use_arm = ds.arm is not None if cfg.arm_state is None else cfg.arm_state
+    if use_arm and ds.arm is None:
+        raise ValueError(f"arm_state: {ds.root} holds no arm state (recorded without it); train on the images "
+                         "alone (arm_state false) or record the dataset again")
+    arm_train = ds.arm[train_idx] if use_arm else None
+    arm_test = ds.arm[test_idx] if use_arm else None
+    if use_arm:
+        log(f"arm state: {', '.join(ARM_STATE)} beside the images")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     spec = ClassifierSpec(image_keys=ds.cameras, image_size=ds.image_shape[:2], encoder=cfg.encoder,
                           trim_head=cfg.trim_head, backbone_weights=cfg.backbone_weights,
                           backbone_dtype=cfg.backbone_dtype, num_spatial_features=cfg.num_spatial_features,
-                          hidden_dim=cfg.hidden_dim, dropout=cfg.dropout)
+                          hidden_dim=cfg.hidden_dim, dropout=cfg.dropout, arm_state=use_arm,
+                          arm_mean=tuple(arm_train.mean(0).tolist()) if use_arm else None,
+                          arm_std=tuple(np.maximum(arm_train.std(0), 1e-3).tolist()) if use_arm else None)
     backbone = backbone or make_backbone(spec)
     clf = RewardClassifier(spec, backbone)
     tc = time.perf_counter()
@@ -252,8 +269,9 @@ def train_classifier(dataset: str | Path | RewardDataset, out_dir: str | Path | 
     test_feats = {cam: cache_features(backbone, ds.images[cam][test_idx], 1, 0) for cam in ds.cameras}
     log(f"cached backbone maps {tuple(next(iter(train_feats.values())).shape[2:])} x {cfg.num_shifts} shifts "
         f"in {time.perf_counter() - tc:.1f} s")
-    losses = train_head(clf, train_feats, ds.labels[train_idx], cfg.steps, cfg.batch_size, cfg.lr, gen, log)
-    probs = predict_from_features(clf, test_feats)
+    losses = train_head(clf, train_feats, ds.labels[train_idx], cfg.steps, cfg.batch_size, cfg.lr, gen, log,
+                        arm_train)
+    probs = predict_from_features(clf, test_feats, arm=arm_test)
     y_test = ds.labels[test_idx]
     at_half = classification_metrics(probs, y_test, 0.5)
     threshold, reached = pick_threshold(probs, y_test, cfg.target_precision, cfg.min_threshold)

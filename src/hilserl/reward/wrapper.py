@@ -11,7 +11,8 @@ The classifier as the reward: ``RewardClassifierWrapper``.
 
 Every step the classifier sees the frame(s) of its cameras (from ``obs["pixels"]`` when the observation has them,
 otherwise rendered with ``env.unwrapped.render_camera`` — a state-only simulation still gives the classifier its
-images) and returns p = P(success). Then
+images), and the observation's ``state`` when it also reads the arm (``needs_state``), and returns p = P(success).
+Then
 
 * success  = p > threshold on ``consecutive_frames`` (K, default 10) consecutive steps AND at least ``min_steps``
   (M, default 30) steps into the episode;
@@ -100,7 +101,10 @@ class RewardClassifierWrapper(gym.Wrapper):
     def step(self, action):
         obs, _env_reward, _env_terminated, env_truncated, info = self.env.step(action)
         self._steps += 1
-        prob = float(self.classifier.predict_proba(self._images(obs)))
+        if getattr(self.classifier, "needs_state", False):  # it also reads the arm (gripper opening, height)
+            prob = float(self.classifier.predict_proba(self._images(obs), state=obs["state"]))
+        else:
+            prob = float(self.classifier.predict_proba(self._images(obs)))
         above = prob > self.threshold
         self._run = self._run + 1 if above else 0
         success = self._run >= self.consecutive_frames and self._steps >= self.min_steps
