@@ -151,12 +151,29 @@ def test_reward_recording_on_the_real_env_toggles_the_label_with_the_success_key
     keys = Keys({3: [Event.RERECORD], 4 + 3: [Event.SUCCESS], 4 + 6: [Event.SUCCESS]})
     env = SO101RealEnv(cfg, IdealFollower(q0=[0.0, -0.5, 0.6, 0.9, 0.0, 0.5]), {"gripper": camera}, event_sources=[keys], kinematics=SO101Kinematics(),
                        clock=clock, sleep=clock.sleep)
-    writer = DatasetWriter(tmp_path / "reward", ["gripper"], (64, 64, 3), source="so101")
-    res = record_with_env(writer, env, 1, hold_action=hold_still("discrete"), log=lambda s: None)
+    states = []  # the state of every observation the recording saw
+
+    class Spy:
+        def reset(self):
+            obs, info = env.reset()
+            states.append(obs["state"])
+            return obs, info
+
+        def step(self, action):
+            obs, *rest = env.step(action)
+            states.append(obs["state"])
+            return (obs, *rest)
+
+    writer = DatasetWriter(tmp_path / "reward", ["gripper"], (64, 64, 3), source="so101", with_arm=True)
+    res = record_with_env(writer, Spy(), 1, hold_action=hold_still("discrete"), log=lambda s: None)
     assert (res["saved"], res["dropped"]) == (1, 1)
     ds = load_dataset(tmp_path / "reward")
     labels = ds.labels.astype(bool).tolist()
     assert len(labels) == 8 and labels == [False, False, False, True, True, True, False, False]
+    # every frame with what the arm measured then (the kept episode's 8 frames: its reset and 7 steps; the last
+    # step's observation ends the episode unrecorded): the gripper's opening and the tool's height
+    kept = np.stack(states[-9:-1])
+    assert ds.arm.shape == (8, 2) and np.array_equal(ds.arm, kept[:, [12, 16]])
 
 
 def test_hilserl_record_on_the_real_arm_path_end_to_end(tmp_path):

@@ -67,6 +67,36 @@ def test_save_load_round_trip(clf, tmp_path):
     np.testing.assert_allclose(back.predict_proba(imgs), clf.predict_proba(imgs), atol=1e-6)
 
 
+def test_a_classifier_that_reads_the_arm_needs_the_state_and_keeps_its_standardization(tmp_path):
+    import dataclasses
+
+    torch.manual_seed(0)
+    spec = dataclasses.replace(SPEC, arm_state=True, arm_mean=(0.5, 0.1), arm_std=(0.3, 0.05))
+    arm_clf = RewardClassifier(spec, threshold=0.6)
+    rng = np.random.default_rng(2)
+    imgs = _images(rng, 3)
+    states = rng.random((3, 17)).astype(np.float32)
+    with pytest.raises(ValueError, match="state: this reward classifier also reads the arm's state"):
+        arm_clf.predict_proba(imgs)
+    p = arm_clf.predict_proba(imgs, state=states)
+    moved = states.copy()
+    moved[:, 16] += 0.2  # the end-effector 20 cm higher: another answer from the same images
+    assert not np.allclose(arm_clf.predict_proba(imgs, state=moved), p)
+    moved = states.copy()
+    moved[:, 3] += 1.0  # a joint the classifier does not read: the same answer
+    np.testing.assert_allclose(arm_clf.predict_proba(imgs, state=moved), p, atol=1e-6)
+    assert isinstance(arm_clf.predict_proba({c: v[0] for c, v in imgs.items()}, state=states[0]), float)
+    arm_clf.save(tmp_path / "a")
+    meta = json.loads((tmp_path / "a" / "classifier.json").read_text())
+    assert meta["arm_state"] is True and meta["arm_mean"] == [0.5, 0.1] and meta["arm_std"] == [0.3, 0.05]
+    back = RewardClassifier.load(tmp_path / "a")
+    assert back.needs_state and back.spec.arm_mean == (0.5, 0.1) and back.spec.arm_std == (0.3, 0.05)
+    np.testing.assert_allclose(back.predict_proba(imgs, state=states), p, atol=1e-6)
+    _edit_meta(tmp_path / "a", arm_std=[0.3, 0.0])
+    with pytest.raises(ClassifierFileError, match="arm_std: expected values > 0"):
+        RewardClassifier.load(tmp_path / "a")
+
+
 def _edit_meta(path, **changes):
     meta = json.loads((path / "classifier.json").read_text())
     meta.update(changes)

@@ -83,6 +83,40 @@ def test_train_classifier_end_to_end(tmp_path):
     assert p[ds.labels].mean() > p[~ds.labels].mean() + 0.3  # it learned the bright square
 
 
+def test_the_classifier_reads_the_arm_state_when_the_dataset_has_it(tmp_path):
+    # the images tell nothing (noise), the arm tells everything: success = the gripper closed partway on something
+    # (opening 0.3-0.5) while the end-effector is high
+    rng = np.random.default_rng(0)
+    w = DatasetWriter(tmp_path / "ds", ("gripper",), (32, 32, 3), with_arm=True)
+    for e in range(16):
+        t = 8
+        labels = np.zeros(t, bool)
+        if e % 2 == 0:
+            labels[t // 2:] = True
+        arm = np.stack([rng.uniform(0.6, 1.0, t), rng.uniform(0.0, 0.03, t)], 1)
+        arm[labels] = np.stack([rng.uniform(0.3, 0.5, labels.sum()), rng.uniform(0.06, 0.15, labels.sum())], 1)
+        w.add_episode({"gripper": rng.integers(0, 256, (t, 32, 32, 3), dtype=np.uint8)}, labels, arm=arm)
+    ds = load_dataset(tmp_path / "ds")
+    cfg = ClassifierTrainConfig(steps=80, batch_size=16, hidden_dim=32, backbone_dtype="float32", num_shifts=1,
+                                seed=1)
+    res = train_classifier(ds, tmp_path / "clf", cfg, log=lambda s: None)
+    clf = RewardClassifier.load(tmp_path / "clf")
+    assert clf.needs_state and res.metrics_at_half["accuracy"] >= 0.95
+    states = np.zeros((len(ds), 17), np.float32)
+    states[:, 12], states[:, 16] = ds.arm[:, 0], ds.arm[:, 1]
+    p = clf.predict_proba({"gripper": ds.images["gripper"]}, state=states)
+    assert p[ds.labels].min() > p[~ds.labels].max()  # every frame on the right side
+    cfg.arm_state = False  # the images alone: nothing to learn
+    alone = train_classifier(ds, None, cfg, log=lambda s: None)
+    assert not alone.classifier.needs_state and alone.metrics_at_half["accuracy"] < 0.8
+    plain = DatasetWriter(tmp_path / "plain", ("gripper",), (32, 32, 3))
+    for labels in ([0, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1]):
+        plain.add_episode({"gripper": rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)}, labels)
+    cfg.arm_state = True
+    with pytest.raises(ValueError, match="arm_state: .* holds no arm state"):
+        train_classifier(load_dataset(tmp_path / "plain"), None, cfg, log=lambda s: None)
+
+
 def test_hilserl_train_with_the_classifier_reward(tmp_path):
     from hilserl.config import load_config
     from hilserl.train.config import TrainConfig

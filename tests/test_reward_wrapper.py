@@ -138,6 +138,23 @@ def test_threshold_override_and_rendering_when_the_observation_has_no_pixels():
     assert env.env.rendered == 0 and fake.seen[0]["gripper"][0, 0, 0] == 1  # the observation's own frame
 
 
+def test_a_classifier_that_reads_the_arm_gets_the_observations_state():
+    class ArmFake(FakeClassifier):
+        needs_state = True
+
+        def predict_proba(self, images, state=None):
+            self.seen.append(state)
+            return 0.9 if state[16] >= 3 else 0.1  # "lifted" from the 3rd step on
+
+    class ArmEnv(FakeEnv):
+        def _obs(self):
+            return {**super()._obs(), "state": np.full(17, self.t, np.float32)}
+
+    fake = ArmFake([0.0])
+    rows = _run(RewardClassifierWrapper(ArmEnv(gt_from=1000), fake, consecutive_frames=2, min_steps=0))
+    assert len(rows) == 4 and rows[-1][1] and [s[16] for s in fake.seen] == [1, 2, 3, 4]
+
+
 def test_reward_config_validation_names_the_field():
     with pytest.raises(ConfigError, match="reward.classifier_path"):
         load_config(TrainConfig, None, ["--reward.type=classifier"])
