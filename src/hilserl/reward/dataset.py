@@ -298,5 +298,5 @@ def dataset_summary(ds: RewardDataset) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ARM_STATE", "FORMAT_VERSION", "DatasetError", "arm_state", "DatasetWriter", "RewardDataset", "load_dataset", "split_by_episode",
-           "dataset_summary"]
+__all__ = ["ARM_STATE", "FORMAT_VERSION", "DatasetError", "arm_state", "DatasetWriter", "RewardDataset",
+           "load_dataset", "split_by_episode", "dataset_summary"]
