@@ -216,7 +216,7 @@ def robust(args, out: Path) -> dict:
     t0 = time.perf_counter()
     dirs = robust_datasets(args, out)
     collect_s = time.perf_counter() - t0
-    classifiers, summary = {}, {}
+    classifiers, summary, features = {}, {}, {}  # the randomized frames' maps are computed once for both heads
     for name, data, steps, shifts, arm in (
             ("nominal", "nominal", args.head_steps, 4, False),
             ("randomized", "randomized", args.train_head_steps, args.train_num_shifts, False),
@@ -225,7 +225,7 @@ def robust(args, out: Path) -> dict:
         res = train_classifier(ds, out / f"classifier_{name}",
                                ClassifierTrainConfig(steps=steps, seed=args.seed, torch_threads=args.torch_threads,
                                                      num_shifts=shifts, arm_state=arm),
-                               log=lambda s: print(s, flush=True))
+                               log=lambda s: print(s, flush=True), feature_cache=features)
         print(f"[{name}]\n{format_report(res)}", flush=True)
         classifiers[name] = res.classifier
         summary[name] = {"threshold": round(res.threshold, 4), "target_reached": res.target_reached,

@@ -107,7 +107,10 @@ def test_the_classifier_reads_the_arm_state_when_the_dataset_has_it(tmp_path):
     p = clf.predict_proba({"gripper": ds.images["gripper"]}, state=states)
     assert p[ds.labels].min() > p[~ds.labels].max()  # every frame on the right side
     cfg.arm_state = False  # the images alone: nothing to learn
-    alone = train_classifier(ds, None, cfg, log=lambda s: None)
+    cache = {}
+    alone = train_classifier(ds, None, cfg, log=lambda s: None, feature_cache=cache)
+    again = train_classifier(ds, None, cfg, log=lambda s: None, feature_cache=cache)  # the maps reused
+    assert len(cache) == 1 and again.losses == alone.losses and again.threshold == alone.threshold
     assert not alone.classifier.needs_state and alone.metrics_at_half["accuracy"] < 0.8
     plain = DatasetWriter(tmp_path / "plain", ("gripper",), (32, 32, 3))
     for labels in ([0, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1]):

@@ -225,8 +225,12 @@ def predict_from_features(classifier: RewardClassifier, features: dict[str, torc
 # ============================================================================================= the whole thing
 def train_classifier(dataset: str | Path | RewardDataset, out_dir: str | Path | None,
                      cfg: ClassifierTrainConfig | None = None, log: Callable[[str], None] = print,
-                     backbone: FrozenBackbone | None = None) -> ClassifierTrainResult:
-    """Train, evaluate on held-out episodes, pick the threshold, and (with ``out_dir``) save the classifier."""
+                     backbone: FrozenBackbone | None = None,
+                     feature_cache: dict | None = None) -> ClassifierTrainResult:
+    """Train, evaluate on held-out episodes, pick the threshold, and (with ``out_dir``) save the classifier.
+    ``feature_cache`` (a dict the caller keeps): the cached backbone maps are kept there and reused by a later call
+    on the same dataset with the same backbone, shifts and split (e.g. heads with and without the arm state), with
+    the same result as computing them again."""
     cfg = cfg or ClassifierTrainConfig()
     cfg.validate()
     t0 = time.perf_counter()
@@ -264,9 +268,17 @@ def train_classifier(dataset: str | Path | RewardDataset, out_dir: str | Path | 
     backbone = backbone or make_backbone(spec)
     clf = RewardClassifier(spec, backbone)
     tc = time.perf_counter()
-    train_feats = {cam: cache_features(backbone, ds.images[cam][train_idx], cfg.num_shifts, cfg.augmentation_pad, gen)
-                   for cam in ds.cameras}
-    test_feats = {cam: cache_features(backbone, ds.images[cam][test_idx], 1, 0) for cam in ds.cameras}
+    key = (str(ds.root), cfg.encoder, cfg.trim_head, cfg.backbone_weights, cfg.backbone_dtype, cfg.num_shifts,
+           cfg.augmentation_pad, cfg.test_fraction, cfg.seed)
+    if feature_cache is not None and key in feature_cache:
+        train_feats, test_feats, gen_state = feature_cache[key]
+        gen.set_state(gen_state)  # where computing them would have left it
+    else:
+        train_feats = {cam: cache_features(backbone, ds.images[cam][train_idx], cfg.num_shifts,
+                                           cfg.augmentation_pad, gen) for cam in ds.cameras}
+        test_feats = {cam: cache_features(backbone, ds.images[cam][test_idx], 1, 0) for cam in ds.cameras}
+        if feature_cache is not None:
+            feature_cache[key] = (train_feats, test_feats, gen.get_state())
     log(f"cached backbone maps {tuple(next(iter(train_feats.values())).shape[2:])} x {cfg.num_shifts} shifts "
         f"in {time.perf_counter() - tc:.1f} s")
     losses = train_head(clf, train_feats, ds.labels[train_idx], cfg.steps, cfg.batch_size, cfg.lr, gen, log,

@@ -101,10 +101,8 @@ class RewardClassifierWrapper(gym.Wrapper):
     def step(self, action):
         obs, _env_reward, _env_terminated, env_truncated, info = self.env.step(action)
         self._steps += 1
-        if getattr(self.classifier, "needs_state", False):  # it also reads the arm (gripper opening, height)
-            prob = float(self.classifier.predict_proba(self._images(obs), state=obs["state"]))
-        else:
-            prob = float(self.classifier.predict_proba(self._images(obs)))
+        arm = {"state": obs["state"]} if getattr(self.classifier, "needs_state", False) else {}  # gripper, height
+        prob = float(self.classifier.predict_proba(self._images(obs), **arm))
         above = prob > self.threshold
         self._run = self._run + 1 if above else 0
         success = self._run >= self.consecutive_frames and self._steps >= self.min_steps
