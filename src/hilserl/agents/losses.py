@@ -61,3 +61,12 @@ def double_dqn_target(rewards: Tensor, terminals: Tensor, next_q_online: Tensor,
     index = best.view(1, -1, 1).expand(next_q_target.shape[0], -1, 1)
     value = next_q_target.gather(-1, index).squeeze(-1).min(dim=0).values
     return rewards + discount * (1.0 - terminals) * value
+
+
+PRIVILEGED_UNITS_PER_METRE = 100.0  # the privileged targets are metres; the loss compares centimetres
+
+
+def privileged_loss(prediction: Tensor, target_m: Tensor) -> Tensor:
+    """MSE in centimetres between the auxiliary head's prediction [B, P] and the privileged pose [B, P] (metres):
+    a 1 cm error everywhere costs 1, on the scale of the critic's squared TD errors."""
+    return (prediction.float() - target_m.float() * PRIVILEGED_UNITS_PER_METRE).pow(2).mean()

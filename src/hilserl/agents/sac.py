@@ -10,7 +10,8 @@ Batch format (what a replay buffer hands to ``update``; the observation keys and
         "state"              float32 [B, S]
         "pixels.<camera>"    uint8 [B, 3, H, W]          (faithful mode: augmented here, backbone run here)
         "features.<camera>"  float16 [B, K, C, h, w]     (cached mode, see below; or [B, C, h, w] already picked)
-        "environment_state"  float32 [B, E]              (optional)
+        "environment_state"  float32 [B, E]              (optional; with ``privileged_dim`` the target of the
+                                                          privileged auxiliary loss, not an input)
     actions          float32 [B, A]; discrete-gripper mode: A = action_dim + 1, the last column is the gripper
                      command index (0 = close, 1 = stay, 2 = open) stored as a float
     rewards          [B]   (n-step batches: the discounted sum of the row's rewards)
@@ -71,17 +72,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hilserl.fileio import atomic_write, atomic_write_json
-from hilserl.obs_format import STATE, is_camera_key
+from hilserl.obs_format import ENV_STATE, STATE, is_camera_key
 
 from .augment import augment_observations
 from .averaging import PolicyAverage
 from .encoders import ObservationEncoder, build_backbone, precompute_features
-from .losses import actor_loss, critic_loss, double_dqn_target, smoothness_loss, td_target, temperature_loss
+from .losses import (actor_loss, critic_loss, double_dqn_target, privileged_loss, smoothness_loss, td_target,
+                     temperature_loss)
 from .networks import CriticEnsemble, DiscreteCritic, TanhGaussianActor, soft_update
 from .precision import cpu_bf16_name, native_bf16
 from .sac_config import SACConfig
 
-__all__ = ["SACAgent", "SACConfig"]
+__all__ = ["PRIVILEGED_PREFIX", "SACAgent", "SACConfig"]
+
+PRIVILEGED_PREFIX = "privileged_head."  # the auxiliary head's weights: a training aid, not part of the policy
 
 
 # ============================================================================================= agent
@@ -110,6 +114,8 @@ class SACAgent(nn.Module):
         self.critic = CriticEnsemble(d, cfg.action_dim, cfg.critic_ensemble_size, cfg.hidden_dims, cfg.activation,
                                      cfg.critic_trunk_dim)
         self.critic_target = _frozen_copy(self.critic)
+        # the privileged auxiliary head: embedding -> the cube's pose; trained with the critic, never acts
+        self.privileged_head = nn.Linear(d, cfg.privileged_dim) if cfg.privileged_dim > 0 else None
         self.discrete_critic = self.discrete_critic_target = None
         if cfg.discrete_gripper:
             self.discrete_critic = DiscreteCritic(d, cfg.num_gripper_actions, cfg.discrete_critic_ensemble_size,
@@ -121,7 +127,7 @@ class SACAgent(nn.Module):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._augment_scratch: dict[str, dict[str, Tensor]] = {"obs": {}, "next_obs": {}}
         self._optim_param_names: dict[str, list[str]] = {}
-        self._add_optimizer("critic", ["encoder.", "critic."], cfg.critic_lr)
+        self._add_optimizer("critic", ["encoder.", "critic.", PRIVILEGED_PREFIX], cfg.critic_lr)
         for name, prefixes, lr in self._policy_optimizers():
             self._add_optimizer(name, prefixes, lr)
         if cfg.discrete_gripper:
@@ -220,6 +226,10 @@ class SACAgent(nn.Module):
         metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "td_target_mean": target.mean()}
         total = loss
         names = ["critic"]
+        if self.privileged_head is not None and cfg.privileged_aux_weight > 0:
+            aux = privileged_loss(self.privileged_head(obs_emb), prep["obs"][ENV_STATE])
+            total = total + cfg.privileged_aux_weight * aux
+            metrics["privileged_loss"] = aux.detach()
         if cfg.discrete_gripper:
             d_loss = self._discrete_critic_loss(prep, obs_emb, next_emb, metrics)
             total = total + d_loss

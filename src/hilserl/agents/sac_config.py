@@ -31,6 +31,9 @@ class SACConfig:
     cameras: tuple[str, ...] = ()
     image_size: tuple[int, int] = (128, 128)
     environment_state_dim: int = 0
+    # the simulation's cube pose beside the cameras (env.privileged_state): never an input, only the target of the
+    # privileged auxiliary loss below; set from the environment like the other shape fields
+    privileged_dim: int = 0
     # ---- encoder
     encoder: str = "efficientnet_lite0"  # "efficientnet_lite0" (shipped ImageNet weights), "resnet10", "conv"
     backbone_weights: str | None = None  # local .safetensors/.pth; None: shipped weights (effnet) / random (resnet)
@@ -86,6 +89,12 @@ class SACConfig:
     # CPU multiplies bf16 natively (AVX512-BF16 or AMX: 1.6-1.9x the updates/s), off elsewhere (see
     # hilserl.agents.precision). true / false force it. Acting is always float32.
     mixed_precision: bool | str = "auto"
+    # privileged auxiliary loss (simulation only, env.privileged_state): the critic step also trains a linear head on
+    # the observation embedding to predict the cube's pose (centimetres), with this weight against the critic loss,
+    # so that the image heads learn where the cube is whatever the scene looks like (James, Davison & Johns 2017,
+    # "Transferring End-to-End Visuomotor Control from Simulation to Real World"). The policy never reads the pose;
+    # the head is dropped when a run starts from the policy (train.init_policy). 0: off.
+    privileged_aux_weight: float = 0.0
 
     def __post_init__(self):
         for name in ("cameras", "image_size", "conv_channels", "conv_strides", "hidden_dims",
@@ -107,6 +116,10 @@ class SACConfig:
         check(self.environment_state_dim >= 0, "environment_state_dim", "must be >= 0")
         check(self.state_dim > 0 or len(self.cameras) > 0 or self.environment_state_dim > 0, "state_dim",
               "the observation is empty: give state_dim > 0, cameras or environment_state_dim")
+        check(self.privileged_dim >= 0, "privileged_dim", "must be >= 0")
+        check(self.privileged_dim == 0 or (len(self.cameras) > 0 and self.environment_state_dim == 0),
+              "privileged_dim", "needs cameras, and environment_state_dim 0 (the pose is a target, not an input)")
+        check(self.privileged_aux_weight >= 0.0, "privileged_aux_weight", "must be >= 0")
         check(len(set(self.cameras)) == len(self.cameras), "cameras", "must be unique")
         check(self.encoder in ENCODERS, "encoder", f"must be one of {ENCODERS}")
         check(self.backbone_dtype in ("auto", "float32", "bfloat16"), "backbone_dtype",

@@ -45,6 +45,9 @@ class GraspCubeConfig:
     action_scale: float = 0.02  # metres per unit action per step
     gripper_mode: str = "discrete"  # "discrete" (close/stay/open) or "continuous"
     obs_type: str = "pixels_state"  # "pixels_state" or "state" (state + privileged cube pose, no images)
+    # pixels_state only: the observation also carries the cube's pose as `environment_state`, never an input of the
+    # policy, only the target of its privileged auxiliary loss (policy.privileged_aux_weight; docs/training.md)
+    privileged_state: bool = False
     cameras: tuple[str, ...] = ("gripper",)  # add "front" for the fixed scene camera
     image_size: int = 128
     success_lift: float = 0.02  # m the cube's bottom must be above the table while held
@@ -80,6 +83,8 @@ class GraspCubeConfig:
         need(self.gripper_mode in ("discrete", "continuous"), "gripper_mode", "'discrete' or 'continuous'")
         need(self.obs_type in ("pixels_state", "state"), "obs_type", "'pixels_state' or 'state'")
         need(self.image_size >= 16, "image_size", ">= 16 pixels")
+        need(not self.privileged_state or self.obs_type == "pixels_state", "privileged_state",
+             "false with obs_type 'state' (a state observation has the cube's pose as an input already)")
         known = {"gripper", "front"} | set(self.scene.extra_cameras)
         need(set(self.cameras) <= known and len(self.cameras) > 0, "cameras", f"a non-empty subset of {sorted(known)}")
         need(all(lo < hi for lo, hi in zip(self.workspace_low, self.workspace_high)), "workspace_low",
@@ -165,7 +170,7 @@ class SO101GraspCubeEnv(gym.Env):
         if cfg.obs_type == "pixels_state":
             s = cfg.image_size
             obs[PIXELS] = spaces.Dict({c: spaces.Box(0, 255, (s, s, 3), np.uint8) for c in cfg.cameras})
-        else:
+        if cfg.obs_type == "state" or cfg.privileged_state:
             obs[ENV_STATE] = spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32)
         self.observation_space = spaces.Dict(obs)
 
@@ -377,7 +382,7 @@ class SO101GraspCubeEnv(gym.Env):
         obs = {STATE: self._state()}
         if self.cfg.obs_type == "pixels_state":
             obs[PIXELS] = {cam: self.render_camera(cam) for cam in self.cfg.cameras}
-        else:
+        if self.cfg.obs_type == "state" or self.cfg.privileged_state:
             cube = self.data.xpos[self.cube_body]
             obs[ENV_STATE] = np.concatenate([cube, cube - self._tcp_pos()]).astype(np.float32)
         return obs

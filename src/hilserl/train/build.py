@@ -45,13 +45,22 @@ def policy_config(cfg: TrainConfig, observation_space, action_space) -> SACConfi
     cameras = tuple(obs["pixels"].spaces) if "pixels" in obs else ()
     image = obs["pixels"][cameras[0]].shape[:2] if cameras else cfg.policy.image_size
     env_state = obs["environment_state"].shape[0] if "environment_state" in obs else 0
+    # beside cameras the environment state is privileged (the simulation's cube pose): a target, never an input
+    privileged = env_state if cameras else 0
+    if cfg.policy.privileged_aux_weight > 0 and not privileged:
+        raise ConfigError(f"policy.privileged_aux_weight: {cfg.policy.privileged_aux_weight} needs the cube's pose "
+                          "beside the camera images (the simulation's env.privileged_state=true); this environment "
+                          "gives none (the real arm never does): set it to 0")
+    if privileged and cfg.policy.privileged_aux_weight <= 0:
+        raise ConfigError("env.privileged_state: the cube's pose is only the target of the privileged auxiliary loss; "
+                          "set policy.privileged_aux_weight > 0 (e.g. 1.0) or turn env.privileged_state off")
     discrete = cfg.env.gripper_mode == "discrete"
     action_dim = int(action_space.shape[0]) - (1 if discrete else 0)
     if action_dim < 1:
         raise ConfigError(f"env: the action space {action_space.shape} leaves no continuous dimension for the actor")
     return dataclasses.replace(cfg.policy, state_dim=obs["state"].shape[0], action_dim=action_dim,
                                discrete_gripper=discrete, cameras=cameras, image_size=tuple(image),
-                               environment_state_dim=env_state)
+                               environment_state_dim=env_state - privileged, privileged_dim=privileged)
 
 
 def make_actor(cfg: TrainConfig, env, agent: SACAgent, human, seed: int) -> Actor:

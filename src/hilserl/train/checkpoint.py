@@ -25,7 +25,7 @@ import torch
 
 from hilserl.agents.averaging import KEY_PREFIX
 from hilserl.agents.registry import load_agent
-from hilserl.agents.sac import SACAgent
+from hilserl.agents.sac import PRIVILEGED_PREFIX, SACAgent
 from hilserl.fileio import atomic_write_json, fsync_dir
 
 LAST = "last.json"
@@ -193,8 +193,12 @@ def _load_with_average(agent: SACAgent, weights: dict[str, torch.Tensor]) -> Non
     theirs = any(k.startswith(KEY_PREFIX) for k in weights)
     if not ours:
         weights = {k: v for k, v in weights.items() if not k.startswith(KEY_PREFIX)}
+    # the privileged auxiliary head is a training aid of the run that made it, not part of the policy: a new run
+    # starts its own (when it has one) fresh
+    weights = {k: v for k, v in weights.items() if not k.startswith(PRIVILEGED_PREFIX)}
     missing, unexpected = agent.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if theirs or not k.startswith(KEY_PREFIX)]
+    missing = [k for k in missing
+               if (theirs or not k.startswith(KEY_PREFIX)) and not k.startswith(PRIVILEGED_PREFIX)]
     if missing or unexpected:
         raise ValueError(f"train.init_policy: the saved policy's weights do not match this run's agent (missing "
                          f"{missing[:3]}, unexpected {unexpected[:3]})")
