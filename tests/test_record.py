@@ -171,9 +171,10 @@ def test_reward_recording_on_the_real_env_toggles_the_label_with_the_success_key
     labels = ds.labels.astype(bool).tolist()
     assert len(labels) == 8 and labels == [False, False, False, True, True, True, False, False]
     # every frame with what the arm measured then (the kept episode's 8 frames: its reset and 7 steps; the last
-    # step's observation ends the episode unrecorded): the gripper's opening and the tool's height
+    # step's observation ends the episode unrecorded): the gripper's opening, velocity and closed command, and the
+    # tool's height
     kept = np.stack(states[-9:-1])
-    assert ds.arm.shape == (8, 2) and np.array_equal(ds.arm, kept[:, [12, 16]])
+    assert ds.arm.shape == (8, 4) and np.array_equal(ds.arm, kept[:, [12, 11, 13, 16]])
 
 
 def test_hilserl_record_on_the_real_arm_path_end_to_end(tmp_path):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hilserl.reward.dataset import ARM_STATE, DatasetError, DatasetWriter, arm_state, load_dataset, split_by_episode
+from hilserl.reward.dataset import ARM_STATE, LEGACY_ARM_STATE, DatasetError, DatasetWriter, arm_state, load_dataset, split_by_episode
 from hilserl.reward.recording import record_episode
 from hilserl.reward.sim_dataset import collect_sim_dataset
 
@@ -79,20 +79,22 @@ def test_split_is_by_episode_and_both_sides_have_positives():
 def test_the_arm_state_is_stored_with_every_frame_when_asked(tmp_path):
     rng = np.random.default_rng(1)
     w = DatasetWriter(tmp_path / "ds", ("gripper",), SHAPE, with_arm=True)
-    arms = [rng.random((t, 2)).astype(np.float32) for t in (4, 6)]
+    arms = [rng.random((t, 4)).astype(np.float32) for t in (4, 6)]
     for arm in arms:
         w.add_episode({"gripper": _frames(rng, len(arm))["gripper"]}, rng.random(len(arm)) < 0.5, arm=arm)
     with pytest.raises(ValueError, match="arm: this dataset stores what the arm measured"):
         w.add_episode({"gripper": _frames(rng, 3)["gripper"]}, [0, 1, 0])
-    with pytest.raises(ValueError, match=r"arm: expected finite float32 \[3, 2\]"):
-        w.add_episode({"gripper": _frames(rng, 3)["gripper"]}, [0, 1, 0], arm=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"arm: expected finite float32 \[3, 4\]"):
+        w.add_episode({"gripper": _frames(rng, 3)["gripper"]}, [0, 1, 0], arm=np.zeros((3, 2)))
     ds = load_dataset(tmp_path / "ds")
-    assert ds.arm.dtype == np.float32 and len(ds.episodes) == 2
+    assert ds.arm.dtype == np.float32 and len(ds.episodes) == 2 and ds.arm_fields == ARM_STATE
     np.testing.assert_array_equal(ds.arm, np.concatenate(arms))
     assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["arm_state"] == list(ARM_STATE)
-    # the policy's 17-value state: the gripper's opening and the end-effector's height
+    # the policy's 17-value state: the gripper's opening, velocity (the jaw's, the last joint) and closed command,
+    # and the end-effector's height
     state = np.arange(17, dtype=np.float32)
-    np.testing.assert_array_equal(arm_state(state), [12, 16])
+    np.testing.assert_array_equal(arm_state(state), [12, 11, 13, 16])
+    np.testing.assert_array_equal(arm_state(state, ("ee_height", "gripper_opening")), [16, 12])
     with pytest.raises(ValueError, match="state: expected the arm's 17-value state vector"):
         arm_state(np.zeros(6))
     (tmp_path / "ds" / "episodes" / "000001_arm.npy").unlink()
@@ -102,7 +104,28 @@ def test_the_arm_state_is_stored_with_every_frame_when_asked(tmp_path):
     plain.add_episode({"gripper": _frames(rng, 2)["gripper"]}, [0, 1])
     assert load_dataset(tmp_path / "plain").arm is None
     with pytest.raises(ValueError, match="without with_arm"):
-        plain.add_episode({"gripper": _frames(rng, 2)["gripper"]}, [0, 1], arm=np.zeros((2, 2)))
+        plain.add_episode({"gripper": _frames(rng, 2)["gripper"]}, [0, 1], arm=np.zeros((2, 4)))
+
+
+def test_a_dataset_recorded_with_other_arm_fields_reads_as_recorded(tmp_path):
+    """Datasets recorded before the gripper's velocity and command were stored hold two values per frame; they
+    read as what their manifest names. Unknown names are refused, naming the manifest's field."""
+    rng = np.random.default_rng(2)
+    w = DatasetWriter(tmp_path / "old", ("gripper",), SHAPE, with_arm=True)
+    w.add_episode({"gripper": _frames(rng, 3)["gripper"]}, [0, 1, 1], arm=rng.random((3, 4)).astype(np.float32))
+    man_path = tmp_path / "old" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    old = rng.random((3, 2)).astype(np.float32)
+    np.save(tmp_path / "old" / man["episodes"][0]["files"]["arm"], old)
+    man["arm_state"] = list(LEGACY_ARM_STATE)
+    man_path.write_text(json.dumps(man))
+    ds = load_dataset(tmp_path / "old")
+    assert ds.arm_fields == LEGACY_ARM_STATE == ("gripper_opening", "ee_height")
+    np.testing.assert_array_equal(ds.arm, old)
+    man["arm_state"] = ["gripper_opening", "grip_force"]
+    man_path.write_text(json.dumps(man))
+    with pytest.raises(DatasetError, match=r"manifest.json: arm_state: expected distinct names from .*grip_force"):
+        load_dataset(tmp_path / "old")
 
 
 def test_corrupt_or_inconsistent_dataset_names_the_file(tmp_path):
@@ -135,6 +158,9 @@ def test_sim_collection_labels_are_ground_truth_and_counts_hit_the_targets(tmp_p
     assert pos_kinds <= {"expert_hold", "expert_drop", "close_on_nothing"}  # lifting needs a grasp
     assert "squeeze" in set(kinds.values())  # the hardest negative (cube held on the table) is in
     assert not ds.labels[np.isin(ds.episode_ids, [e for e, k in kinds.items() if k == "squeeze"])].any()
-    # what the arm measured: a lifted cube is held off the table in a gripper that closed on it, not shut
-    assert ds.arm.shape == (100, 2) and 0.0 <= ds.arm[:, 0].min() and ds.arm[:, 0].max() <= 1.0
-    assert ds.arm[ds.labels, 1].min() > 0.02 and ds.arm[ds.labels, 0].min() > 0.02
+    # what the arm measured: a lifted cube is held off the table in a gripper that was told to close, closed on it
+    # (not shut) and stopped there
+    assert ds.arm.shape == (100, 4) and 0.0 <= ds.arm[:, 0].min() and ds.arm[:, 0].max() <= 1.0
+    held = ds.arm[ds.labels]
+    assert held[:, 3].min() > 0.02 and held[:, 0].min() > 0.02 and (held[:, 2] == 1).all()
+    assert np.abs(held[:, 1]).max() < 0.5 < np.abs(ds.arm[~ds.labels, 1]).max()  # rad/s: still, where others move

@@ -70,8 +70,11 @@ def test_save_load_round_trip(clf, tmp_path):
 def test_a_classifier_that_reads_the_arm_needs_the_state_and_keeps_its_standardization(tmp_path):
     import dataclasses
 
+    from hilserl.reward.dataset import ARM_STATE
+
     torch.manual_seed(0)
-    spec = dataclasses.replace(SPEC, arm_state=True, arm_mean=(0.5, 0.1), arm_std=(0.3, 0.05))
+    spec = dataclasses.replace(SPEC, arm_state=True, arm_fields=ARM_STATE, arm_mean=(0.5, 0.0, 0.5, 0.1),
+                               arm_std=(0.3, 1.0, 0.5, 0.05))
     arm_clf = RewardClassifier(spec, threshold=0.6)
     rng = np.random.default_rng(2)
     imgs = _images(rng, 3)
@@ -79,22 +82,49 @@ def test_a_classifier_that_reads_the_arm_needs_the_state_and_keeps_its_standardi
     with pytest.raises(ValueError, match="state: this reward classifier also reads the arm's state"):
         arm_clf.predict_proba(imgs)
     p = arm_clf.predict_proba(imgs, state=states)
-    moved = states.copy()
-    moved[:, 16] += 0.2  # the end-effector 20 cm higher: another answer from the same images
-    assert not np.allclose(arm_clf.predict_proba(imgs, state=moved), p)
+    for index, change in ((16, 0.2), (11, 4.0), (13, 1.0)):  # higher; the jaw moving; commanded closed
+        moved = states.copy()
+        moved[:, index] += change
+        assert not np.allclose(arm_clf.predict_proba(imgs, state=moved), p), index  # another answer
     moved = states.copy()
     moved[:, 3] += 1.0  # a joint the classifier does not read: the same answer
     np.testing.assert_allclose(arm_clf.predict_proba(imgs, state=moved), p, atol=1e-6)
     assert isinstance(arm_clf.predict_proba({c: v[0] for c, v in imgs.items()}, state=states[0]), float)
     arm_clf.save(tmp_path / "a")
     meta = json.loads((tmp_path / "a" / "classifier.json").read_text())
-    assert meta["arm_state"] is True and meta["arm_mean"] == [0.5, 0.1] and meta["arm_std"] == [0.3, 0.05]
+    assert meta["arm_state"] is True and meta["arm_fields"] == list(ARM_STATE)
+    assert meta["arm_mean"] == [0.5, 0.0, 0.5, 0.1] and meta["arm_std"] == [0.3, 1.0, 0.5, 0.05]
     back = RewardClassifier.load(tmp_path / "a")
-    assert back.needs_state and back.spec.arm_mean == (0.5, 0.1) and back.spec.arm_std == (0.3, 0.05)
+    assert back.needs_state and back.spec.arm_mean == (0.5, 0.0, 0.5, 0.1) and back.spec.arm_fields == ARM_STATE
     np.testing.assert_allclose(back.predict_proba(imgs, state=states), p, atol=1e-6)
-    _edit_meta(tmp_path / "a", arm_std=[0.3, 0.0])
+    _edit_meta(tmp_path / "a", arm_std=[0.3, 1.0, 0.5, 0.0])
     with pytest.raises(ClassifierFileError, match="arm_std: expected values > 0"):
         RewardClassifier.load(tmp_path / "a")
+
+
+def test_a_classifier_saved_before_the_arm_fields_were_named_reads_its_pair(tmp_path):
+    """classifier.json files from before ``arm_fields`` read the gripper's opening and the end-effector's height."""
+    import dataclasses
+
+    torch.manual_seed(1)
+    spec = dataclasses.replace(SPEC, arm_state=True, arm_mean=(0.5, 0.1), arm_std=(0.3, 0.05))
+    assert spec.arm_fields == ("gripper_opening", "ee_height")
+    clf = RewardClassifier(spec, threshold=0.6)
+    clf.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "classifier.json").read_text())
+    del meta["arm_fields"]
+    (tmp_path / "old" / "classifier.json").write_text(json.dumps(meta))
+    back = RewardClassifier.load(tmp_path / "old")
+    rng = np.random.default_rng(3)
+    imgs, states = _images(rng, 2), rng.random((2, 17)).astype(np.float32)
+    np.testing.assert_allclose(back.predict_proba(imgs, state=states), clf.predict_proba(imgs, state=states),
+                               atol=1e-6)
+    moved = states.copy()
+    moved[:, 11] += 4.0  # the velocity: not read by a pair classifier
+    np.testing.assert_allclose(back.predict_proba(imgs, state=moved), clf.predict_proba(imgs, state=states),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="arm_mean: expected 2 finite values"):
+        dataclasses.replace(SPEC, arm_state=True, arm_mean=(0.5, 0.0, 0.5, 0.1))
 
 
 def _edit_meta(path, **changes):

@@ -93,8 +93,10 @@ def test_the_classifier_reads_the_arm_state_when_the_dataset_has_it(tmp_path):
         labels = np.zeros(t, bool)
         if e % 2 == 0:
             labels[t // 2:] = True
-        arm = np.stack([rng.uniform(0.6, 1.0, t), rng.uniform(0.0, 0.03, t)], 1)
-        arm[labels] = np.stack([rng.uniform(0.3, 0.5, labels.sum()), rng.uniform(0.06, 0.15, labels.sum())], 1)
+        # columns as recorded (ARM_STATE): opening, jaw velocity, closed command, end-effector height
+        arm = np.stack([rng.uniform(0.6, 1.0, t), rng.normal(0, 1, t), np.zeros(t), rng.uniform(0.0, 0.03, t)], 1)
+        k = int(labels.sum())
+        arm[labels] = np.stack([rng.uniform(0.3, 0.5, k), np.zeros(k), np.ones(k), rng.uniform(0.06, 0.15, k)], 1)
         w.add_episode({"gripper": rng.integers(0, 256, (t, 32, 32, 3), dtype=np.uint8)}, labels, arm=arm)
     ds = load_dataset(tmp_path / "ds")
     cfg = ClassifierTrainConfig(steps=80, batch_size=16, hidden_dim=32, backbone_dtype="float32", num_shifts=1,
@@ -103,7 +105,7 @@ def test_the_classifier_reads_the_arm_state_when_the_dataset_has_it(tmp_path):
     clf = RewardClassifier.load(tmp_path / "clf")
     assert clf.needs_state and res.metrics_at_half["accuracy"] >= 0.95
     states = np.zeros((len(ds), 17), np.float32)
-    states[:, 12], states[:, 16] = ds.arm[:, 0], ds.arm[:, 1]
+    states[:, 12], states[:, 11], states[:, 13], states[:, 16] = ds.arm.T
     p = clf.predict_proba({"gripper": ds.images["gripper"]}, state=states)
     assert p[ds.labels].min() > p[~ds.labels].max()  # every frame on the right side
     cfg.arm_state = False  # the images alone: nothing to learn

@@ -8,9 +8,10 @@ Layout of a dataset folder (no pickle anywhere; every array is a plain ``.npy`` 
     episodes/000000_gripper.npy   uint8 [T, H, W, 3], one file per episode and camera
     episodes/000000_labels.npy    uint8 [T] (1 = success), one per episode
     episodes/000000_steps.npy     int32 [T], the control step of each frame within its episode
-    episodes/000000_arm.npy       float32 [T, 2], what the arm measured at each frame (``ARM_STATE``: the
-                                  gripper's opening and the end-effector's height); only in datasets recorded
-                                  with it (manifest ``arm_state``)
+    episodes/000000_arm.npy       float32 [T, F], what the arm measured at each frame (the manifest's
+                                  ``arm_state`` names the F values; recordings store ``ARM_STATE``: the gripper's
+                                  opening, velocity and closed command, the end-effector's height); only in
+                                  datasets recorded with it
 
 The manifest is rewritten (atomically) after every episode, so an interrupted recording is a valid, smaller dataset.
 
@@ -34,21 +35,33 @@ from hilserl.fileio import atomic_write, atomic_write_json
 FORMAT = "hilserl.reward_dataset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-# What the arm itself knows about a lift, whatever the camera sees: the gripper's opening (0 closed .. 1 open) and
-# the end-effector's height (z in the arm's base frame, m; the base stands on the table), at their places in the
-# policy's state vector (``SO101GraspCubeEnv.STATE_LAYOUT``, the same on the real arm).
-ARM_STATE = ("gripper_opening", "ee_height")
-_ARM_STATE_INDEX = (12, 16)
+# What the arm itself knows about a lift, whatever the camera sees, at their places in the policy's state vector
+# (``SO101GraspCubeEnv.STATE_LAYOUT``, the same on the real arm): the gripper's opening (0 closed .. 1 open), its
+# velocity (rad/s; 0 when the jaws have stopped, on a cube or closed), whether it was commanded closed (1) or open
+# (0), and the end-effector's height (z in the arm's base frame, m; the base stands on the table). A half-open
+# gripper at lifting height is a held cube only when the jaws were told to close and have stopped.
+ARM_FIELDS = {"gripper_velocity": 11, "gripper_opening": 12, "gripper_closed_cmd": 13, "ee_height": 16}
+ARM_STATE = ("gripper_opening", "gripper_velocity", "gripper_closed_cmd", "ee_height")  # what recordings store
+LEGACY_ARM_STATE = ("gripper_opening", "ee_height")  # datasets and classifiers made before the velocity and command
 _STATE_DIM = 17
 
 
-def arm_state(state) -> np.ndarray:
-    """The ``ARM_STATE`` values (float32 [..., 2]) of policy state vector(s) [..., 17]."""
+def check_arm_fields(fields, where: str) -> tuple[str, ...]:
+    """``fields`` as a tuple of known ``ARM_FIELDS`` names, or a ValueError naming ``where``."""
+    fields = tuple(fields)
+    unknown = [f for f in fields if f not in ARM_FIELDS]
+    if unknown or not fields or len(set(fields)) != len(fields):
+        raise ValueError(f"{where}: expected distinct names from {list(ARM_FIELDS)}, got {list(fields)}")
+    return fields
+
+
+def arm_state(state, fields: tuple[str, ...] = ARM_STATE) -> np.ndarray:
+    """The arm values ``fields`` (float32 [..., len(fields)]) of policy state vector(s) [..., 17]."""
     s = np.asarray(state, dtype=np.float32)
     if s.ndim == 0 or s.shape[-1] != _STATE_DIM:
         raise ValueError(f"state: expected the arm's {_STATE_DIM}-value state vector (joint positions and "
                          f"velocities, gripper, end-effector position), got shape {tuple(s.shape)}")
-    return np.ascontiguousarray(s[..., list(_ARM_STATE_INDEX)])
+    return np.ascontiguousarray(s[..., [ARM_FIELDS[f] for f in fields]])
 
 
 class DatasetError(ValueError):
@@ -97,7 +110,7 @@ class DatasetWriter:
     def add_episode(self, frames: Mapping[str, np.ndarray], labels, steps=None, kind: str = "",
                     meta: dict | None = None, arm=None) -> dict | None:
         """frames: camera -> uint8 [T, H, W, 3]; labels: [T] booleans; steps: [T] step indices (default 0..T-1);
-        arm: [T, 2] ``ARM_STATE`` values (required exactly when the writer is ``with_arm``). An empty episode
+        arm: [T, 4] ``ARM_STATE`` values (required exactly when the writer is ``with_arm``). An empty episode
         (T = 0) is skipped and returns None."""
         labels = np.asarray(labels).astype(bool).reshape(-1)
         t = labels.shape[0]
@@ -116,7 +129,8 @@ class DatasetWriter:
         if steps.shape[0] != t:
             raise ValueError(f"steps: expected {t} values, got {steps.shape[0]}")
         if self.with_arm != (arm is not None):
-            raise ValueError("arm: this dataset stores what the arm measured with every frame; give arm=[T, 2]"
+            raise ValueError(f"arm: this dataset stores what the arm measured with every frame; give arm=[T, "
+                             f"{len(ARM_STATE)}]"
                              if self.with_arm else "arm: this dataset was opened without with_arm=True")
         if arm is not None:
             arm = np.asarray(arm, dtype=np.float32)
@@ -162,7 +176,8 @@ class RewardDataset:
     labels: np.ndarray  # bool [N]
     episode_ids: np.ndarray  # int64 [N]
     steps: np.ndarray  # int32 [N]
-    arm: np.ndarray | None = None  # float32 [N, 2] (ARM_STATE), when the dataset was recorded with it
+    arm: np.ndarray | None = None  # float32 [N, F] (arm_fields), when the dataset was recorded with it
+    arm_fields: tuple[str, ...] | None = None  # what the columns of `arm` are (ARM_FIELDS names)
     episodes: list[dict] = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
 
@@ -202,8 +217,13 @@ def load_dataset(root: str | os.PathLike) -> RewardDataset:
     images: dict[str, list] = {c: [] for c in cameras}
     labels, ep_ids, steps, arms = [], [], [], []
     with_arm = "arm_state" in man
-    if with_arm and list(man["arm_state"]) != list(ARM_STATE):
-        raise DatasetError(f"{mpath}: arm_state {man['arm_state']!r}; this hilserl reads {list(ARM_STATE)}")
+    fields = None
+    if with_arm:
+        try:
+            fields = check_arm_fields(man["arm_state"] if isinstance(man["arm_state"], list) else [None],
+                                      f"{mpath}: arm_state")
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
     for ep in man["episodes"]:
         files = ep.get("files", {})
         t = int(ep["num_frames"])
@@ -223,9 +243,9 @@ def load_dataset(root: str | os.PathLike) -> RewardDataset:
         steps.append(st.astype(np.int32))
         if with_arm:
             a = _load_npy(root, files.get("arm"), f"episode {ep['id']} arm state")
-            if a.shape != (t, len(ARM_STATE)) or not np.isfinite(a).all():
-                raise DatasetError(f"{root / files['arm']}: expected finite [{t}, {len(ARM_STATE)}] arm values, "
-                                   f"got shape {a.shape}")
+            if a.shape != (t, len(fields)) or not np.isfinite(a).all():
+                raise DatasetError(f"{root / files['arm']}: expected finite [{t}, {len(fields)}] arm values "
+                                   f"({', '.join(fields)}), got shape {a.shape}")
             arms.append(a.astype(np.float32))
         ep_ids.append(np.full(t, int(ep["id"]), dtype=np.int64))
     n_pos = sum(int(x.sum()) for x in labels)
@@ -241,7 +261,7 @@ def load_dataset(root: str | os.PathLike) -> RewardDataset:
         images={cam: cat(images[cam], np.zeros((0, h, w, c), np.uint8)) for cam in cameras},
         labels=cat(labels, np.zeros(0, bool)), episode_ids=cat(ep_ids, np.zeros(0, np.int64)),
         steps=cat(steps, np.zeros(0, np.int32)),
-        arm=cat(arms, np.zeros((0, len(ARM_STATE)), np.float32)) if with_arm else None,
+        arm=cat(arms, np.zeros((0, len(fields)), np.float32)) if with_arm else None, arm_fields=fields,
         episodes=list(man["episodes"]), manifest=man)
 
 
@@ -292,11 +312,12 @@ def dataset_summary(ds: RewardDataset) -> str:
         k[2] += e["num_frames"] - e["num_positive"]
     lines = [f"{ds.root}: {len(ds)} frames ({ds.num_positive} positive, {ds.num_negative} negative) in "
              f"{len(ds.episodes)} episodes, cameras {list(ds.cameras)}, images {ds.image_shape}"
-             + (f", arm state {list(ARM_STATE)}" if ds.arm is not None else "")]
+             + (f", arm state {list(ds.arm_fields)}" if ds.arm is not None else "")]
     for k, (n, p, q) in sorted(kinds.items()):
         lines.append(f"  {k or '-':<18} {n:4d} episodes {p:5d} positive {q:5d} negative")
     return "\n".join(lines)
 
 
-__all__ = ["ARM_STATE", "FORMAT_VERSION", "DatasetError", "arm_state", "DatasetWriter", "RewardDataset",
-           "load_dataset", "split_by_episode", "dataset_summary"]
+__all__ = ["ARM_FIELDS", "ARM_STATE", "FORMAT_VERSION", "LEGACY_ARM_STATE", "DatasetError", "arm_state",
+           "check_arm_fields", "DatasetWriter", "RewardDataset", "load_dataset", "split_by_episode",
+           "dataset_summary"]

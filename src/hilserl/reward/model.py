@@ -5,22 +5,24 @@ Head (every layer trains; LeRobot's classifier runs the spatial embedding and pr
 its last layer learns — here nothing is under no_grad except the frozen backbone)::
 
     per camera:  SpatialLearnedEmbeddings(8) -> Dropout -> Linear(256) -> LayerNorm -> ReLU
-    arm state (``arm_state``: the gripper's opening and the end-effector's height, standardized with the training
-               set's mean and std) -> Linear(64) -> LayerNorm -> ReLU
+    arm state (``arm_state``: the ``arm_fields`` values, by default the gripper's opening, velocity and closed
+               command and the end-effector's height, standardized with the training set's mean and std)
+               -> Linear(64) -> LayerNorm -> ReLU
     all concatenated -> Linear(256) -> Dropout -> LayerNorm -> ReLU -> Linear(1)   (one logit)
 
 Why the arm state: a head on frozen ImageNet features, trained on randomized looks, still mistakes a cube lying
 under the closed jaws for a lifted one on a table pattern it never saw, and misses lifted cubes under a light it
-never saw (docs/real_arm.md). The arm knows how far the gripper closed and how high it is whatever the camera sees;
-the images still tell what proprioception cannot (whether the jaws closed on the cube or on nothing of its size).
+never saw (docs/real_arm.md). The arm knows how far the gripper closed, whether it was told to close and has
+stopped, and how high it is, whatever the camera sees; the images still tell what proprioception cannot (whether
+the jaws closed on the cube or on something else of its size).
 
 Files (a classifier is a folder)::
 
     classifier.safetensors   the head's weights only (the backbone comes from the package: the shipped ImageNet
                              weights of EfficientNet-Lite0, or the named ResNet-10 weights file)
     classifier.json          format + version, encoder, trim_head, backbone dtype, image keys, image size,
-                             feature-map shape, head sizes, whether it reads the arm state (and the mean and std
-                             it standardizes it with), threshold, crop note, metrics, sha256 of the weights
+                             feature-map shape, head sizes, whether it reads the arm state (which fields, and the
+                             mean and std it standardizes them with), threshold, crop note, metrics, sha256 of the weights
 
 ``RewardClassifier.load`` checks everything and raises ``ClassifierFileError`` (a ``ValueError``) naming the file
 and what is wrong: corrupt or truncated weights, a JSON that does not match the weights (encoder, trim_head,
@@ -43,7 +45,7 @@ from torch import Tensor, nn
 from hilserl.agents.encoders import FrozenBackbone, SpatialLearnedEmbeddings, build_backbone
 from hilserl.fileio import atomic_write, atomic_write_json
 from hilserl.obs_format import channels_first
-from hilserl.reward.dataset import ARM_STATE, arm_state
+from hilserl.reward.dataset import ARM_STATE, LEGACY_ARM_STATE, arm_state, check_arm_fields
 
 FORMAT = "hilserl.reward_classifier"
 FORMAT_VERSION = 1
@@ -72,19 +74,27 @@ class ClassifierSpec:
     hidden_dim: int = 256
     dropout: float = 0.1
     feature_map_shape: tuple[int, int, int] | None = None  # filled from the backbone
-    arm_state: bool = False  # also read what the arm measured (hilserl.reward.dataset.ARM_STATE)
+    arm_state: bool = False  # also read what the arm measured (hilserl.reward.dataset.ARM_FIELDS)
+    # which arm values, in order; None with arm_state: the pair classifiers read before the gripper's velocity and
+    # command were recorded (LEGACY_ARM_STATE), so their classifier.json files load as they were trained
+    arm_fields: tuple[str, ...] | None = None
     arm_mean: tuple[float, ...] | None = None  # the training frames' arm-state mean and std (standardization)
     arm_std: tuple[float, ...] | None = None
 
     def __post_init__(self):
         self.image_keys = tuple(self.image_keys)
+        if self.arm_state:
+            self.arm_fields = check_arm_fields(self.arm_fields or LEGACY_ARM_STATE, "arm_fields")
+        elif self.arm_fields is not None:
+            raise ValueError(f"arm_fields: only with arm_state true, got {list(self.arm_fields)}")
+        n = len(self.arm_fields or ARM_STATE)
         for name in ("arm_mean", "arm_std"):
             value = getattr(self, name)
             if value is not None:
                 value = tuple(float(v) for v in value)
-                if len(value) != len(ARM_STATE) or not all(np.isfinite(value)):
-                    raise ValueError(f"{name}: expected {len(ARM_STATE)} finite values ({', '.join(ARM_STATE)}), "
-                                     f"got {list(value)}")
+                if len(value) != n or not all(np.isfinite(value)):
+                    raise ValueError(f"{name}: expected {n} finite values "
+                                     f"({', '.join(self.arm_fields or ARM_STATE)}), got {list(value)}")
                 setattr(self, name, value)
         if self.arm_std is not None and min(self.arm_std) <= 0:
             raise ValueError(f"arm_std: expected values > 0, got {list(self.arm_std)}")
@@ -123,7 +133,7 @@ ARM_HIDDEN = 64
 
 
 class ClassifierHead(nn.Module):
-    """Feature maps per camera [B, C, h, w] (and, with ``arm_state``, the arm's values [B, 2]) -> one logit [B]."""
+    """Feature maps per camera [B, C, h, w] (and, with ``arm_state``, the arm's values [B, F]) -> one logit [B]."""
 
     def __init__(self, spec: ClassifierSpec):
         super().__init__()
@@ -136,7 +146,7 @@ class ClassifierHead(nn.Module):
         d = spec.hidden_dim
         self.arm = None
         if spec.arm_state:
-            n = len(ARM_STATE)
+            n = len(spec.arm_fields)
             self.arm = nn.Sequential(nn.Linear(n, ARM_HIDDEN), nn.LayerNorm(ARM_HIDDEN), nn.ReLU())
             # the standardization is part of the spec (classifier.json), not of the trained weights
             self.register_buffer("arm_mean", torch.tensor(spec.arm_mean or (0.0,) * n), persistent=False)
@@ -150,8 +160,8 @@ class ClassifierHead(nn.Module):
         parts = [self.cameras[cam](maps[cam]) for cam in self.image_keys]
         if self.arm is not None:
             if arm is None:
-                raise ValueError("arm: this classifier also reads the arm's state (gripper opening, end-effector "
-                                 "height); none was given")
+                raise ValueError("arm: this classifier also reads the arm's state (gripper opening, velocity and "
+                                 "command, end-effector height); none was given")
             parts.append(self.arm((arm.float() - self.arm_mean) / self.arm_std))
         x = torch.relu(self.norm(self.dropout(self.fuse(torch.cat(parts, dim=-1)))))
         return self.out(x).squeeze(-1)
@@ -228,8 +238,9 @@ class RewardClassifier(nn.Module):
         if self.needs_state:
             if state is None:
                 raise ValueError("state: this reward classifier also reads the arm's state (gripper opening, "
-                                 "end-effector height); pass the observation's state vector")
-            arm = torch.from_numpy(arm_state(state)).reshape(-1, len(ARM_STATE))
+                                 "velocity and command, end-effector height); pass the observation's state vector")
+            fields = self.spec.arm_fields
+            arm = torch.from_numpy(arm_state(state, fields)).reshape(-1, len(fields))
         was_training = self.head.training
         self.head.eval()
         p = torch.sigmoid(self(images, arm)).numpy()

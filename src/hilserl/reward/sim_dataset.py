@@ -111,7 +111,8 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
     settings apply; the dataset sets ``obs_type``, ``cameras`` and ``image_size`` itself. Default: the simulation's
     defaults (no randomization, the nominal look). ``env_overrides`` replace top-level fields of it. The manifest
     records the look and the hooks that were on, and each episode what its reset drew (``drawn``). Every frame is
-    stored with what the arm measured then (``ARM_STATE``: the gripper's opening, the end-effector's height).
+    stored with what the arm measured then (``ARM_STATE``: the gripper's opening, velocity and closed command, the
+    end-effector's height).
 
     ``watch`` (the browser console, `hilserl.console.session.Console` after its ``watch()``) sees every frame with
     its label and every episode's counts, and may pause or stop the collection between episodes (what was written

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from hilserl.agents.encoders import FrozenBackbone, pick_cached, precompute_features
 from hilserl.obs_format import channels_first
-from hilserl.reward.dataset import ARM_STATE, RewardDataset, load_dataset, split_by_episode
+from hilserl.reward.dataset import RewardDataset, load_dataset, split_by_episode
 from hilserl.reward.model import ClassifierSpec, RewardClassifier, make_backbone
 
 
@@ -256,13 +256,14 @@ def train_classifier(dataset: str | Path | RewardDataset, out_dir: str | Path | 
     arm_train = ds.arm[train_idx] if use_arm else None
     arm_test = ds.arm[test_idx] if use_arm else None
     if use_arm:
-        log(f"arm state: {', '.join(ARM_STATE)} beside the images")
+        log(f"arm state: {', '.join(ds.arm_fields)} beside the images")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     spec = ClassifierSpec(image_keys=ds.cameras, image_size=ds.image_shape[:2], encoder=cfg.encoder,
                           trim_head=cfg.trim_head, backbone_weights=cfg.backbone_weights,
                           backbone_dtype=cfg.backbone_dtype, num_spatial_features=cfg.num_spatial_features,
                           hidden_dim=cfg.hidden_dim, dropout=cfg.dropout, arm_state=use_arm,
+                          arm_fields=ds.arm_fields if use_arm else None,
                           arm_mean=tuple(arm_train.mean(0).tolist()) if use_arm else None,
                           arm_std=tuple(np.maximum(arm_train.std(0), 1e-3).tolist()) if use_arm else None)
     backbone = backbone or make_backbone(spec)
