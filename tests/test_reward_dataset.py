@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from hilserl.reward.dataset import ARM_STATE, LEGACY_ARM_STATE, DatasetError, DatasetWriter, arm_state, load_dataset, split_by_episode
+from hilserl.reward.dataset import (ARM_STATE, LEGACY_ARM_STATE, DatasetError, DatasetWriter, arm_state, load_dataset,
+                                    split_by_episode)
 from hilserl.reward.recording import record_episode
 from hilserl.reward.sim_dataset import collect_sim_dataset
 

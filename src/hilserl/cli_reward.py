@@ -172,8 +172,7 @@ def _add_train_parser(rsub) -> None:
     x.add_argument("--target_precision", type=float, default=0.99)
     x.add_argument("--images_only", action="store_true",
                    help="ignore the arm state the dataset stores (gripper opening, velocity and command, end-effector "
-                        "height); by default "
-                        "the classifier reads it beside the images when the dataset has it")
+                        "height); by default the classifier reads it beside the images when the dataset has it")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--torch_threads", type=int, default=0, help="0: torch's default")
     x.set_defaults(func=cmd_reward_train)

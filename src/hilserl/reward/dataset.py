@@ -219,9 +219,12 @@ def load_dataset(root: str | os.PathLike) -> RewardDataset:
     with_arm = "arm_state" in man
     fields = None
     if with_arm:
+        named = man["arm_state"]
         try:
-            fields = check_arm_fields(man["arm_state"] if isinstance(man["arm_state"], list) else [None],
-                                      f"{mpath}: arm_state")
+            if not isinstance(named, list):
+                raise ValueError(f"{mpath}: arm_state: expected a list of names from {list(ARM_FIELDS)}, got "
+                                 f"{named!r}")
+            fields = check_arm_fields(named, f"{mpath}: arm_state")
         except ValueError as e:
             raise DatasetError(str(e)) from None
     for ep in man["episodes"]:

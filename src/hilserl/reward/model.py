@@ -22,7 +22,8 @@ Files (a classifier is a folder)::
                              weights of EfficientNet-Lite0, or the named ResNet-10 weights file)
     classifier.json          format + version, encoder, trim_head, backbone dtype, image keys, image size,
                              feature-map shape, head sizes, whether it reads the arm state (which fields, and the
-                             mean and std it standardizes them with), threshold, crop note, metrics, sha256 of the weights
+                             mean and std it standardizes them with), threshold, crop note, metrics, sha256 of
+                             the weights
 
 ``RewardClassifier.load`` checks everything and raises ``ClassifierFileError`` (a ``ValueError``) naming the file
 and what is wrong: corrupt or truncated weights, a JSON that does not match the weights (encoder, trim_head,
