@@ -39,8 +39,11 @@ def test_the_simulation_gives_the_cube_pose_beside_the_images():
         assert "environment_state" not in plain.observation_space.spaces  # off by default
     finally:
         plain.close()
-    with pytest.raises(ValueError, match="env.privileged_state"):
-        GraspCubeConfig(obs_type="state", privileged_state=True).validate()
+    state = SO101GraspCubeEnv(GraspCubeConfig(obs_type="state", privileged_state=True))  # the pose is an input there
+    try:
+        assert state.observation_space["environment_state"].shape == (6,) and "pixels" not in state.observation_space
+    finally:
+        state.close()
 
 
 def _cfg(*overrides: str) -> TrainConfig:

@@ -390,12 +390,15 @@ def test_sim_pretrain_config_loads_and_its_env_steps():
     cfg = load_config(TrainConfig, PRETRAIN, [])
     base = load_config(TrainConfig, ROOT / "configs" / "sim_grasp.json", [])
     assert cfg.env.randomization.any and all(getattr(cfg.env.randomization, h) for h in _BEFORE + _AFTER)
-    assert replace(cfg.env, randomization=DomainRandomization()) == base.env  # only the randomization differs
-    # the same agent, reward and training loop, except hard starts: a replayed start keeps the cube where it was,
-    # which a randomized cube size refuses (so the pretraining has them off)
+    # only the randomization differs, and the cube's pose rides along for the privileged auxiliary loss
+    assert cfg.env.privileged_state and not base.env.privileged_state
+    assert replace(cfg.env, randomization=DomainRandomization(), privileged_state=False) == base.env
+    # the same agent (plus that loss), reward and training loop, except hard starts: a replayed start keeps the cube
+    # where it was, which a randomized cube size refuses (so the pretraining has them off)
+    assert cfg.policy.privileged_aux_weight > 0 == base.policy.privileged_aux_weight
     assert cfg.train.hard_starts.share == 0 < base.train.hard_starts.share
-    assert (cfg.policy, cfg.reward, replace(cfg.train, hard_starts=base.train.hard_starts)) == \
-        (base.policy, base.reward, base.train)
+    assert (replace(cfg.policy, privileged_aux_weight=0.0), cfg.reward,
+            replace(cfg.train, hard_starts=base.train.hard_starts)) == (base.policy, base.reward, base.train)
     env = SO101GraspCubeEnv(replace(cfg.env, image_size=SIZE))
     obs, _ = env.reset(seed=0)
     for _ in range(5):

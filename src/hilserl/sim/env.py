@@ -45,8 +45,9 @@ class GraspCubeConfig:
     action_scale: float = 0.02  # metres per unit action per step
     gripper_mode: str = "discrete"  # "discrete" (close/stay/open) or "continuous"
     obs_type: str = "pixels_state"  # "pixels_state" or "state" (state + privileged cube pose, no images)
-    # pixels_state only: the observation also carries the cube's pose as `environment_state`, never an input of the
-    # policy, only the target of its privileged auxiliary loss (policy.privileged_aux_weight; docs/training.md)
+    # pixels_state: the observation also carries the cube's pose as `environment_state`, never an input of the
+    # policy, only the target of its privileged auxiliary loss (policy.privileged_aux_weight; docs/training.md).
+    # A "state" observation has the pose as an input anyway.
     privileged_state: bool = False
     cameras: tuple[str, ...] = ("gripper",)  # add "front" for the fixed scene camera
     image_size: int = 128
@@ -83,8 +84,6 @@ class GraspCubeConfig:
         need(self.gripper_mode in ("discrete", "continuous"), "gripper_mode", "'discrete' or 'continuous'")
         need(self.obs_type in ("pixels_state", "state"), "obs_type", "'pixels_state' or 'state'")
         need(self.image_size >= 16, "image_size", ">= 16 pixels")
-        need(not self.privileged_state or self.obs_type == "pixels_state", "privileged_state",
-             "false with obs_type 'state' (a state observation has the cube's pose as an input already)")
         known = {"gripper", "front"} | set(self.scene.extra_cameras)
         need(set(self.cameras) <= known and len(self.cameras) > 0, "cameras", f"a non-empty subset of {sorted(known)}")
         need(all(lo < hi for lo, hi in zip(self.workspace_low, self.workspace_high)), "workspace_low",
