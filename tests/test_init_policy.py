@@ -121,3 +121,20 @@ def test_a_policy_pretrained_in_simulation_fits_the_real_arm_config():
         shapes[name] = {k: v for k, v in dataclasses.asdict(policy_config(cfg, *env_spaces(cfg.env))).items()
                         if k in ARCHITECTURE_FIELDS}
     assert shapes["sim_grasp"] == shapes["so101_grasp"]
+
+
+def test_the_critic_can_be_left_behind(tmp_path):
+    """train.init_critic=false: actor, image heads, gripper critic and temperature from the policy; the continuous
+    critic and its target as the new agent built them."""
+    cfg = SACConfig(**SMALL)
+    source = _trained(cfg)
+    source.save(tmp_path / "pretrained_model")
+    torch.manual_seed(2)
+    fresh = SACAgent(cfg)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    load_initial_policy(fresh, tmp_path, with_critic=False)
+    for name, value in fresh.state_dict().items():
+        expected = before[name] if name.startswith(("critic.", "critic_target.")) else source.state_dict()[name]
+        assert torch.equal(value, expected), name
+    assert any(k.startswith("critic.") for k in before) and any(k.startswith("discrete_critic.") for k in before)
+    assert load_config(TrainConfig, None, ["--train.init_critic=false"]).train.init_critic is False

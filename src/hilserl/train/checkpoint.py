@@ -147,13 +147,14 @@ ARCHITECTURE_FIELDS = (
 )
 
 
-def load_initial_policy(agent: SACAgent, path: str | os.PathLike) -> Path:
+def load_initial_policy(agent: SACAgent, path: str | os.PathLike, with_critic: bool = True) -> Path:
     """Start a new run from a trained policy (``train.init_policy``), e.g. one pretrained in the simulation: copy
     its weights (actor, critics and their targets, encoder heads, SAC's temperature or DrQ-v2's exploration step)
     into ``agent``, and the running average of the acting weights (`_load_with_average`). The optimizers,
     counters and buffers stay fresh. Refuses, naming the fields, a policy whose networks have another shape, and
     one whose frozen backbone differs from the one this config builds (its heads were trained on that backbone's
-    features, and actors build their backbone from the config). Returns the model folder it loaded."""
+    features, and actors build their backbone from the config). ``with_critic=False`` (``train.init_critic``) keeps
+    the continuous critic and its target as this agent built them (fresh). Returns the model folder it loaded."""
     from safetensors.torch import load_file
 
     try:
@@ -180,6 +181,9 @@ def load_initial_policy(agent: SACAgent, path: str | os.PathLike) -> Path:
                          f"this config builds (policy.encoder={ours['encoder']!r}, policy.backbone_weights="
                          f"{ours['backbone_weights']!r} here, {saved.get('backbone_weights')!r} there); give "
                          "policy.backbone_weights the weights file it was trained with")
+    if not with_critic:
+        fresh = {k: v for k, v in agent.state_dict().items() if k.startswith(("critic.", "critic_target."))}
+        weights = {**weights, **fresh}
     _load_with_average(agent, weights)
     return model_dir
 

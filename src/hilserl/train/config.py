@@ -97,6 +97,10 @@ class LoopConfig:
     #                                  demo buffer instead of scripted-expert episodes (the real arm needs one)
     init_policy: str | None = None  # start a new run from this trained policy (run, checkpoint or pretrained_model
     #                                 folder), e.g. one pretrained in the simulation; ignored by --resume
+    # false: take the policy's actor, image heads and gripper critic but start the continuous critic fresh. Its values
+    # were fitted in the scene it trained in; fine-tuning a sim-pretrained policy in a new look was slower with them
+    # than from scratch, and as fast without them (docs/benchmarks.md)
+    init_critic: bool = True
     batch_size: int = 256
     training_starts: int = 100  # online transitions before the first update
     updates_per_env_step: float = 1.0  # learner updates (each = utd_ratio critic steps + 1 actor step) per env step

@@ -64,7 +64,8 @@ def open_learner(cfg: TrainConfig, run: RunFolder, resume: bool, log, *, before_
             torch.set_rng_state(torch.from_numpy(rng["torch_rng"].astype(np.uint8)))
     elif loop.init_policy:
         agent = make_agent(cfg.policy).to(loop.device)
-        log(f"policy initialised from {load_initial_policy(agent, loop.init_policy)}")
+        log(f"policy initialised from {load_initial_policy(agent, loop.init_policy, loop.init_critic)}"
+            + ("" if loop.init_critic else " (continuous critic fresh)"))
     if before_new_agent is not None:
         before_new_agent(cfg.policy)
     if agent is None:
