@@ -101,7 +101,7 @@ class RewardClassifierWrapper(gym.Wrapper):
     def step(self, action):
         obs, _env_reward, _env_terminated, env_truncated, info = self.env.step(action)
         self._steps += 1
-        arm = {"state": obs["state"]} if getattr(self.classifier, "needs_state", False) else {}  # gripper, height
+        arm = {"state": obs["state"]} if getattr(self.classifier, "needs_state", False) else {}  # the arm's values
         prob = float(self.classifier.predict_proba(self._images(obs), **arm))
         above = prob > self.threshold
         self._run = self._run + 1 if above else 0

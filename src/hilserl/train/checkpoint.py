@@ -181,9 +181,11 @@ def load_initial_policy(agent: SACAgent, path: str | os.PathLike, with_critic: b
                          f"this config builds (policy.encoder={ours['encoder']!r}, policy.backbone_weights="
                          f"{ours['backbone_weights']!r} here, {saved.get('backbone_weights')!r} there); give "
                          "policy.backbone_weights the weights file it was trained with")
-    if not with_critic:
-        fresh = {k: v for k, v in agent.state_dict().items() if k.startswith(("critic.", "critic_target."))}
-        weights = {**weights, **fresh}
+    # the parts that stay as this agent built them: the privileged auxiliary head (a training aid of the run that
+    # made it, not part of the policy) and, with init_critic false, the continuous critic and its target
+    own = (PRIVILEGED_PREFIX, *(() if with_critic else ("critic.", "critic_target.")))
+    weights = {**{k: v for k, v in weights.items() if not k.startswith(own)},
+               **{k: v for k, v in current.items() if k.startswith(own)}}
     _load_with_average(agent, weights)
     return model_dir
 
@@ -197,12 +199,8 @@ def _load_with_average(agent: SACAgent, weights: dict[str, torch.Tensor]) -> Non
     theirs = any(k.startswith(KEY_PREFIX) for k in weights)
     if not ours:
         weights = {k: v for k, v in weights.items() if not k.startswith(KEY_PREFIX)}
-    # the privileged auxiliary head is a training aid of the run that made it, not part of the policy: a new run
-    # starts its own (when it has one) fresh
-    weights = {k: v for k, v in weights.items() if not k.startswith(PRIVILEGED_PREFIX)}
     missing, unexpected = agent.load_state_dict(weights, strict=False)
-    missing = [k for k in missing
-               if (theirs or not k.startswith(KEY_PREFIX)) and not k.startswith(PRIVILEGED_PREFIX)]
+    missing = [k for k in missing if theirs or not k.startswith(KEY_PREFIX)]
     if missing or unexpected:
         raise ValueError(f"train.init_policy: the saved policy's weights do not match this run's agent (missing "
                          f"{missing[:3]}, unexpected {unexpected[:3]})")
