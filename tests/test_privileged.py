@@ -130,3 +130,72 @@ def test_a_run_starting_from_the_policy_drops_the_head(tmp_path):
     assert torch.equal(again.actor.state_dict()[next(iter(again.actor.state_dict()))],
                        plain.actor.state_dict()[next(iter(plain.actor.state_dict()))])
     assert all(torch.equal(v, again.privileged_head.state_dict()[k]) for k, v in fresh_head.items())
+
+
+# ------------------------------------------------------------------------------------------ the asymmetric critic
+def _pose_reward_batch(b: int, seed: int) -> dict:
+    """Images of noise, a reward the pose alone decides (how far the cube lies to the left, ±0.5): only a critic
+    that reads the pose can fit it."""
+    g = torch.Generator().manual_seed(seed)
+
+    def obs():
+        pose = (torch.rand(b, 6, generator=g) - 0.5) * 0.1  # metres: ±5 cm
+        img = torch.randint(0, 256, (b, 3, 32, 32), generator=g, dtype=torch.uint8)
+        return {"state": torch.randn(b, 3, generator=g), "pixels.gripper": img, "environment_state": pose}
+
+    batch = {"observations": obs(), "next_observations": obs()}
+    actions = torch.rand(b, 3, generator=g) * 2 - 1
+    actions[:, -1] = torch.randint(0, 3, (b,), generator=g).float()
+    rewards = batch["observations"]["environment_state"][:, 3] * 10.0
+    return {**batch, "actions": actions, "rewards": rewards, "terminals": torch.ones(b),
+            "is_intervention": torch.zeros(b)}
+
+
+def test_the_asymmetric_critic_values_the_pose_and_the_acting_parts_never_see_it():
+    torch.manual_seed(2)
+    asym = SACAgent(SACConfig(**PIXELS, privileged_dim=6, asymmetric_critic=True, augmentation_pad=0))
+    plain = SACAgent(SACConfig(**PIXELS, privileged_dim=6, privileged_aux_weight=1.0, augmentation_pad=0))
+    for step in range(200):
+        batch = _pose_reward_batch(32, seed=step)
+        asym.update_critic(batch)
+        plain.update_critic(batch)
+    held_out = _pose_reward_batch(256, seed=1000)  # terminal transitions: Q should be the reward itself
+
+    def error(agent: SACAgent) -> float:
+        with torch.no_grad():
+            prep = agent.prepare_batch(held_out)
+            q = agent.critic(agent.encoder(prep["obs"], dropout=False), prep["actions"], agent._privileged(prep["obs"]))
+            return (q.mean(0) - prep["rewards"]).pow(2).mean().item()
+
+    variance = held_out["rewards"].var().item()  # about 1/12
+    assert error(asym) < 0.4 * variance and error(plain) > 0.75 * variance, (error(asym), error(plain), variance)
+    metrics = asym.update(_pose_reward_batch(32, seed=999))
+    assert np.isfinite(metrics["actor_loss"])  # the actor's loss reads Q with the pose
+
+    obs = {k: v[:4] for k, v in _pose_reward_batch(4, seed=5)["observations"].items()}
+    other = dict(obs, environment_state=torch.randn(4, 6))
+    np.testing.assert_array_equal(asym.select_action(obs, deterministic=True),  # gripper choice included
+                                  asym.select_action(other, deterministic=True))
+    with pytest.raises(ValueError, match="asymmetric_critic"):
+        SACAgent(SACConfig(**PIXELS, asymmetric_critic=True))  # no pose to read
+
+
+def test_the_asymmetric_critic_needs_the_pose_and_a_fine_tune_without_it_starts_a_fresh_critic(tmp_path):
+    cfg = _cfg("--env.privileged_state=true", "--policy.asymmetric_critic=true")  # the critic alone uses the pose
+    assert policy_config(cfg, *env_spaces(cfg.env)).privileged_dim == 6
+    with pytest.raises(ConfigError, match="policy.asymmetric_critic"):
+        cfg = _cfg("--policy.asymmetric_critic=true")
+        policy_config(cfg, *env_spaces(cfg.env))
+
+    torch.manual_seed(3)
+    pretrained = SACAgent(SACConfig(**PIXELS, privileged_dim=6, privileged_aux_weight=1.0, asymmetric_critic=True))
+    pretrained.save(tmp_path / "asym")
+    plain = SACAgent(SACConfig(**PIXELS))  # the real arm: no pose
+    with pytest.raises(ValueError, match="init_critic=false"):
+        load_initial_policy(plain, tmp_path / "asym")
+    fresh = {k: v.clone() for k, v in plain.critic.state_dict().items()}
+    load_initial_policy(plain, tmp_path / "asym", with_critic=False)
+    assert all(torch.equal(v, plain.critic.state_dict()[k]) for k, v in fresh.items())
+    for part in ("actor", "discrete_critic", "encoder"):
+        for name, value in getattr(plain, part).state_dict().items():
+            assert torch.equal(value, getattr(pretrained, part).state_dict()[name]), (part, name)

@@ -63,7 +63,7 @@ class DrQV2Agent(SACAgent):
     def _td_target(self, prep: dict, next_emb: Tensor) -> Tensor:
         """Under no_grad: y = r + discount * (1 - terminal) * min_e Q_target,e(s', mu(s') + clipped noise)."""
         next_actions = noisy_action(self.actor(next_emb), self.noise_std, self.config.noise_clip)
-        next_q = self._target_q(next_emb, next_actions)
+        next_q = self._target_q(prep, next_emb, next_actions)
         return td_target(prep["rewards"], prep["terminals"], next_q, prep["discounts"])
 
     def _actor_step(self, emb: dict[str, Tensor]) -> dict[str, Tensor | float]:
@@ -71,7 +71,7 @@ class DrQV2Agent(SACAgent):
         std = self.noise_std
         obs_emb = emb["obs"]
         actions = noisy_action(self.actor(obs_emb), std, cfg.noise_clip)
-        loss = deterministic_actor_loss(self.critic(obs_emb, actions), cfg.actor_q)
+        loss = deterministic_actor_loss(self.critic(obs_emb, actions, emb.get("privileged")), cfg.actor_q)
         metrics = {}
         if cfg.action_smoothness > 0 and "next_obs" in emb:
             smooth = smoothness_loss(self.actor(emb["obs_plain"]), self.actor(emb["next_obs"]))

@@ -162,8 +162,16 @@ class CriticEnsemble(nn.Module):
     """Q(s, a) for E ensemble members: features [B, F], actions [B, A] -> [E, B]."""
 
     def __init__(self, in_dim: int, action_dim: int, ensemble_size: int = 2,
-                 hidden_dims: tuple[int, ...] = (256, 256), activation: str = "tanh", trunk_dim: int | None = None):
+                 hidden_dims: tuple[int, ...] = (256, 256), activation: str = "tanh", trunk_dim: int | None = None,
+                 privileged_dim: int = 0, privileged_feature_dim: int = 64):
         super().__init__()
+        # privileged_dim > 0: an asymmetric critic (Pinto et al. 2017) that also reads the simulation's privileged
+        # state [B, P] through its own projection (Linear -> LayerNorm -> tanh), concatenated to the features
+        self.privileged_proj = None
+        if privileged_dim > 0:
+            linear = _xavier_linear(privileged_dim, privileged_feature_dim)
+            self.privileged_proj = nn.Sequential(linear, nn.LayerNorm(privileged_feature_dim), FastTanh())
+            in_dim = in_dim + privileged_feature_dim
         # trunk_dim (DrQ-v2's critic trunk): each member first compresses the observation features to trunk_dim
         # (Linear -> LayerNorm -> tanh) and only then sees the action, so a few action inputs are not drowned by
         # hundreds of image features in the first layer's LayerNorm
@@ -174,7 +182,11 @@ class CriticEnsemble(nn.Module):
             in_dim = trunk_dim
         self.net = EnsembleMLP(ensemble_size, in_dim + action_dim, 1, hidden_dims, activation)
 
-    def forward(self, features: Tensor, actions: Tensor) -> Tensor:
+    def forward(self, features: Tensor, actions: Tensor, privileged: Tensor | None = None) -> Tensor:
+        if self.privileged_proj is not None:
+            if privileged is None:
+                raise ValueError("this critic is asymmetric: it needs the privileged state beside the features")
+            features = torch.cat([features, self.privileged_proj(privileged.to(features.dtype))], dim=-1)
         actions = actions.to(features.dtype)
         if self.trunks is None:
             return self.net(torch.cat([features, actions], dim=-1)).squeeze(-1).float()

@@ -77,8 +77,8 @@ from hilserl.obs_format import ENV_STATE, STATE, is_camera_key
 from .augment import augment_observations
 from .averaging import PolicyAverage
 from .encoders import ObservationEncoder, build_backbone, precompute_features
-from .losses import (actor_loss, critic_loss, double_dqn_target, privileged_loss, smoothness_loss, td_target,
-                     temperature_loss)
+from .losses import (PRIVILEGED_UNITS_PER_METRE, actor_loss, critic_loss, double_dqn_target, privileged_loss,
+                     smoothness_loss, td_target, temperature_loss)
 from .networks import CriticEnsemble, DiscreteCritic, TanhGaussianActor, soft_update
 from .precision import cpu_bf16_name, native_bf16
 from .sac_config import SACConfig
@@ -111,8 +111,12 @@ class SACAgent(nn.Module):
             cfg.conv_channels, cfg.conv_strides)
         d = self.encoder.out_dim
         self._build_policy(d)
+        if cfg.asymmetric_critic and cfg.privileged_dim == 0:
+            raise ValueError("policy.asymmetric_critic: the critic would read the privileged pose, but there is none "
+                             "(privileged_dim 0: the simulation's env.privileged_state=true gives it)")
         self.critic = CriticEnsemble(d, cfg.action_dim, cfg.critic_ensemble_size, cfg.hidden_dims, cfg.activation,
-                                     cfg.critic_trunk_dim)
+                                     cfg.critic_trunk_dim, cfg.privileged_dim if cfg.asymmetric_critic else 0,
+                                     cfg.state_feature_dim)
         self.critic_target = _frozen_copy(self.critic)
         # the privileged auxiliary head: embedding -> the cube's pose; trained with the critic, never acts
         self.privileged_head = nn.Linear(d, cfg.privileged_dim) if cfg.privileged_dim > 0 else None
@@ -215,13 +219,15 @@ class SACAgent(nn.Module):
         cfg = self.config
         obs_emb = self.encoder(prep["obs"])
         embeddings = {"obs": obs_emb.detach()}
+        if cfg.asymmetric_critic:
+            embeddings["privileged"] = self._privileged(prep["obs"])
         with torch.no_grad():
             next_emb = self.encoder(prep["next_obs"], dropout=False)  # deterministic targets
             if cfg.action_smoothness > 0:
                 embeddings["obs_plain"] = self.encoder(prep["obs"], dropout=False)
                 embeddings["next_obs"] = next_emb
             target = self._td_target(prep, next_emb)
-        q = self.critic(obs_emb, prep["actions"])
+        q = self.critic(obs_emb, prep["actions"], self._privileged(prep["obs"]))
         loss = critic_loss(q, target)
         metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "td_target_mean": target.mean()}
         total = loss
@@ -245,18 +251,24 @@ class SACAgent(nn.Module):
         """SAC's TD target (under no_grad): a' ~ pi(s'), the minimum over the target critics, no entropy term unless
         ``backup_entropy``."""
         next_actions, next_log_prob = self.actor(next_emb)
-        next_q = self._target_q(next_emb, next_actions)
+        next_q = self._target_q(prep, next_emb, next_actions)
         return td_target(prep["rewards"], prep["terminals"], next_q, prep["discounts"],
                          next_log_prob if self.config.backup_entropy else None, self.temperature.detach())
 
-    def _target_q(self, next_emb: Tensor, next_actions: Tensor) -> Tensor:
+    def _target_q(self, prep: dict, next_emb: Tensor, next_actions: Tensor) -> Tensor:
         """The target critics' Q(s', a') [E, B], or a random ``critic_subsample_size`` of them."""
         cfg = self.config
-        next_q = self.critic_target(next_emb, next_actions)
+        next_q = self.critic_target(next_emb, next_actions, self._privileged(prep["next_obs"]))
         if cfg.critic_subsample_size is not None and cfg.critic_subsample_size < cfg.critic_ensemble_size:
             idx = torch.randperm(cfg.critic_ensemble_size, device=next_q.device)[: cfg.critic_subsample_size]
             next_q = next_q[idx]
         return next_q
+
+    def _privileged(self, pre: dict) -> Tensor | None:
+        """The asymmetric critic's extra input: the privileged pose in centimetres (None for a plain critic)."""
+        if not self.config.asymmetric_critic:
+            return None
+        return pre[ENV_STATE] * PRIVILEGED_UNITS_PER_METRE
 
     def _discrete_critic_loss(self, prep: dict, obs_emb: Tensor, next_emb: Tensor, metrics: dict) -> Tensor:
         cfg = self.config
@@ -289,7 +301,7 @@ class SACAgent(nn.Module):
         cfg = self.config
         obs_emb = emb["obs"]
         actions, log_prob = self.actor(obs_emb)
-        q = self.critic(obs_emb, actions)
+        q = self.critic(obs_emb, actions, emb.get("privileged"))
         loss = actor_loss(log_prob, q, self.temperature.detach(), cfg.actor_q)
         metrics = {}
         if cfg.action_smoothness > 0 and "next_obs" in emb:

@@ -95,6 +95,12 @@ class SACConfig:
     # "Transferring End-to-End Visuomotor Control from Simulation to Real World"). The policy never reads the pose;
     # the head is dropped when a run starts from the policy (train.init_policy). 0: off.
     privileged_aux_weight: float = 0.0
+    # asymmetric critic (simulation only, env.privileged_state): the continuous critic also reads the cube's pose,
+    # through its own projection, so its values need not wait for the image heads to find the cube in a randomized
+    # scene (Pinto, Andrychowicz, Welinder, Zaremba & Abbeel 2018, "Asymmetric Actor Critic for Image-Based Robot
+    # Learning"). The actor and the gripper critic, which act, still see only the images and the arm's state. A run
+    # that starts from such a policy without the pose builds a fresh critic (train.init_critic=false).
+    asymmetric_critic: bool = False
 
     def __post_init__(self):
         for name in ("cameras", "image_size", "conv_channels", "conv_strides", "hidden_dims",

@@ -51,9 +51,14 @@ def policy_config(cfg: TrainConfig, observation_space, action_space) -> SACConfi
         raise ConfigError(f"policy.privileged_aux_weight: {cfg.policy.privileged_aux_weight} needs the cube's pose "
                           "beside the camera images (the simulation's env.privileged_state=true); this environment "
                           "gives none (the real arm never does): set it to 0")
-    if privileged and cfg.policy.privileged_aux_weight <= 0:
-        raise ConfigError("env.privileged_state: the cube's pose is only the target of the privileged auxiliary loss; "
-                          "set policy.privileged_aux_weight > 0 (e.g. 1.0) or turn env.privileged_state off")
+    if cfg.policy.asymmetric_critic and not privileged:
+        raise ConfigError("policy.asymmetric_critic: true needs the cube's pose beside the camera images (the "
+                          "simulation's env.privileged_state=true); this environment gives none (the real arm never "
+                          "does): set it to false")
+    if privileged and cfg.policy.privileged_aux_weight <= 0 and not cfg.policy.asymmetric_critic:
+        raise ConfigError("env.privileged_state: the cube's pose is only for the privileged auxiliary loss and the "
+                          "asymmetric critic; set policy.privileged_aux_weight > 0 (e.g. 1.0) or "
+                          "policy.asymmetric_critic=true, or turn env.privileged_state off")
     discrete = cfg.env.gripper_mode == "discrete"
     action_dim = int(action_space.shape[0]) - (1 if discrete else 0)
     if action_dim < 1:

@@ -173,6 +173,11 @@ def load_initial_policy(agent: SACAgent, path: str | os.PathLike, with_critic: b
     if diffs:
         raise ValueError(f"train.init_policy: the policy in {model_dir} does not fit this run's networks:\n  "
                          + "\n  ".join(diffs))
+    critic_reads = [bool(c.get("asymmetric_critic")) and c.get("privileged_dim", 0) for c in (saved, ours)]
+    if with_critic and critic_reads[0] != critic_reads[1]:
+        raise ValueError(f"train.init_policy: the continuous critic in {model_dir} reads "
+                         f"{critic_reads[0] or 'no'} privileged values (policy.asymmetric_critic), this run's "
+                         f"{critic_reads[1] or 'none'}: start with a fresh critic (--train.init_critic=false)")
     weights = load_file(str(model_dir / "model.safetensors"), device=str(agent.device))
     current = agent.state_dict()
     backbone = sorted(k for k in current if k.startswith("encoder.backbone."))
