@@ -113,7 +113,7 @@ CHANGES = {
                     "mat_rgba": DISTRACTORS},
     "camera_fov": {"cam_fovy": {"gripper"}},
     "color_temperature": {"light_diffuse": {"top"}, "headlight": {"ambient", "diffuse"}},
-    "image_noise": {}, "image_blur": {}, "image_jpeg": {}, "action_latency": {}, "gripper_backlash": {},
+    "image_noise": {}, "image_blur": {}, "image_color": {}, "image_jpeg": {}, "action_latency": {}, "gripper_backlash": {},
 }
 ROWS = {"light": mujoco.mjtObj.mjOBJ_LIGHT, "mat": mujoco.mjtObj.mjOBJ_MATERIAL, "cam": mujoco.mjtObj.mjOBJ_CAMERA,
         "geom": mujoco.mjtObj.mjOBJ_GEOM, "body": mujoco.mjtObj.mjOBJ_BODY}
@@ -241,7 +241,7 @@ def test_camera_fov_and_colour_temperature(nominal):
 
 
 @pytest.mark.parametrize("hook, check", [
-    ("image_noise", "noise"), ("image_blur", "blur"), ("image_jpeg", "jpeg")])
+    ("image_noise", "noise"), ("image_blur", "blur"), ("image_color", "color"), ("image_jpeg", "jpeg")])
 def test_image_corruption_changes_frames_not_the_render(nominal, hook, check):
     env = make(**{hook: True})
     img = env.reset(seed=0)[0]["pixels"]["gripper"]
@@ -249,13 +249,19 @@ def test_image_corruption_changes_frames_not_the_render(nominal, hook, check):
     raw = env._renderers[SIZE].render(env.data, "gripper")  # the rendered frame itself is the nominal one
     np.testing.assert_array_equal(raw, ref)
     diff = img.astype(int) - ref.astype(int)
-    assert 0.2 < np.abs(diff).mean() < 8.0, np.abs(diff).mean()
+    assert 0.2 < np.abs(diff).mean() < (40.0 if check == "color" else 8.0), np.abs(diff).mean()
     if check == "noise":
         assert abs(diff.mean()) < 0.5 and 0.5 < diff.std() < 7  # zero-mean, a few grey levels
         again = env.render_camera("gripper")
         assert not np.array_equal(again, img)  # fresh noise every frame
     if check == "blur":  # less detail: smaller differences between neighbouring pixels
         assert np.abs(np.diff(img.astype(int), axis=1)).mean() < np.abs(np.diff(ref.astype(int), axis=1)).mean()
+    if check == "color":  # the same picture, its colours further from (or nearer to) grey
+        drawn = env.randomizer.effects.image
+        assert (drawn.saturation, drawn.contrast) != (1.0, 1.0)
+        chroma = lambda x: np.abs(x.astype(float) - x.astype(float).mean(-1, keepdims=True)).mean()  # noqa: E731
+        assert (chroma(img) > chroma(ref)) == (drawn.saturation * drawn.contrast > 1.0)
+        assert np.array_equal(env.render_camera("gripper"), img)  # one draw per episode, no noise per frame
     # the same seed gives the same frames
     np.testing.assert_array_equal(make(**{hook: True}).reset(seed=0)[0]["pixels"]["gripper"], img)
     env.close()
@@ -419,3 +425,23 @@ def test_bench_sim_compares_a_config_with_the_nominal_scene():
     assert res["pixel_steps_per_s"] > 0 and res["nominal_pixel_steps_per_s"] > 0
     assert res["pixel_rate_vs_nominal"] == pytest.approx(res["pixel_steps_per_s"] / res["nominal_pixel_steps_per_s"],
                                                          rel=0.01)
+
+
+def test_the_cameras_colour_processing_scales_saturation_and_contrast():
+    from hilserl.sim.image_noise import ImageCorruption
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[:2] = (150, 100, 50)  # a brown, luma 109.6
+    img[2:] = (110, 110, 110)  # a grey
+    sat = ImageCorruption(saturation=1.5)(img).astype(float)
+    np.testing.assert_allclose(sat[3, 0], (110, 110, 110))  # grey stays grey
+    luma = 0.299 * 150 + 0.587 * 100 + 0.114 * 50
+    np.testing.assert_allclose(sat[0, 0], luma + 1.5 * (np.array([150, 100, 50]) - luma), atol=0.6)
+    flat = ImageCorruption(saturation=0.0)(img)
+    assert np.ptp(flat[0, 0].astype(int)) <= 1  # no colour left
+    con = ImageCorruption(contrast=2.0)(img).astype(float)
+    mean = (luma + 110) / 2
+    np.testing.assert_allclose(con[3, 0], mean + 2 * (110 - mean), atol=0.6)  # away from the frame's mean grey
+    np.testing.assert_allclose(con[0, 0], np.clip(mean + 2 * (np.array([150, 100, 50]) - mean), 0, 255), atol=0.6)
+    assert not ImageCorruption().active and ImageCorruption(contrast=0.9).active
+    np.testing.assert_array_equal(ImageCorruption(saturation=1.0, contrast=1.0, jpeg_quality=0)(img), img)

@@ -1,10 +1,13 @@
-"""What a cheap camera does to a rendered frame: optical blur, sensor noise, JPEG compression.
+"""What a cheap camera does to a rendered frame: optical blur, sensor noise, colour processing, JPEG compression.
 
 `ImageCorruption` holds one episode's draw (drawn by `hilserl.sim.randomization.Randomizer`) and applies it to every
 uint8 H×W×3 camera frame, in the order light meets them: blur (a Gaussian of `blur_sigma` pixels), then additive
-Gaussian noise (`noise_std` grey levels, rounded to whole levels, a different draw every frame), then a real JPEG
-round trip at `jpeg_quality` (OpenCV's codec, with 4:2:0 chroma subsampling like a webcam's MJPEG stream). A zero
-field leaves that stage out.
+Gaussian noise (`noise_std` grey levels, rounded to whole levels, a different draw every frame), then the camera's
+colour processing (`saturation` times the distance of each pixel's colour from its grey, then `contrast` times the
+distance of each pixel from the frame's mean grey level: webcams differ in both, and a table in a saturated colour
+looks like a muted one with the saturation turned up), then a real JPEG round trip at `jpeg_quality` (OpenCV's
+codec, with 4:2:0 chroma subsampling like a webcam's MJPEG stream). A zero field (1 for the two colour factors)
+leaves that stage out.
 
 Drawing 49,152 normals per 128×128 frame costs about a fifth of the frame's render, so the noise is drawn once per
 episode into a bank twice the frame's size each way, and every frame adds a crop of it at a random offset: 16,384
@@ -26,12 +29,15 @@ class ImageCorruption:
     blur_sigma: float = 0.0  # px; 0: no blur
     noise_std: float = 0.0  # grey levels (0–255 scale); 0: no noise
     jpeg_quality: int = 0  # 1–100; 0: no compression
+    saturation: float = 1.0  # times each pixel's colour away from its grey; 1: unchanged
+    contrast: float = 1.0  # times each pixel's distance from the frame's mean grey; 1: unchanged
     rng: np.random.Generator = field(default_factory=np.random.default_rng, repr=False)
     _bank: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # (positive, negative) parts
 
     @property
     def active(self) -> bool:
-        return self.blur_sigma > 0 or self.noise_std > 0 or self.jpeg_quality > 0
+        return (self.blur_sigma > 0 or self.noise_std > 0 or self.jpeg_quality > 0 or self.saturation != 1.0
+                or self.contrast != 1.0)
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         out = img
@@ -40,6 +46,8 @@ class ImageCorruption:
         if self.noise_std > 0:
             pos, neg = self._noise(out.shape)
             out = cv2.subtract(cv2.add(out, pos), neg)  # saturating: clip(frame + noise, 0, 255)
+        if self.saturation != 1.0 or self.contrast != 1.0:
+            out = self._colour(out)
         if self.jpeg_quality > 0:
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, int(self.jpeg_quality)])
@@ -47,6 +55,14 @@ class ImageCorruption:
                 raise RuntimeError("image_jpeg: OpenCV could not encode the frame")
             out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         return out
+
+    def _colour(self, img: np.ndarray) -> np.ndarray:
+        x = img.astype(np.float32)
+        grey = x @ np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma
+        x = grey[..., None] + np.float32(self.saturation) * (x - grey[..., None])
+        mean = np.float32(grey.mean())
+        x = mean + np.float32(self.contrast) * (x - mean)
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
     def _noise(self, shape) -> tuple[np.ndarray, np.ndarray]:
         h, w = shape[:2]

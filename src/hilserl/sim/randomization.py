@@ -26,14 +26,14 @@ from hilserl.sim.textures import blackbody_gain, draw_training_texture
 
 _BEFORE = ("light", "colors", "camera_pose", "cube_size", "cube_friction", "cube_mass")
 _AFTER = ("table_texture", "background", "distractors", "camera_fov", "color_temperature", "image_noise",
-          "image_blur", "image_jpeg", "action_latency", "gripper_backlash")
+          "image_blur", "image_color", "image_jpeg", "action_latency", "gripper_backlash")
 _RANGES = ("light_scale", "cube_size_range", "cube_friction_range", "cube_mass_range", "table_texture_scale",
            "distractor_count", "distractor_distance", "color_temperature_range", "image_noise_std",
-           "image_blur_sigma", "image_jpeg_quality", "gripper_backlash_range")
+           "image_blur_sigma", "image_saturation", "image_contrast", "image_jpeg_quality", "gripper_backlash_range")
 # the hooks that change only what the camera sees (the rest change the physics or the timing): the ones the view
 # curriculum (`train.view_curriculum`) leaves at nominal in an episode it does not randomize
 VIEW_HOOKS = ("light", "colors", "camera_pose", "table_texture", "background", "distractors", "camera_fov",
-              "color_temperature", "image_noise", "image_blur", "image_jpeg")
+              "color_temperature", "image_noise", "image_blur", "image_color", "image_jpeg")
 
 
 @dataclass
@@ -66,6 +66,9 @@ class DomainRandomization:
     image_noise_std: tuple[float, float] = (1.0, 6.0)  # grey levels (0-255)
     image_blur: bool = False  # Gaussian blur of every camera frame
     image_blur_sigma: tuple[float, float] = (0.3, 1.0)  # px
+    image_color: bool = False  # the camera's colour processing: saturation and contrast of every camera frame
+    image_saturation: tuple[float, float] = (0.6, 1.8)  # times each pixel's colour away from its grey
+    image_contrast: tuple[float, float] = (0.75, 1.35)  # times each pixel's distance from the frame's mean grey
     image_jpeg: bool = False  # JPEG round trip of every camera frame
     image_jpeg_quality: tuple[int, int] = (40, 90)
     action_latency: bool = False  # the env applies the previous step's command (one control tick late)
@@ -101,7 +104,7 @@ class DomainRandomization:
         if not 0.0 <= self.action_latency_prob <= 1.0:
             raise ValueError(f"action_latency_prob: expected 0..1, got {self.action_latency_prob!r}")
         for name in ("table_texture_scale", "distractor_distance", "image_noise_std", "image_blur_sigma",
-                     "gripper_backlash_range"):
+                     "image_saturation", "image_contrast", "gripper_backlash_range"):
             if getattr(self, name)[0] < 0:
                 raise ValueError(f"{name}: expected non-negative values, got {getattr(self, name)!r}")
         if self.color_temperature_range[0] < 1000.0:
@@ -313,13 +316,16 @@ class Randomizer:
     def _draw_effects(self, rng: np.random.Generator) -> dict:
         c = self.cfg
         drawn: dict = {}
-        if self._on("image_noise") or self._on("image_blur") or self._on("image_jpeg"):
+        if any(self._on(h) for h in ("image_noise", "image_blur", "image_color", "image_jpeg")):
             img = ImageCorruption()
             if self._on("image_blur"):
                 img.blur_sigma = drawn["image_blur_sigma"] = float(rng.uniform(*c.image_blur_sigma))
             if self._on("image_noise"):
                 img.noise_std = drawn["image_noise_std"] = float(rng.uniform(*c.image_noise_std))
                 img.rng = np.random.default_rng(int(rng.integers(2 ** 63)))
+            if self._on("image_color"):
+                img.saturation = drawn["image_saturation"] = float(rng.uniform(*c.image_saturation))
+                img.contrast = drawn["image_contrast"] = float(rng.uniform(*c.image_contrast))
             if self._on("image_jpeg"):
                 lo, hi = c.image_jpeg_quality
                 img.jpeg_quality = drawn["image_jpeg_quality"] = int(rng.integers(lo, hi + 1))
