@@ -11,7 +11,10 @@ Per seed, four runs, each in its own process with one torch thread (`--jobs` of 
              `--env.look=<look>`), and in its nominal look for reference (not in the mean)
   finetune   the target env with `--env.look=<--finetune_look>` (default the first held-out look) and
              `--train.init_policy=<the pretrained policy>` for `--finetune_steps`, evaluated every `--eval_every`
-             steps on `--eval_episodes` episodes, then its last policy on `--final_episodes` new episodes of that look
+             steps on `--eval_episodes` episodes, then its last policy on `--final_episodes` new episodes of that look;
+             `--finetune_critic fresh` (the default) leaves the pretrained continuous critic behind
+             (`--train.init_critic=false`: its values, fitted in the randomized scene, slowed fine-tuning; and an
+             asymmetric critic reads a pose the target env stands in for not having), `pretrained` keeps it
   scratch    the same run without init_policy: the same seed, budget, demos and simulated human
 
 Both fine-tune arms also evaluate the policy they start from at env step 0, on the same episodes as their later
@@ -158,7 +161,9 @@ def _finetune(job: dict) -> dict:
     starts from, on the episodes of the run's own evaluations."""
     lines: list[str] = []
     init = job.get("init_policy")
-    overrides = [*job["overrides"], f"--env.look={job['look']}", *([f"--train.init_policy={init}"] if init else [])]
+    with_critic = job.get("finetune_critic", "fresh") == "pretrained"
+    overrides = [*job["overrides"], f"--env.look={job['look']}",
+                 *([f"--train.init_policy={init}", f"--train.init_critic={str(with_critic).lower()}"] if init else [])]
     summary, res, cfg = bench_learning.train_and_evaluate(
         Path(job["config"]), f"{job['role']}-{job['seed']}", job["seed"], job["steps"], job["eval_every"],
         job["eval_episodes"], job["final_episodes"], Path(job["out"]), overrides, log=lines.append)
@@ -176,7 +181,7 @@ def _finetune(job: dict) -> dict:
     torch.manual_seed(job["seed"])
     agent = make_agent(policy_config(cfg, *env_spaces(cfg.env)))
     if init:
-        load_initial_policy(agent, init)
+        load_initial_policy(agent, init, with_critic)
     env = make_env(cfg)
     # as the run's evaluations act: the averaged weights (which init_policy carries over) where it keeps an average
     start = evaluate(Actor(env, agent.act_with_average(), None, seed=job["seed"] + 1), job["eval_episodes"])
@@ -184,13 +189,15 @@ def _finetune(job: dict) -> dict:
     evals = [(0, round(start.success_rate, 4)), *map(tuple, summary["evals"])]
     records = [{"env_step": 0, **start.summary()}, *res.evals]
     keep = ("env_step", "success_rate", "mean_reward", "mean_length", "action_jitter")
-    initialised = [line.split("policy initialised from ", 1)[1] for line in lines if "policy initialised from " in line]
+    initialised = [line.split("policy initialised from ", 1)[1].removesuffix(" (continuous critic fresh)")
+                   for line in lines if "policy initialised from " in line]
     saved = json.loads((res.run_dir / "config.json").read_text())
     return {**summary, "env_steps_to_90": bench_learning.first_at(evals, 0.9),
             "min_eval_after_90": bench_learning.min_after(evals, 0.9), "evals": evals,
             "eval_records": [{k: r.get(k) for k in keep} for r in records],
             "start_success": round(start.success_rate, 4), "look": job["look"],
             "init_policy": saved["train"]["init_policy"],  # as the run folder's config.json records it
+            "init_critic": saved["train"]["init_critic"] if init else None,
             "initialised_from": initialised[0] if initialised else None}  # as the training log says
 
 
@@ -251,6 +258,8 @@ def main() -> None:
     p.add_argument("--pretrain_config", default=str(PRETRAIN_CONFIG))
     p.add_argument("--target_config", default=str(TARGET_CONFIG),
                    help="the env of zero-shot and both fine-tune arms (with --env.look)")
+    p.add_argument("--finetune_critic", choices=("fresh", "pretrained"), default="fresh",
+                   help="the fine-tune arm's continuous critic: a fresh one (default) or the pretrained one")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
     p.add_argument("--keep_runs", default=None, metavar="DIR",
                    help="keep every run folder (metrics, checkpoints, best model) under DIR instead of deleting them")
@@ -292,7 +301,8 @@ def main() -> None:
 
     def fine_job(role: str, seed: int, init_policy: str | None = None) -> dict:
         return {"role": role, "seed": seed, "config": args.target_config, "steps": args.finetune_steps,
-                "look": look, "init_policy": init_policy, "out": str(out / role), **common}
+                "look": look, "init_policy": init_policy, "finetune_critic": args.finetune_critic,
+                "out": str(out / role), **common}
 
     runs: dict = {}
     try:
@@ -325,6 +335,7 @@ def main() -> None:
     print(json.dumps({
         "aggregate": aggregate(per_seed), "per_seed": per_seed, "smoke": args.smoke,
         "pretrain_steps": args.pretrain_steps, "finetune_steps": args.finetune_steps, "finetune_look": look,
+        "finetune_critic": args.finetune_critic,
         "heldout_looks": looks, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
         "final_episodes": args.final_episodes, "zero_shot_episodes": args.zero_shot_episodes,
         "pretrain_config": _shown(args.pretrain_config), "target_config": _shown(args.target_config),

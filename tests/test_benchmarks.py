@@ -261,6 +261,7 @@ def test_bench_transfer_command_line(tmp_path):
     # the fine-tune run started from the pretrained policy, as its own run folder and log say; scratch did not
     saved = json.loads((runs / "finetune" / "finetune-0" / "config.json").read_text())
     assert saved["train"]["init_policy"] == fine["init_policy"] == fine["initialised_from"] == pretrained
+    assert out["finetune_critic"] == "fresh" and saved["train"]["init_critic"] is False and fine["init_critic"] is False
     assert saved["env"]["look"] == fine["look"] == "heldout_a"
     assert json.loads((runs / "scratch" / "scratch-0" / "config.json").read_text())["train"]["init_policy"] is None
     assert scratch["init_policy"] is None and scratch["initialised_from"] is None
