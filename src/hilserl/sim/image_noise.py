@@ -57,12 +57,15 @@ class ImageCorruption:
         return out
 
     def _colour(self, img: np.ndarray) -> np.ndarray:
-        x = img.astype(np.float32)
-        grey = x @ np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma
-        x = grey[..., None] + np.float32(self.saturation) * (x - grey[..., None])
-        mean = np.float32(grey.mean())
-        x = mean + np.float32(self.contrast) * (x - mean)
-        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        """Both factors are linear in the pixel, so one 3x4 colour matrix applies them in a single pass: saturation
+        x -> g + s (x - g) with g the pixel's luma (ITU-R BT.601; it keeps g), then contrast x -> m + c (x - m) with m
+        the frame's mean luma."""
+        luma = np.array([0.299, 0.587, 0.114])
+        s, c = float(self.saturation), float(self.contrast)
+        sat = s * np.eye(3) + (1.0 - s) * np.outer(np.ones(3), luma)
+        mean = float(luma @ np.asarray(cv2.mean(img)[:3]))
+        matrix = np.hstack([c * sat, np.full((3, 1), (1.0 - c) * mean)])
+        return cv2.transform(img, matrix)  # rounded and clipped to 0..255
 
     def _noise(self, shape) -> tuple[np.ndarray, np.ndarray]:
         h, w = shape[:2]
