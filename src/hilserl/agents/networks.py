@@ -165,7 +165,7 @@ class CriticEnsemble(nn.Module):
                  hidden_dims: tuple[int, ...] = (256, 256), activation: str = "tanh", trunk_dim: int | None = None,
                  privileged_dim: int = 0, privileged_feature_dim: int = 64):
         super().__init__()
-        # privileged_dim > 0: an asymmetric critic (Pinto et al. 2017) that also reads the simulation's privileged
+        # privileged_dim > 0: an asymmetric critic (Pinto et al. 2018) that also reads the simulation's privileged
         # state [B, P] through its own projection (Linear -> LayerNorm -> tanh), concatenated to the features
         self.privileged_proj = None
         if privileged_dim > 0:
