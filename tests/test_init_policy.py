@@ -138,3 +138,28 @@ def test_the_critic_can_be_left_behind(tmp_path):
         assert torch.equal(value, expected), name
     assert any(k.startswith("critic.") for k in before) and any(k.startswith("discrete_critic.") for k in before)
     assert load_config(TrainConfig, None, ["--train.init_critic=false"]).train.init_critic is False
+
+
+def test_a_critic_warmup_keeps_the_loaded_actor_until_it_ends(tmp_path):
+    """train.critic_warmup: the first updates of a run from train.init_policy train only the critics."""
+    short = [*TINY, f"--output_dir={tmp_path}", "--env.control_time_s=3", "--train.total_env_steps=1",
+             "--train.training_starts=10"]  # one 30-step episode: 21 updates
+    pre = train(load_config(TrainConfig, None, [*short, "--run_name=sim"]))
+    pretrained = load_file(str(pre.last_checkpoint / "pretrained_model" / "model.safetensors"))
+
+    def fine_tune(warmup: int) -> dict:
+        res = train(load_config(TrainConfig, None, [
+            *short, f"--run_name=warmup{warmup}", f"--train.critic_warmup={warmup}",
+            f"--train.init_policy={pre.run_dir}"]))
+        assert res.learner_updates == 21
+        return load_file(str(res.last_checkpoint / "pretrained_model" / "model.safetensors"))
+
+    actor = [k for k in pretrained if k.startswith(("actor.", "temperature"))]
+    critic = "critic.net.members.0.0.0.weight"
+    during = fine_tune(100)  # every update a warm-up one
+    assert actor and all(torch.equal(during[k], pretrained[k]) for k in actor)
+    assert not torch.equal(during[critic], pretrained[critic])  # loaded, then trained
+    after = fine_tune(10)  # the last 11 move the actor
+    assert not all(torch.equal(after[k], pretrained[k]) for k in actor)
+    with pytest.raises(ValueError, match="train.critic_warmup: 15 is for a run that starts from a trained policy"):
+        load_config(TrainConfig, None, ["--train.critic_warmup=15"])

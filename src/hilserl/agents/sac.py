@@ -359,15 +359,18 @@ class SACAgent(nn.Module):
     def update_critic(self, batch: dict) -> dict[str, float]:
         return self.critic_step(self.prepare_batch(batch))[0]
 
-    def update(self, batches: dict | list[dict]) -> dict[str, float]:
+    def update(self, batches: dict | list[dict], actor: bool = True) -> dict[str, float]:
         """The UTD loop: one critic step per batch, then actor + temperature on the last batch (reusing its
-        embedding). Pass ``config.utd_ratio`` batches; a single dict is UTD 1."""
+        embedding). Pass ``config.utd_ratio`` batches; a single dict is UTD 1. ``actor=False``: the critic steps
+        only (a warm-up: the policy and its running average stay as they are)."""
         if isinstance(batches, dict):
             batches = [batches]
         self.train()
         for batch in batches[:-1]:
             self._critic_step_in_precision(self.prepare_batch(batch))
         metrics, embeddings = self._critic_step_in_precision(self.prepare_batch(batches[-1]))
+        if not actor:
+            return metric_floats(metrics)
         metrics.update(self._actor_step_in_precision(embeddings))
         if self.policy_average is not None:
             self.policy_average.update()

@@ -101,6 +101,10 @@ class LoopConfig:
     # were fitted in the scene it trained in; fine-tuning a sim-pretrained policy in a new look was slower with them
     # than from scratch, and as fast without them (docs/benchmarks.md)
     init_critic: bool = True
+    # with init_policy: the run's first critic_warmup learner updates train only the critics, the loaded actor acts
+    # unchanged meanwhile; a fresh critic's first values would otherwise pull the actor off what it learned
+    # (docs/benchmarks.md). 0: off
+    critic_warmup: int = 0
     batch_size: int = 256
     training_starts: int = 100  # online transitions before the first update
     updates_per_env_step: float = 1.0  # learner updates (each = utd_ratio critic steps + 1 actor step) per env step
@@ -122,11 +126,15 @@ class LoopConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        for name in ("num_demos", "training_starts", "eval_every", "checkpoint_every", "torch_threads"):
+        for name in ("num_demos", "training_starts", "eval_every", "checkpoint_every", "torch_threads",
+                     "critic_warmup"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if self.updates_per_env_step <= 0:
             raise ValueError(f"updates_per_env_step: expected > 0, got {self.updates_per_env_step}")
+        if self.critic_warmup and not self.init_policy:
+            raise ValueError(f"critic_warmup: {self.critic_warmup} is for a run that starts from a trained policy "
+                             "(train.init_policy); without one there is no actor to keep: set it to 0")
 
 
 @dataclass

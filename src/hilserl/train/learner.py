@@ -216,11 +216,12 @@ class Learner:
     def ready(self, training_starts: int) -> bool:
         return len(self.online) >= max(1, training_starts) and len(self.online) + len(self.demo) > 0
 
-    def update(self) -> dict[str, float]:
+    def update(self, actor: bool = True) -> dict[str, float]:
+        """One agent update on fresh batches; ``actor=False``: the critics only."""
         with self.lock:  # actors may be storing transitions meanwhile (remote mode)
             for i in range(len(self._batches)):
                 self._batches[i] = self.sampler.sample(self.batch_size, out=self._batches[i])
-        metrics = self.agent.update(list(self._batches))
+        metrics = self.agent.update(list(self._batches), actor=actor)
         self.updates += 1
         self._rate_n += 1
         return metrics

@@ -108,7 +108,8 @@ class LearnerLoop:
     def update(self) -> dict:
         """One update, then its health check, and the weights and the log line when they are due."""
         loop, learner = self.cfg.train, self.learner
-        metrics = self.last_metrics = learner.update()
+        # train.critic_warmup (a run from train.init_policy): the critics first, the loaded actor unchanged
+        metrics = self.last_metrics = learner.update(actor=learner.updates >= loop.critic_warmup)
         self.health.update(metrics, learner.updates)  # before the weights reach an actor or a checkpoint
         if learner.updates % loop.push_weights_every == 0:
             self.publish_weights()
