@@ -149,9 +149,11 @@ def test_a_critic_warmup_keeps_the_loaded_actor_until_it_ends(tmp_path):
 
     def fine_tune(warmup: int) -> dict:
         res = train(load_config(TrainConfig, None, [
-            *short, f"--run_name=warmup{warmup}", f"--train.critic_warmup={warmup}",
+            *short, f"--run_name=warmup{warmup}", f"--train.critic_warmup={warmup}", "--train.log_every=5",
             f"--train.init_policy={pre.run_dir}"]))
         assert res.learner_updates == 21
+        header = (res.run_dir / "metrics" / "learner.csv").read_text().splitlines()[0].split(",")
+        assert {"critic_loss", "actor_loss", "temperature"} <= set(header)  # the warm-up rows have every column
         return load_file(str(res.last_checkpoint / "pretrained_model" / "model.safetensors"))
 
     actor = [k for k in pretrained if k.startswith(("actor.", "temperature"))]
@@ -163,3 +165,31 @@ def test_a_critic_warmup_keeps_the_loaded_actor_until_it_ends(tmp_path):
     assert not all(torch.equal(after[k], pretrained[k]) for k in actor)
     with pytest.raises(ValueError, match="train.critic_warmup: 15 is for a run that starts from a trained policy"):
         load_config(TrainConfig, None, ["--train.critic_warmup=15"])
+
+
+@pytest.mark.parametrize("kind", ["sac", "drqv2"])
+def test_a_warmup_update_reports_the_policy_loss_but_moves_only_the_critics(kind):
+    from hilserl.agents.drqv2 import DrQV2Agent, DrQV2Config
+
+    torch.manual_seed(0)
+    agent = SACAgent(SACConfig(**SMALL, average_rate=0.1)) if kind == "sac" else DrQV2Agent(DrQV2Config(**SMALL))
+    g = torch.Generator().manual_seed(0)
+    obs = lambda: {"state": torch.randn(16, 5, generator=g)}  # noqa: E731
+    actions = torch.rand(16, 4, generator=g) * 2 - 1
+    actions[:, -1] = 1.0
+    batch = {"observations": obs(), "next_observations": obs(), "actions": actions, "rewards": torch.rand(16),
+             "terminals": torch.zeros(16)}
+    # the critics and the encoder they train move; the policy's own weights do not
+    held = {k: v.clone() for k, v in agent.state_dict().items()
+            if not k.startswith(("critic", "discrete_critic", "encoder."))}
+    noise = agent.noise_std if kind == "drqv2" else None
+    metrics = agent.update(batch, actor=False)
+    assert "actor_loss" in metrics and "critic_loss" in metrics
+    for name, value in held.items():
+        assert torch.equal(agent.state_dict()[name], value), name  # actor, temperature, running average
+    assert agent.num_actor_updates == 0 and agent.num_critic_updates == 1
+    if kind == "drqv2":
+        assert agent.noise_std == noise  # the exploration schedule waits too
+    agent.update(batch)
+    assert agent.num_actor_updates == 1
+    assert not all(torch.equal(agent.state_dict()[k], v) for k, v in held.items() if k.startswith("actor."))

@@ -78,8 +78,9 @@ class DrQV2Agent(SACAgent):
             loss = loss + cfg.action_smoothness * smooth
             metrics["policy_smoothness"] = smooth.detach()
         self._step(["actor"], loss)
-        self.exploration.advance()
-        self.num_actor_updates += 1
+        if not self._hold_policy:  # a critic warm-up (update(actor=False)) holds the schedule too
+            self.exploration.advance()
+            self.num_actor_updates += 1
         return {"actor_loss": loss.detach(), "noise_std": std, **metrics}
 
     # ---------------------------------------------------------------------------------------- acting

@@ -127,6 +127,7 @@ class SACAgent(nn.Module):
             self.discrete_critic_target = _frozen_copy(self.discrete_critic)
         self.num_critic_updates = 0
         self.num_actor_updates = 0
+        self._hold_policy = False  # update(actor=False): the policy's losses are computed but nothing is stepped
 
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._augment_scratch: dict[str, dict[str, Tensor]] = {"obs": {}, "next_obs": {}}
@@ -313,7 +314,7 @@ class SACAgent(nn.Module):
         self._step(["actor"], loss)
         t_loss = temperature_loss(self.temperature, log_prob, self.target_entropy)
         self._step(["temperature"], t_loss)
-        self.num_actor_updates += 1
+        self.num_actor_updates += not self._hold_policy
         return {"actor_loss": loss.detach(), "temperature_loss": t_loss.detach(),
                 "temperature": self.temperature.detach().clone(), "entropy": -log_prob.detach().mean(), **metrics}
 
@@ -344,6 +345,8 @@ class SACAgent(nn.Module):
         return text
 
     def _step(self, names: list[str], loss: Tensor) -> None:
+        if self._hold_policy:  # only the policy's own steps run while it is held (update(actor=False))
+            return
         params = [p for n in names for g in self.optimizers[n].param_groups for p in g["params"]]
         for n in names:
             self.optimizers[n].zero_grad(set_to_none=True)
@@ -362,17 +365,20 @@ class SACAgent(nn.Module):
     def update(self, batches: dict | list[dict], actor: bool = True) -> dict[str, float]:
         """The UTD loop: one critic step per batch, then actor + temperature on the last batch (reusing its
         embedding). Pass ``config.utd_ratio`` batches; a single dict is UTD 1. ``actor=False``: the critic steps
-        only (a warm-up: the policy and its running average stay as they are)."""
+        only (a warm-up): the policy's losses are still computed and reported, but the policy, its running average
+        and its counters stay as they are."""
         if isinstance(batches, dict):
             batches = [batches]
         self.train()
         for batch in batches[:-1]:
             self._critic_step_in_precision(self.prepare_batch(batch))
         metrics, embeddings = self._critic_step_in_precision(self.prepare_batch(batches[-1]))
-        if not actor:
-            return metric_floats(metrics)
-        metrics.update(self._actor_step_in_precision(embeddings))
-        if self.policy_average is not None:
+        self._hold_policy = not actor
+        try:
+            metrics.update(self._actor_step_in_precision(embeddings))
+        finally:
+            self._hold_policy = False
+        if actor and self.policy_average is not None:
             self.policy_average.update()
         return metric_floats(metrics)  # one device-to-host copy per update: a GPU's queue never waits on a metric
 

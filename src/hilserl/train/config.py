@@ -101,8 +101,9 @@ class LoopConfig:
     # were fitted in the scene it trained in; fine-tuning a sim-pretrained policy in a new look was slower with them
     # than from scratch, and as fast without them (docs/benchmarks.md)
     init_critic: bool = True
-    # with init_policy: the run's first critic_warmup learner updates train only the critics, the loaded actor acts
-    # unchanged meanwhile; a fresh critic's first values would otherwise pull the actor off what it learned
+    # with init_policy: the run's first critic_warmup learner updates train only the critics (and the image heads they
+    # train), the loaded actor's weights stay; a fresh critic's first values would otherwise pull the actor off what
+    # it learned
     # (docs/benchmarks.md). 0: off
     critic_warmup: int = 0
     batch_size: int = 256
