@@ -213,13 +213,13 @@ def test_nan_weights_stop_training_before_a_checkpoint(tmp_path, monkeypatch):
     original = learner_module.Learner.update
     calls = {"n": 0}
 
-    def update_that_breaks(self):
+    def update_that_breaks(self, actor=True):
         calls["n"] += 1
         if calls["n"] == 150:  # something blows the critic up; the next losses are NaN for real
             with torch.no_grad():
                 for p in self.agent.critic.parameters():
                     p.fill_(float("nan"))
-        return original(self)
+        return original(self, actor)
 
     monkeypatch.setattr(learner_module.Learner, "update", update_that_breaks)
     lines = []
