@@ -13,8 +13,8 @@
 `--robust` measures instead whether the classifier survives a camera it never saw (no RL):
 
 1. three classifiers: *nominal* (the simulation's defaults, no randomization; images only), *randomized* (the
-   env section of `--train_config`, `configs/sim_pretrain.json`: every randomization hook on; a held-out look
-   there is refused; images only) and *randomized_arm* (the same frames, the images and what the arm measured:
+   env section of `--train_config`, `configs/sim_pretrain.json`: every randomization hook on but image_color; a
+   held-out look there is refused; images only) and *randomized_arm* (the same frames, the images and what the arm measured:
    the gripper's opening and the end-effector's height, as `hilserl reward train` does by default); each picks its
    threshold for precision 0.99 on its own held-out split (by episode), as `hilserl reward train` does;
 2. evaluation datasets from episodes neither saw (other seeds): `nominal`, `camera_pose` (the simulation's

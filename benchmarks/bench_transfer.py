@@ -3,7 +3,7 @@ fine-tune on a held-out look from the pretrained policy and, side by side, from 
 
 Per seed, four runs, each in its own process with one torch thread (`--jobs` of them at a time, default 2):
 
-  pretrain   `--pretrain_config` (configs/sim_pretrain.json: every randomization hook on) for `--pretrain_steps`
+  pretrain   `--pretrain_config` (configs/sim_pretrain.json: every randomization hook on but image_color) for `--pretrain_steps`
              env steps, evaluated every `--eval_every` steps on `--eval_episodes` episodes of the randomized env;
              its last policy is the pretrained policy (also evaluated on `--final_episodes` new randomized episodes)
   zero_shot  that policy, deterministic, on `--zero_shot_episodes` new episodes of every held-out look

@@ -395,7 +395,9 @@ def test_bad_randomization_values_name_the_field():
 def test_sim_pretrain_config_loads_and_its_env_steps():
     cfg = load_config(TrainConfig, PRETRAIN, [])
     base = load_config(TrainConfig, ROOT / "configs" / "sim_grasp.json", [])
-    assert cfg.env.randomization.any and all(getattr(cfg.env.randomization, h) for h in _BEFORE + _AFTER)
+    # every hook on but the camera's colour processing, which made the pretraining worse (docs/benchmarks.md)
+    assert cfg.env.randomization.any and not cfg.env.randomization.image_color
+    assert all(getattr(cfg.env.randomization, h) for h in _BEFORE + _AFTER if h != "image_color")
     # only the randomization differs, and the cube's pose rides along for the privileged auxiliary loss
     assert cfg.env.privileged_state and not base.env.privileged_state
     assert replace(cfg.env, randomization=DomainRandomization(), privileged_state=False) == base.env
