@@ -176,6 +176,7 @@ def _finetune(job: dict) -> dict:
     from hilserl.train.build import make_env, policy_config
     from hilserl.train.checkpoint import load_initial_policy
     from hilserl.train.evaluate import evaluate
+    from hilserl.train.learner_loop import FRESH_CRITIC_NOTE
 
     # the policy the run started from, evaluated like the loop's evaluations (same env, actor seed and episodes)
     torch.manual_seed(job["seed"])
@@ -189,7 +190,7 @@ def _finetune(job: dict) -> dict:
     evals = [(0, round(start.success_rate, 4)), *map(tuple, summary["evals"])]
     records = [{"env_step": 0, **start.summary()}, *res.evals]
     keep = ("env_step", "success_rate", "mean_reward", "mean_length", "action_jitter")
-    initialised = [line.split("policy initialised from ", 1)[1].removesuffix(" (continuous critic fresh)")
+    initialised = [line.split("policy initialised from ", 1)[1].removesuffix(FRESH_CRITIC_NOTE)
                    for line in lines if "policy initialised from " in line]
     saved = json.loads((res.run_dir / "config.json").read_text())
     return {**summary, "env_steps_to_90": bench_learning.first_at(evals, 0.9),

@@ -220,15 +220,16 @@ class SACAgent(nn.Module):
         cfg = self.config
         obs_emb = self.encoder(prep["obs"])
         embeddings = {"obs": obs_emb.detach()}
-        if cfg.asymmetric_critic:
-            embeddings["privileged"] = self._privileged(prep["obs"])
+        privileged = self._privileged(prep["obs"])  # None unless the critic is asymmetric
+        if privileged is not None:
+            embeddings["privileged"] = privileged
         with torch.no_grad():
             next_emb = self.encoder(prep["next_obs"], dropout=False)  # deterministic targets
             if cfg.action_smoothness > 0:
                 embeddings["obs_plain"] = self.encoder(prep["obs"], dropout=False)
                 embeddings["next_obs"] = next_emb
             target = self._td_target(prep, next_emb)
-        q = self.critic(obs_emb, prep["actions"], self._privileged(prep["obs"]))
+        q = self.critic(obs_emb, prep["actions"], privileged)
         loss = critic_loss(q, target)
         metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "td_target_mean": target.mean()}
         total = loss

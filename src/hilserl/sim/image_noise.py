@@ -24,6 +24,9 @@ import cv2
 import numpy as np
 
 
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
+
+
 @dataclass
 class ImageCorruption:
     blur_sigma: float = 0.0  # px; 0: no blur
@@ -32,6 +35,7 @@ class ImageCorruption:
     saturation: float = 1.0  # times each pixel's colour away from its grey; 1: unchanged
     contrast: float = 1.0  # times each pixel's distance from the frame's mean grey; 1: unchanged
     rng: np.random.Generator = field(default_factory=np.random.default_rng, repr=False)
+    _colour_key: tuple[float, float, np.ndarray] | None = field(default=None, repr=False)  # (s, c, c * saturation)
     _bank: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # (positive, negative) parts
 
     @property
@@ -60,11 +64,12 @@ class ImageCorruption:
         """Both factors are linear in the pixel, so one 3x4 colour matrix applies them in a single pass: saturation
         x -> g + s (x - g) with g the pixel's luma (ITU-R BT.601; it keeps g), then contrast x -> m + c (x - m) with m
         the frame's mean luma."""
-        luma = np.array([0.299, 0.587, 0.114])
         s, c = float(self.saturation), float(self.contrast)
-        sat = s * np.eye(3) + (1.0 - s) * np.outer(np.ones(3), luma)
-        mean = float(luma @ np.asarray(cv2.mean(img)[:3]))
-        matrix = np.hstack([c * sat, np.full((3, 1), (1.0 - c) * mean)])
+        if self._colour_key is None or self._colour_key[:2] != (s, c):  # once per episode's draw, not per frame
+            sat = s * np.eye(3) + (1.0 - s) * np.outer(np.ones(3), _LUMA)
+            self._colour_key = (s, c, c * sat)
+        mean = float(_LUMA @ np.asarray(cv2.mean(img)[:3]))
+        matrix = np.hstack([self._colour_key[2], np.full((3, 1), (1.0 - c) * mean)])
         return cv2.transform(img, matrix)  # rounded and clipped to 0..255
 
     def _noise(self, shape) -> tuple[np.ndarray, np.ndarray]:

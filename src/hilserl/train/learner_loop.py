@@ -47,6 +47,9 @@ class Opened:
     rng: dict[str, np.ndarray]  # that checkpoint's saved random states
 
 
+FRESH_CRITIC_NOTE = " (continuous critic fresh)"  # ends the "policy initialised from" line with init_critic false
+
+
 def open_learner(cfg: TrainConfig, run: RunFolder, resume: bool, log, *, before_new_agent=None) -> Opened:
     """The learner of a new or resumed run: the policy's shapes from the env's spaces (never opening the robot's
     port or cameras), the agent from the last checkpoint (resume), from ``train.init_policy`` or new, and the
@@ -65,7 +68,7 @@ def open_learner(cfg: TrainConfig, run: RunFolder, resume: bool, log, *, before_
     elif loop.init_policy:
         agent = make_agent(cfg.policy).to(loop.device)
         log(f"policy initialised from {load_initial_policy(agent, loop.init_policy, loop.init_critic)}"
-            + ("" if loop.init_critic else " (continuous critic fresh)"))
+            + ("" if loop.init_critic else FRESH_CRITIC_NOTE))
     if before_new_agent is not None:
         before_new_agent(cfg.policy)
     if agent is None:
