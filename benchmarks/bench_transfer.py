@@ -14,7 +14,8 @@ Per seed, four runs, each in its own process with one torch thread (`--jobs` of 
              steps on `--eval_episodes` episodes, then its last policy on `--final_episodes` new episodes of that look;
              `--finetune_critic fresh` (the default) leaves the pretrained continuous critic behind
              (`--train.init_critic=false`: its values, fitted in the randomized scene, slowed fine-tuning; and an
-             asymmetric critic reads a pose the target env stands in for not having), `pretrained` keeps it
+             asymmetric critic reads a pose the target env stands in for not having), `pretrained` keeps it;
+             `--critic_warmup N` trains only its critics for its first N updates (`--train.critic_warmup`)
   scratch    the same run without init_policy: the same seed, budget, demos and simulated human
 
 Both fine-tune arms also evaluate the policy they start from at env step 0, on the same episodes as their later
@@ -162,8 +163,10 @@ def _finetune(job: dict) -> dict:
     lines: list[str] = []
     init = job.get("init_policy")
     with_critic = job.get("finetune_critic", "fresh") == "pretrained"
+    warmup = job.get("critic_warmup", 0) if init else 0
     overrides = [*job["overrides"], f"--env.look={job['look']}",
-                 *([f"--train.init_policy={init}", f"--train.init_critic={str(with_critic).lower()}"] if init else [])]
+                 *([f"--train.init_policy={init}", f"--train.init_critic={str(with_critic).lower()}"] if init else []),
+                 *([f"--train.critic_warmup={warmup}"] if warmup else [])]
     summary, res, cfg = bench_learning.train_and_evaluate(
         Path(job["config"]), f"{job['role']}-{job['seed']}", job["seed"], job["steps"], job["eval_every"],
         job["eval_episodes"], job["final_episodes"], Path(job["out"]), overrides, log=lines.append)
@@ -199,6 +202,7 @@ def _finetune(job: dict) -> dict:
             "start_success": round(start.success_rate, 4), "look": job["look"],
             "init_policy": saved["train"]["init_policy"],  # as the run folder's config.json records it
             "init_critic": saved["train"]["init_critic"] if init else None,
+            "critic_warmup": saved["train"]["critic_warmup"],
             "initialised_from": initialised[0] if initialised else None}  # as the training log says
 
 
@@ -261,6 +265,8 @@ def main() -> None:
                    help="the env of zero-shot and both fine-tune arms (with --env.look)")
     p.add_argument("--finetune_critic", choices=("fresh", "pretrained"), default="fresh",
                    help="the fine-tune arm's continuous critic: a fresh one (default) or the pretrained one")
+    p.add_argument("--critic_warmup", type=int, default=0, metavar="N",
+                   help="the fine-tune arm's first N updates train only the critics (--train.critic_warmup; 0: off)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
     p.add_argument("--keep_runs", default=None, metavar="DIR",
                    help="keep every run folder (metrics, checkpoints, best model) under DIR instead of deleting them")
@@ -303,6 +309,7 @@ def main() -> None:
     def fine_job(role: str, seed: int, init_policy: str | None = None) -> dict:
         return {"role": role, "seed": seed, "config": args.target_config, "steps": args.finetune_steps,
                 "look": look, "init_policy": init_policy, "finetune_critic": args.finetune_critic,
+                "critic_warmup": args.critic_warmup,
                 "out": str(out / role), **common}
 
     runs: dict = {}
@@ -336,7 +343,7 @@ def main() -> None:
     print(json.dumps({
         "aggregate": aggregate(per_seed), "per_seed": per_seed, "smoke": args.smoke,
         "pretrain_steps": args.pretrain_steps, "finetune_steps": args.finetune_steps, "finetune_look": look,
-        "finetune_critic": args.finetune_critic,
+        "finetune_critic": args.finetune_critic, "critic_warmup": args.critic_warmup,
         "heldout_looks": looks, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
         "final_episodes": args.final_episodes, "zero_shot_episodes": args.zero_shot_episodes,
         "pretrain_config": _shown(args.pretrain_config), "target_config": _shown(args.target_config),

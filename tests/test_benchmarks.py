@@ -246,7 +246,8 @@ def test_transfer_aggregate_and_targets():
 
 def test_bench_transfer_command_line(tmp_path):
     runs = tmp_path / "runs"
-    out = run_benchmark("bench_transfer", "--smoke", "--seeds", 0, "--keep_runs", runs, timeout=600)
+    out = run_benchmark("bench_transfer", "--smoke", "--seeds", 0, "--critic_warmup", 5, "--keep_runs", runs,
+                        timeout=600)
     assert out["smoke"] is True and out["cpu"] and out["heldout_looks"] == ["heldout_a", "heldout_b", "heldout_c"]
     seed = out["per_seed"]["0"]
     for key in ("zero_shot_success", "finetune_steps_to_90", "scratch_steps_to_90", "finetune_final_success",
@@ -263,6 +264,8 @@ def test_bench_transfer_command_line(tmp_path):
     assert saved["train"]["init_policy"] == fine["init_policy"] == fine["initialised_from"] == pretrained
     assert out["finetune_critic"] == "fresh" and saved["train"]["init_critic"] is False and fine["init_critic"] is False
     assert saved["env"]["look"] == fine["look"] == "heldout_a"
+    assert out["critic_warmup"] == saved["train"]["critic_warmup"] == fine["critic_warmup"] == 5  # fine-tune arm only
+    assert scratch["critic_warmup"] == 0
     assert json.loads((runs / "scratch" / "scratch-0" / "config.json").read_text())["train"]["init_policy"] is None
     assert scratch["init_policy"] is None and scratch["initialised_from"] is None
     # both arms: evaluated at step 0 and every eval_every steps, on the same episodes; the start policies differ
