@@ -1,6 +1,7 @@
 """Domain randomization and held-out looks: each hook changes what it says and only that, all hooks off is the
 nominal scene, the held-out looks are never drawn in training, configs/sim_pretrain.json loads and steps."""
 
+import colorsys
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from hilserl.sim.expert import ScriptedExpert, expert_success_rate
 from hilserl.sim.looks import LOOK_NAMES, LOOKS, look_texture
 from hilserl.sim.randomization import _AFTER, _BEFORE, DomainRandomization
 from hilserl.sim.scene import DR_HIDDEN_GROUP, JAW_CLOSED_ANGLE, JAW_OPEN_ANGLE, SceneConfig
-from hilserl.sim.textures import HELDOUT_FAMILIES, TRAIN_FAMILIES, draw_training_texture, is_training_colour
+from hilserl.sim.textures import HELDOUT_FAMILIES, TRAIN_FAMILIES, TRAIN_VALUE, draw_training_texture, pattern
 from hilserl.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,15 +323,16 @@ def test_gripper_backlash_is_play_on_the_jaw_only():
 
 def test_heldout_looks_are_never_drawn_in_training():
     rng = np.random.default_rng(0)
-    for _ in range(2000):  # the training texture draw: training families, training colours only
+    families = set()
+    for _ in range(2000):  # the training texture draw: training families only
         _, info = draw_training_texture(rng, 8)
-        assert info["family"] in TRAIN_FAMILIES and all(is_training_colour(c) for c in info["colours"])
-    assert not set(TRAIN_FAMILIES) & set(HELDOUT_FAMILIES)
+        assert info["family"] in TRAIN_FAMILIES
+        families.add(info["family"])
+    assert families == set(TRAIN_FAMILIES) and not set(TRAIN_FAMILIES) & set(HELDOUT_FAMILIES)
     dr = load_config(TrainConfig, PRETRAIN, []).env.randomization
     for name in LOOK_NAMES[1:]:
         look = LOOKS[name]
         assert look.table[0] in HELDOUT_FAMILIES and look.backdrop[0] in HELDOUT_FAMILIES
-        assert not any(is_training_colour(c) for c in (*look.table[1:3], *look.backdrop[1:3])), name
         lo, hi = dr.color_temperature_range
         assert not lo <= look.color_temperature_k <= hi, name
         assert abs(look.camera_rot_deg) > dr.camera_rot_jitter_deg, name
@@ -341,8 +343,27 @@ def test_heldout_looks_are_never_drawn_in_training():
         drawn = env._randomization
         assert drawn["table_texture"]["family"] in TRAIN_FAMILIES
         assert drawn["background"]["family"] in TRAIN_FAMILIES
-        assert all(is_training_colour(c) for c in drawn["table_texture"]["colours"] + drawn["background"]["colours"])
         assert lo <= drawn["color_temperature"] <= hi and "look" not in drawn
+
+
+def test_training_textures_span_the_colours_and_their_patterns_are_what_they_say():
+    rng = np.random.default_rng(1)
+    hsv = np.array([colorsys.rgb_to_hsv(*c) for _ in range(2000) for c in draw_training_texture(rng, 8)[1]["colours"]])
+    hue, sat, val = hsv.T
+    assert TRAIN_VALUE[0] - 1e-9 <= val.min() and val.max() <= TRAIN_VALUE[1] + 1e-9
+    # any colour, not a muted palette: saturated, near-white and near-black tables all occur, and every hue
+    assert (sat > 0.9).mean() > 0.05 and ((sat < 0.1) & (val > 0.9)).mean() > 0.003 and (val < 0.15).mean() > 0.03
+    assert np.histogram(hue, bins=12, range=(0, 1))[0].min() > 0.05 * len(hue) / 12
+    # pattern weights: plain is one colour, checker / stripes / blobs two, the smooth ones in between
+    for family in TRAIN_FAMILIES:
+        w = pattern(family, 64, np.random.default_rng(2))
+        assert w.shape == (64, 64) and 0.0 <= w.min() and w.max() <= 1.0, family
+        if family == "plain":
+            assert np.ptp(w) == 0.0
+        elif family in ("checker", "stripes", "blobs"):
+            assert set(np.unique(w)) == {0.0, 1.0} and 0.1 < w.mean() < 0.9, family
+        else:
+            assert len(np.unique(w)) > 100, family
 
 
 def test_look_is_selectable_fixed_and_validated(nominal):

@@ -8,7 +8,7 @@ selected the hooks that would draw the same things (`light`, `color_temperature`
 latency, backlash) still apply.
 
 Never drawn in training, by construction: a look's texture families are `textures.HELDOUT_FAMILIES`, which training
-never draws, and every colour in it lies outside the training palette (`textures.is_training_colour`). Its colour
+never draws (its colours may be drawn, on other patterns: training colours span the whole range). Its colour
 temperature and camera rotation also lie outside the ranges of `configs/sim_pretrain.json` (checked by
 tests/test_sim_randomization.py); its light intensity may lie inside them.
 """
