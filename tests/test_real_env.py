@@ -321,6 +321,8 @@ def test_bad_inputs_are_refused(kin):
         SO101RealEnv(config, FakeFollower(), {"gripper": FakeCamera([frame()])}, kinematics=kin)
     with pytest.raises(ValueError, match="env.intervention"):
         SO101RealEnv(SO101EnvConfig(intervention="pedal"), FakeFollower(), {"gripper": None}, kinematics=kin)
+    with pytest.raises(ValueError, match="cameras.wrist_canonical: .*canonical view"):
+        SO101EnvConfig(cameras={"wrist_canonical": CameraConfig()})  # the simulation's name for a training aid
 
 
 def test_close_closes_every_device_even_if_one_fails(kin):

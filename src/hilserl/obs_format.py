@@ -23,6 +23,11 @@ What the policy reads (``SACAgent.update`` batches; ``select_action`` takes the 
     "features.<camera>"   float32 [B, C, h, w]             one of the K maps (the unshifted one when acting);
                                                            float16 [B, K, C, h, w] is also accepted (one picked)
 
+The simulation's canonical view (``env.canonical_view``) adds, per camera, ``<camera>_canonical``: the same state
+rendered in the nominal look (no randomized appearance, camera pose or image corruption). It travels and is stored
+like any camera, but is never a policy input: the learner pulls the randomized camera's embedding onto it
+(`canonical_camera`, `is_canonical_camera`).
+
 A camera's name is the same everywhere: the env's ``pixels`` entry, ``pixels.<camera>`` / ``features.<camera>``,
 the policy's ``cameras``. LeRobot's names (``observation.state``, ``observation.images.<camera>``) belong to the
 LeRobot format and live in `hilserl.data.lerobot_v3`.
@@ -45,13 +50,16 @@ __all__ = [
     "PIXELS_PREFIX",
     "STATE",
     "VECTOR_KEYS",
+    "CANONICAL_SUFFIX",
     "camera_of",
+    "canonical_camera",
     "channels_first",
     "channels_first_shape",
     "channels_last",
     "check_camera",
     "feature_key",
     "is_camera_key",
+    "is_canonical_camera",
     "is_feature_key",
     "is_pixel_key",
     "pixel_key",
@@ -63,6 +71,7 @@ PIXELS = "pixels"  # the env observation's dict of camera images
 VECTOR_KEYS = (STATE, ENV_STATE)  # the float32 vectors, named alike in env, stored and policy observations
 PIXELS_PREFIX = "pixels."
 FEATURES_PREFIX = "features."
+CANONICAL_SUFFIX = "_canonical"  # the canonical view of a camera (simulation, env.canonical_view)
 
 
 # ---------------------------------------------------------------------------------------------------- keys
@@ -81,6 +90,16 @@ def pixel_key(camera: str) -> str:
 def feature_key(camera: str) -> str:
     """``"features.<camera>"``: the stored / policy key of a camera's cached backbone maps."""
     return FEATURES_PREFIX + check_camera(camera)
+
+
+def canonical_camera(camera: str) -> str:
+    """``"<camera>_canonical"``: the name of a camera's canonical view (the same state in the nominal look)."""
+    return check_camera(camera) + CANONICAL_SUFFIX
+
+
+def is_canonical_camera(camera: Any) -> bool:
+    """Is ``camera`` the canonical view of another camera (``"<camera>_canonical"``)?"""
+    return isinstance(camera, str) and camera.endswith(CANONICAL_SUFFIX) and len(camera) > len(CANONICAL_SUFFIX)
 
 
 def is_pixel_key(key: Any) -> bool:

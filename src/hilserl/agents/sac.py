@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hilserl.fileio import atomic_write, atomic_write_json
-from hilserl.obs_format import ENV_STATE, STATE, is_camera_key
+from hilserl.obs_format import ENV_STATE, STATE, canonical_camera, feature_key, is_camera_key, pixel_key
 
 from .augment import augment_observations
 from .averaging import PolicyAverage
@@ -86,6 +86,36 @@ from .sac_config import SACConfig
 __all__ = ["PRIVILEGED_PREFIX", "SACAgent", "SACConfig"]
 
 PRIVILEGED_PREFIX = "privileged_head."  # the auxiliary head's weights: a training aid, not part of the policy
+
+
+# ============================================================================================= canonical view
+def _canonical_views(obs: dict[str, Tensor], cameras) -> dict[str, Tensor]:
+    """The observation with each camera's frames (or cached maps) replaced by its canonical view's."""
+    out = {k: v for k, v in obs.items() if not is_camera_key(k)}
+    for cam in cameras:
+        for key in (feature_key, pixel_key):
+            if key(canonical_camera(cam)) in obs:
+                out[key(cam)] = obs[key(canonical_camera(cam))]
+                break
+        else:
+            raise KeyError(f"policy.canonical_view: the batch has no canonical view of camera {cam!r} (expected "
+                           f"{feature_key(canonical_camera(cam))!r} or {pixel_key(canonical_camera(cam))!r}; the "
+                           "simulation's env.canonical_view=true gives it)")
+    return out
+
+
+def _paired_with_canonical(prep: dict, canon: dict[str, Tensor], canon_next: dict[str, Tensor]) -> dict:
+    """A batch of B rows -> 2B: the randomized frames, then the same transitions seen in the canonical view. Both
+    halves bootstrap from the canonical next frames (SVEA: the targets come from the unperturbed view)."""
+    b = prep["actions"].shape[0]
+    out = dict(prep)
+    out["obs"] = {k: torch.cat([prep["obs"][k], canon[k]]) for k in prep["obs"]}
+    out["next_obs"] = {k: torch.cat([canon_next[k], canon_next[k]]) for k in canon_next}
+    for k in ("actions", "rewards", "terminals", "discounts", "gripper_actions", "grasp_penalty"):
+        if isinstance(out.get(k), Tensor):
+            out[k] = torch.cat([out[k], out[k]])
+    out["canonical_split"] = b
+    return out
 
 
 # ============================================================================================= agent
@@ -185,7 +215,13 @@ class SACAgent(nn.Module):
             obs = augment_observations(obs, cfg.augmentation_pad, generator, self._augment_scratch["obs"])
             next_obs = augment_observations(next_obs, cfg.augmentation_pad, generator,
                                             self._augment_scratch["next_obs"])
-        pre_obs, pre_next = self.encoder.backbone_features(obs, next_obs, generator=generator)
+        if cfg.canonical_view:
+            # the canonical frames go through the backbone in the same call
+            pre_obs, pre_next, pre_canon, pre_canon_next = self.encoder.backbone_features(
+                obs, next_obs, _canonical_views(obs, cfg.cameras), _canonical_views(next_obs, cfg.cameras),
+                generator=generator)
+        else:
+            pre_obs, pre_next = self.encoder.backbone_features(obs, next_obs, generator=generator)
         actions = batch["actions"].to(dev).float()
         out = {
             "obs": pre_obs,
@@ -201,6 +237,8 @@ class SACAgent(nn.Module):
             if "grasp_penalty" in batch:
                 penalty = batch["grasp_penalty"].to(dev).float().view(-1)
             out["grasp_penalty"] = penalty
+        if cfg.canonical_view:
+            out = _paired_with_canonical(out, pre_canon, pre_canon_next)
         return out
 
     # ---------------------------------------------------------------------------------------- critic step
@@ -234,6 +272,11 @@ class SACAgent(nn.Module):
         metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "td_target_mean": target.mean()}
         total = loss
         names = ["critic"]
+        if "canonical_split" in prep and cfg.canonical_consistency > 0:
+            b = prep["canonical_split"]  # rows [:b] randomized frames, [b:] their canonical twins
+            consistency = (obs_emb[:b].float() - obs_emb[b:].detach().float()).pow(2).sum(-1).mean()
+            total = total + cfg.canonical_consistency * consistency
+            metrics["canonical_consistency"] = consistency.detach()
         if self.privileged_head is not None and cfg.privileged_aux_weight > 0:
             aux = privileged_loss(self.privileged_head(obs_emb), prep["obs"][ENV_STATE])
             total = total + cfg.privileged_aux_weight * aux

@@ -101,6 +101,13 @@ class SACConfig:
     # Learning"). The actor and the gripper critic, which act, still see only the images and the arm's state. A run
     # that starts from such a policy without the pose builds a fresh critic (train.init_critic=false).
     asymmetric_critic: bool = False
+    # the simulation's canonical view (env.canonical_view; set from the environment like the shape fields): each
+    # camera also comes as "<camera>_canonical", the same state in the nominal look. Every critic step then trains on
+    # the randomized and the canonical frames of its batch (TD targets from the canonical next frames), and pulls each
+    # randomized frame's embedding onto its canonical twin's with this weight (squared distance, the canonical side
+    # held fixed): RCAN (James et al. 2019) and SVEA (Hansen, Su & Wang 2021), hilserl.sim.canonical.
+    canonical_view: bool = False
+    canonical_consistency: float = 1.0
 
     def __post_init__(self):
         for name in ("cameras", "image_size", "conv_channels", "conv_strides", "hidden_dims",
@@ -127,6 +134,8 @@ class SACConfig:
               "privileged_dim", "needs cameras, and environment_state_dim 0 (the pose is a target, not an input)")
         check(self.privileged_aux_weight >= 0.0, "privileged_aux_weight", "must be >= 0")
         check(len(set(self.cameras)) == len(self.cameras), "cameras", "must be unique")
+        check(not self.canonical_view or len(self.cameras) > 0, "canonical_view", "needs cameras")
+        check(self.canonical_consistency >= 0.0, "canonical_consistency", "must be >= 0")
         check(self.encoder in ENCODERS, "encoder", f"must be one of {ENCODERS}")
         check(self.backbone_dtype in ("auto", "float32", "bfloat16"), "backbone_dtype",
               "must be 'auto', 'float32' or 'bfloat16'")

@@ -31,6 +31,7 @@ from gymnasium import spaces
 
 from hilserl.config import ConfigError, from_dict
 from hilserl.kinematics import DampedLeastSquaresIK
+from hilserl.obs_format import CANONICAL_SUFFIX, is_canonical_camera
 from hilserl.robot.cameras import CameraConfig
 from hilserl.robot.intervention import DetectorConfig
 from hilserl.robot.teleop import Event, HumanInput
@@ -82,6 +83,9 @@ class SO101EnvConfig:
         if not isinstance(self.cameras, Mapping):
             raise ValueError(f"cameras: expected an object {{name: {{index, crop, size, ...}}}}, got {self.cameras!r}")
         for name, cam in self.cameras.items():
+            if is_canonical_camera(name):
+                raise ValueError(f"cameras.{name}: a name ending in {CANONICAL_SUFFIX!r} is the simulation's canonical "
+                                 "view, never a policy input; name the camera otherwise")
             if isinstance(cam, CameraConfig):
                 cams[name] = cam
             elif isinstance(cam, Mapping):

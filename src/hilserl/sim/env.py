@@ -27,7 +27,8 @@ import numpy as np
 from gymnasium import spaces
 
 from hilserl.kinematics import DampedLeastSquaresIK
-from hilserl.obs_format import ENV_STATE, PIXELS, STATE
+from hilserl.obs_format import ENV_STATE, PIXELS, STATE, canonical_camera
+from hilserl.sim.canonical import CanonicalView
 from hilserl.sim.looks import LOOK_NAMES
 from hilserl.sim.randomization import DomainRandomization, Randomizer
 from hilserl.sim.rendering import CameraRenderer
@@ -63,6 +64,9 @@ class GraspCubeConfig:
     scene: SceneConfig = field(default_factory=SceneConfig)
     randomization: DomainRandomization = field(default_factory=DomainRandomization)
     look: str = "nominal"  # a held-out scene appearance (hilserl.sim.looks), e.g. "heldout_a"
+    # every camera also in the nominal look, as camera "<camera>_canonical" (hilserl.sim.canonical): with domain
+    # randomization, the learner pulls the randomized frame's embedding onto it. Pretraining only; never a policy input
+    canonical_view: bool = False
 
     # keys this section no longer has, with where they went (`hilserl.config.from_dict` names them in its error)
     MOVED_KEYS: ClassVar[dict[str, str]] = {
@@ -86,6 +90,8 @@ class GraspCubeConfig:
         need(self.image_size >= 16, "image_size", ">= 16 pixels")
         known = {"gripper", "front"} | set(self.scene.extra_cameras)
         need(set(self.cameras) <= known and len(self.cameras) > 0, "cameras", f"a non-empty subset of {sorted(known)}")
+        need(not self.canonical_view or self.obs_type == "pixels_state", "canonical_view",
+             "false with obs_type 'state' (it is a second render of the cameras)")
         need(all(lo < hi for lo, hi in zip(self.workspace_low, self.workspace_high)), "workspace_low",
              "each bound below workspace_high")
         need(self.look in LOOK_NAMES, "look", f"one of {list(LOOK_NAMES)}")
@@ -157,6 +163,8 @@ class SO101GraspCubeEnv(gym.Env):
         self.robot_geoms = np.array([g for g in range(m.ngeom) if m.geom_bodyid[g] in robot_bodies])
         self.low = np.array(cfg.workspace_low, dtype=float)
         self.high = np.array(cfg.workspace_high, dtype=float)
+        # copied before the randomizer first touches the model: the nominal look
+        self.canonical = CanonicalView(m) if cfg.canonical_view else None
         self.randomizer = Randomizer(m, cfg.randomization, cfg.look)
         self.home_qpos = self._home_pose()
 
@@ -168,7 +176,7 @@ class SO101GraspCubeEnv(gym.Env):
         obs = {STATE: spaces.Box(-np.inf, np.inf, shape=(self.state_dim,), dtype=np.float32)}
         if cfg.obs_type == "pixels_state":
             s = cfg.image_size
-            obs[PIXELS] = spaces.Dict({c: spaces.Box(0, 255, (s, s, 3), np.uint8) for c in cfg.cameras})
+            obs[PIXELS] = spaces.Dict({c: spaces.Box(0, 255, (s, s, 3), np.uint8) for c in self.camera_names})
         if cfg.obs_type == "state" or cfg.privileged_state:
             obs[ENV_STATE] = spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32)
         self.observation_space = spaces.Dict(obs)
@@ -185,6 +193,12 @@ class SO101GraspCubeEnv(gym.Env):
     STATE_LAYOUT = ("joint_pos[6]", "joint_vel[6]", "gripper_opening[1]", "gripper_closed_cmd[1]", "ee_pos[3]")
     state_dim = 17
     STATE_GRIPPER_CLOSED = STATE_CLOSED  # index of the gripper's closed-command flag in `state`
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        """The observation's cameras: ``cfg.cameras``, then their canonical views with ``canonical_view``."""
+        cams = tuple(self.cfg.cameras)
+        return cams + (tuple(canonical_camera(c) for c in cams) if self.cfg.canonical_view else ())
 
     def _home_pose(self) -> np.ndarray:
         q = np.zeros(self.model.nq)
@@ -231,6 +245,8 @@ class SO101GraspCubeEnv(gym.Env):
             self._randomization.update(self.randomizer.apply_after_placement(rng, cube_xy))
             self._upload_textures(self.randomizer.take_dirty_textures())
             mujoco.mj_kinematics(m, d)  # moved distractors
+        if self.canonical is not None:
+            self.canonical.sync(m)
         self._jaw_servo = JAW_OPEN_ANGLE
         self._pending_action = None
         for _ in range(max(0, round(c.settle_s / m.opt.timestep))):
@@ -381,6 +397,9 @@ class SO101GraspCubeEnv(gym.Env):
         obs = {STATE: self._state()}
         if self.cfg.obs_type == "pixels_state":
             obs[PIXELS] = {cam: self.render_camera(cam) for cam in self.cfg.cameras}
+            if self.canonical is not None:
+                for cam in self.cfg.cameras:
+                    obs[PIXELS][canonical_camera(cam)] = self.canonical.render(self.data, cam, self.cfg.image_size)
         if self.cfg.obs_type == "state" or self.cfg.privileged_state:
             cube = self.data.xpos[self.cube_body]
             obs[ENV_STATE] = np.concatenate([cube, cube - self._tcp_pos()]).astype(np.float32)
@@ -429,6 +448,8 @@ class SO101GraspCubeEnv(gym.Env):
             if r is not None:
                 r.close()
         self._renderers, self._video_renderer = {}, None
+        if self.canonical is not None:
+            self.canonical.close()
 
 
 def _mat_quat(xmat: np.ndarray) -> np.ndarray:

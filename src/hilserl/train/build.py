@@ -13,6 +13,7 @@ import numpy as np
 from hilserl.agents.sac import SACAgent, SACConfig
 from hilserl.config import ConfigError
 from hilserl.data import Transition
+from hilserl.obs_format import is_canonical_camera
 from hilserl.sim.human import SimulatedHuman
 from hilserl.train.actor import Actor, EpisodeStats, demo_human_config, record_demo
 from hilserl.train.config import TrainConfig
@@ -38,11 +39,15 @@ def make_human(cfg: TrainConfig, env, rng: np.random.Generator):
 
 def policy_config(cfg: TrainConfig, observation_space, action_space) -> SACConfig:
     """The policy config with its shape fields taken from the environment's spaces (the user never sets them):
-    cameras and image size from ``pixels``, state sizes, and the action size. In discrete-gripper mode the last
+    cameras and image size from ``pixels``, state sizes, the action size, and whether the cameras come with their
+    canonical views (the simulation's ``env.canonical_view``). In discrete-gripper mode the last
     action dimension is the gripper command (close / stay / open), chosen by the discrete critic; every other
     dimension is a continuous output of the actor."""
     obs = observation_space.spaces
-    cameras = tuple(obs["pixels"].spaces) if "pixels" in obs else ()
+    all_cameras = tuple(obs["pixels"].spaces) if "pixels" in obs else ()
+    # the simulation's canonical views ride along as cameras but are never a policy input (env.canonical_view)
+    cameras = tuple(c for c in all_cameras if not is_canonical_camera(c))
+    canonical = len(cameras) < len(all_cameras)
     image = obs["pixels"][cameras[0]].shape[:2] if cameras else cfg.policy.image_size
     env_state = obs["environment_state"].shape[0] if "environment_state" in obs else 0
     # beside cameras the environment state is privileged (the simulation's cube pose): a target, never an input
@@ -65,7 +70,8 @@ def policy_config(cfg: TrainConfig, observation_space, action_space) -> SACConfi
         raise ConfigError(f"env: the action space {action_space.shape} leaves no continuous dimension for the actor")
     return dataclasses.replace(cfg.policy, state_dim=obs["state"].shape[0], action_dim=action_dim,
                                discrete_gripper=discrete, cameras=cameras, image_size=tuple(image),
-                               environment_state_dim=env_state - privileged, privileged_dim=privileged)
+                               environment_state_dim=env_state - privileged, privileged_dim=privileged,
+                               canonical_view=canonical)
 
 
 def make_actor(cfg: TrainConfig, env, agent: SACAgent, human, seed: int) -> Actor:

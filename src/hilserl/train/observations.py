@@ -13,8 +13,8 @@ import torch
 
 from hilserl.agents.augment import sample_shifts, shift_images
 from hilserl.agents.sac import SACAgent
-from hilserl.obs_format import (ENV_STATE, PIXELS, STATE, channels_first, feature_key, is_feature_key, is_pixel_key,
-                                pixel_key)
+from hilserl.obs_format import (ENV_STATE, PIXELS, STATE, canonical_camera, channels_first, feature_key,
+                                is_feature_key, is_pixel_key, pixel_key)
 
 
 class ObservationProcessor:
@@ -28,14 +28,17 @@ class ObservationProcessor:
         if ENV_STATE in spaces:
             self.spec[ENV_STATE] = (spaces[ENV_STATE].shape, np.float32)
         self.feature_shape = None
+        # what is stored per frame: the policy's cameras, then (canonical view) their canonical twins
+        self.stored_cameras = self.cameras + (tuple(canonical_camera(c) for c in self.cameras)
+                                              if self.cfg.canonical_view else ())
         if self.cameras:
             if self.cfg.cached_features:
                 c, h, w = agent.encoder.feature_map_shape
                 self.feature_shape = (self.cfg.num_cached_shifts, c, h, w)
-                for cam in self.cameras:
+                for cam in self.stored_cameras:
                     self.spec[feature_key(cam)] = (self.feature_shape, np.float16)
             else:
-                for cam in self.cameras:
+                for cam in self.stored_cameras:
                     self.spec[pixel_key(cam)] = (spaces[PIXELS][cam].shape, np.uint8)
 
     @torch.no_grad()
@@ -53,11 +56,11 @@ class ObservationProcessor:
 
     def to_stored(self, obs: dict, shifts: bool = True) -> dict[str, np.ndarray]:
         """``shifts=False``: for acting only, never stored (evaluation): cached mode computes the unshifted
-        frame's maps alone, a K-th of the backbone work."""
+        frame's maps alone, a K-th of the backbone work, and leaves out the canonical views (never acted on)."""
         out = {STATE: np.asarray(obs[STATE], dtype=np.float32)}
         if ENV_STATE in self.spec:
             out[ENV_STATE] = np.asarray(obs[ENV_STATE], dtype=np.float32)
-        for cam in self.cameras:
+        for cam in (self.stored_cameras if shifts else self.cameras):
             image = obs[PIXELS][cam]
             if self.cfg.cached_features:
                 out[feature_key(cam)] = self._cached_features(image, shifts)
