@@ -7,7 +7,9 @@ expert over `episodes` seeded episodes with the default randomization (end-effec
 `--config PATH` measures that config's `env` section instead (e.g. configs/sim_pretrain.json, domain randomization
 on; the expert then runs under its physics and latency hooks too) and, in the same process, the same env with
 randomization off and the nominal look, alternating `--rounds` times: `nominal_pixel_steps_per_s` and
-`pixel_rate_vs_nominal` (the config's pixel rate over the nominal one, 1.0 = as fast).
+`pixel_rate_vs_nominal` (the config's pixel rate over the nominal one, 1.0 = as fast). The randomization is
+measured without the config's canonical view (`env.canonical_view`, a second render for the learner, not part of
+what the camera sees); when the config has one, `canonical_rate_vs_nominal` is the rate with it, in the same rounds.
 Prints one JSON object as its last line.
 """
 
@@ -43,16 +45,22 @@ def steps_per_second(env: SO101GraspCubeEnv, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
-def env_config(path: str | None) -> GraspCubeConfig:
-    if path is None:
-        return GraspCubeConfig(cameras=("gripper",), image_size=128)
+def load_env(path: str) -> GraspCubeConfig:
+    """The `env` section of the training config at `path` (a simulation one, else SystemExit)."""
     from hilserl.config import load_config
     from hilserl.train.config import TrainConfig
 
     env = load_config(TrainConfig, path, []).env
     if not isinstance(env, GraspCubeConfig):
         raise SystemExit(f"--config {path}: env.type must be 'sim' to benchmark the simulation")
-    return dataclasses.replace(env, obs_type="pixels_state", cameras=("gripper",))
+    return env
+
+
+def env_config(path: str | None) -> GraspCubeConfig:
+    if path is None:
+        return GraspCubeConfig(cameras=("gripper",), image_size=128)
+    env = load_env(path)
+    return dataclasses.replace(env, obs_type="pixels_state", cameras=("gripper",), canonical_view=False)
 
 
 def main() -> None:
@@ -69,16 +77,23 @@ def main() -> None:
     if args.config is None:
         pixel_sps = steps_per_second(pixel_env, args.seconds)
     else:
-        nominal = SO101GraspCubeEnv(dataclasses.replace(cfg, randomization=DomainRandomization(), look="nominal"))
-        rates: dict[str, list[float]] = {"nominal": [], "config": []}
+        envs = {"nominal": SO101GraspCubeEnv(dataclasses.replace(cfg, randomization=DomainRandomization(),
+                                                                 look="nominal")), "config": pixel_env}
+        if args.config and load_env(args.config).canonical_view:
+            envs["canonical"] = SO101GraspCubeEnv(dataclasses.replace(cfg, canonical_view=True))
+        rates: dict[str, list[float]] = {k: [] for k in envs}
         for _ in range(args.rounds):
-            rates["nominal"].append(steps_per_second(nominal, args.seconds))
-            rates["config"].append(steps_per_second(pixel_env, args.seconds))
-        nominal.close()
+            for name, env in envs.items():
+                rates[name].append(steps_per_second(env, args.seconds))
         pixel_sps, nominal_sps = float(np.mean(rates["config"])), float(np.mean(rates["nominal"]))
         result.update(config=args.config, nominal_pixel_steps_per_s=round(nominal_sps, 1),
-                      pixel_rate_vs_nominal=round(pixel_sps / nominal_sps, 3),
-                      rounds={k: [round(r, 1) for r in v] for k, v in rates.items()})
+                      pixel_rate_vs_nominal=round(pixel_sps / nominal_sps, 3))
+        if "canonical" in rates:
+            result["canonical_rate_vs_nominal"] = round(float(np.mean(rates["canonical"])) / nominal_sps, 3)
+        result["rounds"] = {k: [round(r, 1) for r in v] for k, v in rates.items()}
+        for name, env in envs.items():
+            if name != "config":
+                env.close()
     pixel_env.close()
     state_env = SO101GraspCubeEnv(dataclasses.replace(cfg, obs_type="state"))
     state_sps = steps_per_second(state_env, args.seconds)

@@ -127,6 +127,11 @@ def test_bench_sim_command_line():
     assert out["pixel_steps_per_s"] > 0 and out["state_steps_per_s"] > 0
     assert out["episodes"] == 2 and out["expert_success_rate"] > 0  # the seeded expert grasps at least once
     assert 1 <= out["expert_mean_steps"] <= 100 and out["control_hz"] == 10 and out["physics_substeps"] >= 1
+    # the preset: its randomization against the nominal scene, and its canonical view's second render on top
+    out = run_benchmark("bench_sim", "--episodes", 1, "--seconds", 0.2, "--rounds", 1, "--config",
+                        "configs/sim_pretrain.json")
+    assert set(out["rounds"]) == {"nominal", "config", "canonical"}
+    assert 0 < out["canonical_rate_vs_nominal"] and 0 < out["pixel_rate_vs_nominal"]
 
 
 def test_bench_learner_command_line():

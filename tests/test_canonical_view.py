@@ -69,7 +69,7 @@ def test_the_canonical_view_follows_the_cube_size_and_needs_images():
 
 def test_the_policy_never_reads_the_canonical_view_but_the_buffer_stores_it():
     cfg = load_config(TrainConfig, "configs/sim_pretrain.json",
-                      ["--env.image_size=64", "--env.canonical_view=true", "--policy.encoder=conv",
+                      ["--env.image_size=64", "--policy.encoder=conv",
                        "--policy.cached_features=false", "--policy.backbone_trim_head=false"])
     obs_space, act_space = env_spaces(cfg.env)
     policy = policy_config(cfg, obs_space, act_space)
@@ -89,7 +89,7 @@ def test_the_policy_never_reads_the_canonical_view_but_the_buffer_stores_it():
     # an extra camera key is ignored, not an input
     action = agent.select_action(processor.to_policy(stored), deterministic=True)
     np.testing.assert_array_equal(action, agent.select_action(processor.to_policy(acting), deterministic=True))
-    off = load_config(TrainConfig, "configs/sim_pretrain.json", ["--env.image_size=64"])
+    off = load_config(TrainConfig, "configs/sim_grasp.json", ["--env.image_size=64"])
     assert not policy_config(off, *env_spaces(off.env)).canonical_view
 
 

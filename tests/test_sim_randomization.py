@@ -337,7 +337,7 @@ def test_heldout_looks_are_never_drawn_in_training():
         assert not lo <= look.color_temperature_k <= hi, name
         assert abs(look.camera_rot_deg) > dr.camera_rot_jitter_deg, name
     # and what the preset's env really draws, over many resets
-    env = SO101GraspCubeEnv(replace(load_config(TrainConfig, PRETRAIN, []).env, obs_type="state"))
+    env = SO101GraspCubeEnv(replace(load_config(TrainConfig, PRETRAIN, []).env, obs_type="state", canonical_view=False))
     for seed in range(60):
         env.reset(seed=seed)
         drawn = env._randomization
@@ -419,9 +419,12 @@ def test_sim_pretrain_config_loads_and_its_env_steps():
     # every hook on but the camera's colour processing, which made the pretraining worse (docs/benchmarks.md)
     assert cfg.env.randomization.any and not cfg.env.randomization.image_color
     assert all(getattr(cfg.env.randomization, h) for h in _BEFORE + _AFTER if h != "image_color")
-    # only the randomization differs, and the cube's pose rides along for the privileged auxiliary loss
+    # only the randomization differs, and the cube's pose rides along for the privileged auxiliary loss, and the
+    # canonical view for the learner
     assert cfg.env.privileged_state and not base.env.privileged_state
-    assert replace(cfg.env, randomization=DomainRandomization(), privileged_state=False) == base.env
+    assert cfg.env.canonical_view and not base.env.canonical_view
+    assert replace(cfg.env, randomization=DomainRandomization(), privileged_state=False,
+                   canonical_view=False) == base.env
     # the same agent (plus that loss), reward and training loop, except hard starts: a replayed start keeps the cube
     # where it was, which a randomized cube size refuses (so the pretraining has them off)
     assert cfg.policy.privileged_aux_weight > 0 == base.policy.privileged_aux_weight
@@ -432,9 +435,9 @@ def test_sim_pretrain_config_loads_and_its_env_steps():
     obs, _ = env.reset(seed=0)
     for _ in range(5):
         obs, *_ = env.step(env.action_space.sample())
-        assert env.observation_space.contains(obs)
+        assert env.observation_space.contains(obs) and set(obs["pixels"]) == {"gripper", "gripper_canonical"}
     env.close()
-    state = SO101GraspCubeEnv(replace(cfg.env, obs_type="state"))
+    state = SO101GraspCubeEnv(replace(cfg.env, obs_type="state", canonical_view=False))
     wins, _ = expert_success_rate(state, 6, seed=100)  # the expert (and the simulated human) copes with it
     assert wins >= 5
 

@@ -181,7 +181,7 @@ def sim_dataset_env_config(env_config=None, image_size: int = 128, cameras: tupl
                            env_overrides: dict | None = None):
     """The simulation config the dataset's frames come from: ``env_config`` (default: the simulation's defaults)
     with the dataset's own ``obs_type`` (state: the frames are rendered on demand), ``cameras`` and ``image_size``,
-    then ``env_overrides``; validated (errors name the field, ``env.look: …``). A copy: the caller's config is never
+    without the canonical view (a policy's training aid), then ``env_overrides``; validated (errors name the field, ``env.look: …``). A copy: the caller's config is never
     changed."""
     from hilserl.sim.env import GraspCubeConfig
 
@@ -195,7 +195,7 @@ def sim_dataset_env_config(env_config=None, image_size: int = 128, cameras: tupl
     if unknown:
         raise ValueError(f"env.{unknown[0]}: not a simulation setting")
     cfg = dataclasses.replace(copy.deepcopy(env_config), obs_type="state", image_size=int(image_size),
-                              cameras=tuple(cameras), **copy.deepcopy(env_overrides or {}))
+                              cameras=tuple(cameras), canonical_view=False, **copy.deepcopy(env_overrides or {}))
     cfg.validate()
     return cfg
 
