@@ -79,7 +79,7 @@ def main() -> None:
     else:
         envs = {"nominal": SO101GraspCubeEnv(dataclasses.replace(cfg, randomization=DomainRandomization(),
                                                                  look="nominal")), "config": pixel_env}
-        if args.config and load_env(args.config).canonical_view:
+        if load_env(args.config).canonical_view:
             envs["canonical"] = SO101GraspCubeEnv(dataclasses.replace(cfg, canonical_view=True))
         rates: dict[str, list[float]] = {k: [] for k in envs}
         for _ in range(args.rounds):

@@ -12,6 +12,8 @@ Batch format (what a replay buffer hands to ``update``; the observation keys and
         "features.<camera>"  float16 [B, K, C, h, w]     (cached mode, see below; or [B, C, h, w] already picked)
         "environment_state"  float32 [B, E]              (optional; with ``privileged_dim`` the target of the
                                                           privileged auxiliary loss, not an input)
+        "pixels.<camera>_canonical" / "features.<camera>_canonical"   with ``canonical_view``: the same frame in
+                                                          the simulation's nominal look (a training aid, not an input)
     actions          float32 [B, A]; discrete-gripper mode: A = action_dim + 1, the last column is the gripper
                      command index (0 = close, 1 = stay, 2 = open) stored as a float
     rewards          [B]   (n-step batches: the discounted sum of the row's rewards)
@@ -48,6 +50,10 @@ Design decisions (and why):
   frame per shift when the frame is stored, instead of two backbone passes per sample per update. Meaning: the
   augmentation is restricted to K fixed shifts per frame instead of a fresh one of 81 shifts every time; the
   maths is otherwise identical. At act time the policy still runs the backbone on unshifted pixels.
+* Canonical view (``canonical_view``, simulation pretraining): ``prepare_batch`` turns a batch of B rows into 2B,
+  the randomized frames and then their canonical twins, both bootstrapping from the canonical next frames, so every
+  loss of the update sees both views unchanged; the critic step adds the pull of each randomized embedding onto
+  its twin's (``canonical_consistency``).
 * Frozen backbones run under bf16 autocast when the CPU supports bf16 natively (``backbone_dtype="auto"``):
   ~1.6-2.7x faster, features differ from float32 by bf16 rounding (~3 significant digits). "float32" turns it off.
 * The updates' matrix products run in bf16 on the same CPUs (``mixed_precision="auto"``): 1.6-1.9x the updates/s.

@@ -181,8 +181,8 @@ def sim_dataset_env_config(env_config=None, image_size: int = 128, cameras: tupl
                            env_overrides: dict | None = None):
     """The simulation config the dataset's frames come from: ``env_config`` (default: the simulation's defaults)
     with the dataset's own ``obs_type`` (state: the frames are rendered on demand), ``cameras`` and ``image_size``,
-    without the canonical view (a policy's training aid), then ``env_overrides``; validated (errors name the field, ``env.look: …``). A copy: the caller's config is never
-    changed."""
+    without the canonical view (a policy's training aid), then ``env_overrides``; validated (errors name the field,
+    ``env.look: …``). A copy: the caller's config is never changed."""
     from hilserl.sim.env import GraspCubeConfig
 
     if env_config is None:
