@@ -12,9 +12,10 @@ Per seed, four runs, each in its own process with one torch thread (`--jobs` of 
   finetune   the target env with `--env.look=<--finetune_look>` (default the first held-out look) and
              `--train.init_policy=<the pretrained policy>` for `--finetune_steps`, evaluated every `--eval_every`
              steps on `--eval_episodes` episodes, then its last policy on `--final_episodes` new episodes of that look;
-             `--finetune_critic fresh` (the default) leaves the pretrained continuous critic behind
-             (`--train.init_critic=false`: its values, fitted in the randomized scene, slowed fine-tuning; and an
-             asymmetric critic reads a pose the target env stands in for not having), `pretrained` keeps it;
+             `--finetune_critic pretrained` (the default, as `train.init_critic`) keeps the pretrained continuous
+             critic; `fresh` leaves it behind (`--train.init_critic=false`: needed for an asymmetric critic, which
+             reads a pose the target env stands in for not having; it helped when the pretraining was poor, and costs
+             time since the canonical view made it good: docs/benchmarks.md);
              `--critic_warmup N` trains only its critics for its first N updates (`--train.critic_warmup`)
   scratch    the same run without init_policy: the same seed, budget, demos and simulated human
 
@@ -162,7 +163,7 @@ def _finetune(job: dict) -> dict:
     starts from, on the episodes of the run's own evaluations."""
     lines: list[str] = []
     init = job.get("init_policy")
-    with_critic = job.get("finetune_critic", "fresh") == "pretrained"
+    with_critic = job.get("finetune_critic", "pretrained") == "pretrained"
     warmup = job.get("critic_warmup", 0) if init else 0
     overrides = [*job["overrides"], f"--env.look={job['look']}",
                  *([f"--train.init_policy={init}", f"--train.init_critic={str(with_critic).lower()}"] if init else []),
@@ -263,8 +264,8 @@ def main() -> None:
     p.add_argument("--pretrain_config", default=str(PRETRAIN_CONFIG))
     p.add_argument("--target_config", default=str(TARGET_CONFIG),
                    help="the env of zero-shot and both fine-tune arms (with --env.look)")
-    p.add_argument("--finetune_critic", choices=("fresh", "pretrained"), default="fresh",
-                   help="the fine-tune arm's continuous critic: a fresh one (default) or the pretrained one")
+    p.add_argument("--finetune_critic", choices=("fresh", "pretrained"), default="pretrained",
+                   help="the fine-tune arm's continuous critic: the pretrained one (default) or a fresh one")
     p.add_argument("--critic_warmup", type=int, default=0, metavar="N",
                    help="the fine-tune arm's first N updates train only the critics (--train.critic_warmup; 0: off)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")

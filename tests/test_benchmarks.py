@@ -251,8 +251,8 @@ def test_transfer_aggregate_and_targets():
 
 def test_bench_transfer_command_line(tmp_path):
     runs = tmp_path / "runs"
-    out = run_benchmark("bench_transfer", "--smoke", "--seeds", 0, "--critic_warmup", 5, "--keep_runs", runs,
-                        timeout=600)
+    out = run_benchmark("bench_transfer", "--smoke", "--seeds", 0, "--critic_warmup", 5, "--finetune_critic", "fresh",
+                        "--keep_runs", runs, timeout=600)
     assert out["smoke"] is True and out["cpu"] and out["heldout_looks"] == ["heldout_a", "heldout_b", "heldout_c"]
     seed = out["per_seed"]["0"]
     for key in ("zero_shot_success", "finetune_steps_to_90", "scratch_steps_to_90", "finetune_final_success",
