@@ -2,6 +2,7 @@
 the same state, and the learner trains on both frames and pulls the randomized frame's embedding onto its canonical
 twin's. The canonical frame is never a policy input."""
 
+import mujoco
 import numpy as np
 import pytest
 import torch
@@ -38,8 +39,6 @@ def test_the_canonical_frame_is_the_nominal_scene_at_the_live_state():
                 obs, *_ = live.step(np.array([0.5, -0.3, -0.4, 1.0], np.float32))
             # the nominal scene posed like the live one renders exactly the canonical frame
             nominal.data.qpos[:] = live.data.qpos
-            import mujoco
-
             mujoco.mj_forward(nominal.model, nominal.data)
             expected = nominal.render_camera("gripper")
             np.testing.assert_array_equal(obs["pixels"]["gripper_canonical"], expected)
