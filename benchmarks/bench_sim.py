@@ -56,10 +56,10 @@ def load_env(path: str) -> GraspCubeConfig:
     return env
 
 
-def env_config(path: str | None) -> GraspCubeConfig:
-    if path is None:
+def env_config(env: GraspCubeConfig | None) -> GraspCubeConfig:
+    """What is measured: the nominal camera setup, or `env` (a config's section) without its canonical view."""
+    if env is None:
         return GraspCubeConfig(cameras=("gripper",), image_size=128)
-    env = load_env(path)
     return dataclasses.replace(env, obs_type="pixels_state", cameras=("gripper",), canonical_view=False)
 
 
@@ -71,7 +71,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="with --config: alternations of nominal and config")
     args = p.parse_args()
 
-    cfg = env_config(args.config)
+    source = load_env(args.config) if args.config else None
+    cfg = env_config(source)
     result: dict = {}
     pixel_env = SO101GraspCubeEnv(cfg)
     if args.config is None:
@@ -79,7 +80,7 @@ def main() -> None:
     else:
         envs = {"nominal": SO101GraspCubeEnv(dataclasses.replace(cfg, randomization=DomainRandomization(),
                                                                  look="nominal")), "config": pixel_env}
-        if load_env(args.config).canonical_view:
+        if source.canonical_view:
             envs["canonical"] = SO101GraspCubeEnv(dataclasses.replace(cfg, canonical_view=True))
         rates: dict[str, list[float]] = {k: [] for k in envs}
         for _ in range(args.rounds):

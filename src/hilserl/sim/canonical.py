@@ -21,6 +21,7 @@ import copy
 import mujoco
 import numpy as np
 
+from hilserl.sim.randomization import set_cube_half_size
 from hilserl.sim.rendering import CameraRenderer
 
 
@@ -35,13 +36,11 @@ class CanonicalView:
 
     def sync(self, live: mujoco.MjModel) -> None:
         """Take over the live model's physical randomization (the cube's size); call after each reset's draw."""
-        g = self.cube_geom
-        self.model.geom_size[g] = live.geom_size[g]
-        self.model.geom_rbound[g] = live.geom_rbound[g]
-        self.model.geom_aabb[g] = live.geom_aabb[g]
+        set_cube_half_size(self.model, self.cube_geom, float(live.geom_size[self.cube_geom][0]))
 
-    def render(self, data: mujoco.MjData, camera: str, size: int) -> np.ndarray:
-        """uint8 [size, size, 3]: `camera` at the live state `data`, in the nominal look."""
+    def render(self, data: mujoco.MjData, cameras, size: int) -> dict[str, np.ndarray]:
+        """{camera: uint8 [size, size, 3]}: each of `cameras` at the live state `data`, in the nominal look (the
+        pose is computed once for all of them)."""
         d = self.data
         d.qpos[:] = data.qpos
         if self.model.nmocap:
@@ -50,7 +49,7 @@ class CanonicalView:
         mujoco.mj_camlight(self.model, d)
         if size not in self._renderers:
             self._renderers[size] = CameraRenderer(self.model, size, size)
-        return self._renderers[size].render(d, camera)
+        return {cam: self._renderers[size].render(d, cam) for cam in cameras}
 
     def close(self) -> None:
         for r in self._renderers.values():

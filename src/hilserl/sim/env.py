@@ -398,8 +398,8 @@ class SO101GraspCubeEnv(gym.Env):
         if self.cfg.obs_type == "pixels_state":
             obs[PIXELS] = {cam: self.render_camera(cam) for cam in self.cfg.cameras}
             if self.canonical is not None:
-                for cam in self.cfg.cameras:
-                    obs[PIXELS][canonical_camera(cam)] = self.canonical.render(self.data, cam, self.cfg.image_size)
+                views = self.canonical.render(self.data, self.cfg.cameras, self.cfg.image_size)
+                obs[PIXELS].update({canonical_camera(cam): img for cam, img in views.items()})
         if self.cfg.obs_type == "state" or self.cfg.privileged_state:
             cube = self.data.xpos[self.cube_body]
             obs[ENV_STATE] = np.concatenate([cube, cube - self._tcp_pos()]).astype(np.float32)

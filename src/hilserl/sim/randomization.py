@@ -215,10 +215,7 @@ class Randomizer:
         return drawn
 
     def set_cube_half_size(self, h: float) -> None:
-        m = self.model
-        m.geom_size[self.cube_geom] = h
-        m.geom_rbound[self.cube_geom] = np.sqrt(3) * h
-        m.geom_aabb[self.cube_geom] = [0, 0, 0, h, h, h]
+        set_cube_half_size(self.model, self.cube_geom, h)
 
     # ------------------------------------------------------------------ after placement
     def apply_after_placement(self, rng: np.random.Generator, cube_xy) -> dict:
@@ -352,6 +349,13 @@ class Randomizer:
         self._tint_lights(look.color_temperature_k)
         m.cam_pos[self.cam] = n["cam_pos"] + np.asarray(look.camera_offset)
         m.cam_quat[self.cam] = rotate_quat(n["cam_quat"], look.camera_rot_axis, np.deg2rad(look.camera_rot_deg))
+
+
+def set_cube_half_size(model: mujoco.MjModel, geom: int, h: float) -> None:
+    """Make the cube geom `geom` a cube of half edge `h` (m), with the bounds collision and rendering read."""
+    model.geom_size[geom] = h
+    model.geom_rbound[geom] = np.sqrt(3) * h
+    model.geom_aabb[geom] = [0, 0, 0, h, h, h]
 
 
 def rotate_quat(quat, axis, angle: float) -> np.ndarray:
