@@ -106,7 +106,7 @@ def cmd_reward_train(args, overrides) -> int:
                                 test_fraction=args.test_fraction, target_precision=args.target_precision,
                                 seed=args.seed, torch_threads=args.torch_threads,
                                 backbone_weights=args.backbone_weights,
-                                arm_state=False if args.images_only else None)
+                                arm_state=False if args.images_only else None, arm_veto=not args.no_arm_veto)
     try:
         cfg.validate()
     except ValueError as e:
@@ -173,6 +173,9 @@ def _add_train_parser(rsub) -> None:
     x.add_argument("--images_only", action="store_true",
                    help="ignore the arm state the dataset stores (gripper opening, velocity and command, end-effector "
                         "height); by default the classifier reads it beside the images when the dataset has it")
+    x.add_argument("--no_arm_veto", action="store_true",
+                   help="without the arm-only head whose 'no' the images cannot overrule (on by default with the "
+                        "arm state)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--torch_threads", type=int, default=0, help="0: torch's default")
     x.set_defaults(func=cmd_reward_train)

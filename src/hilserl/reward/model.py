@@ -8,13 +8,21 @@ its last layer learns — here nothing is under no_grad except the frozen backbo
     arm state (``arm_state``: the ``arm_fields`` values, by default the gripper's opening, velocity and closed
                command and the end-effector's height, standardized with the training set's mean and std)
                -> Linear(64) -> LayerNorm -> ReLU
-    all concatenated -> Linear(256) -> Dropout -> LayerNorm -> ReLU -> Linear(1)   (one logit)
+    all concatenated -> Linear(256) -> Dropout -> LayerNorm -> ReLU -> Linear(1)   (the full head's logit)
+    arm veto (``arm_veto``, with ``arm_state``): the arm's values alone -> Linear(64) -> ReLU -> Linear(64) -> ReLU
+               -> Linear(1), trained beside the full head on the same frames with its own loss
+    logit = -logsumexp(-full, -veto): success only where both say so (the probability is at most either's)
 
 Why the arm state: a head on frozen ImageNet features, trained on randomized looks, still mistakes a cube lying
 under the closed jaws for a lifted one on a table pattern it never saw, and misses lifted cubes under a light it
 never saw (docs/real_arm.md). The arm knows how far the gripper closed, whether it was told to close and has
 stopped, and how high it is, whatever the camera sees; the images still tell what proprioception cannot (whether
 the jaws closed on the cube or on something else of its size).
+
+Why the veto: inside one head the arm's values are a few inputs among the cameras', and on a table the head never
+saw, image features it has never met can outvote them: jaws shut on nothing (opening 0) beside the cube scored
+0.99 on a dark walnut table. A head that sees only the arm cannot be moved by any look, so its "no" stands
+(docs/real_arm.md).
 
 Files (a classifier is a folder)::
 
@@ -81,9 +89,13 @@ class ClassifierSpec:
     arm_fields: tuple[str, ...] | None = None
     arm_mean: tuple[float, ...] | None = None  # the training frames' arm-state mean and std (standardization)
     arm_std: tuple[float, ...] | None = None
+    # an arm-only head whose "no" the images cannot overrule; False in classifier.json files made before it
+    arm_veto: bool = False
 
     def __post_init__(self):
         self.image_keys = tuple(self.image_keys)
+        if self.arm_veto and not self.arm_state:
+            raise ValueError("arm_veto: needs arm_state true (the veto reads the arm's values)")
         if self.arm_state:
             self.arm_fields = check_arm_fields(self.arm_fields or LEGACY_ARM_STATE, "arm_fields")
         elif self.arm_fields is not None:
@@ -156,16 +168,32 @@ class ClassifierHead(nn.Module):
         self.dropout = nn.Dropout(spec.dropout)
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, 1)
+        self.veto = None
+        if spec.arm_veto:
+            n = len(spec.arm_fields)
+            self.veto = nn.Sequential(nn.Linear(n, ARM_HIDDEN), nn.ReLU(), nn.Linear(ARM_HIDDEN, ARM_HIDDEN), nn.ReLU(),
+                                      nn.Linear(ARM_HIDDEN, 1))
 
-    def forward(self, maps: dict[str, Tensor], arm: Tensor | None = None) -> Tensor:
+    def logits(self, maps: dict[str, Tensor], arm: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(the full head's logit [B], the arm veto's logit [B] or None): what training fits, each on its own."""
         parts = [self.cameras[cam](maps[cam]) for cam in self.image_keys]
+        veto = None
         if self.arm is not None:
             if arm is None:
                 raise ValueError("arm: this classifier also reads the arm's state (gripper opening, velocity and "
                                  "command, end-effector height); none was given")
-            parts.append(self.arm((arm.float() - self.arm_mean) / self.arm_std))
+            a = (arm.float() - self.arm_mean) / self.arm_std
+            parts.append(self.arm(a))
+            if self.veto is not None:
+                veto = self.veto(a).squeeze(-1)
         x = torch.relu(self.norm(self.dropout(self.fuse(torch.cat(parts, dim=-1)))))
-        return self.out(x).squeeze(-1)
+        return self.out(x).squeeze(-1), veto
+
+    def forward(self, maps: dict[str, Tensor], arm: Tensor | None = None) -> Tensor:
+        full, veto = self.logits(maps, arm)
+        if veto is None:
+            return full
+        return -torch.logsumexp(torch.stack([-full, -veto]), dim=0)  # a soft minimum: both must say success
 
 
 def _images_to_tensor(images, size: tuple[int, int], key: str) -> Tensor:

@@ -61,6 +61,7 @@ class ClassifierTrainConfig:
     hidden_dim: int = 256
     dropout: float = 0.1
     arm_state: bool | None = None  # also read what the arm measured; None: when the dataset has it
+    arm_veto: bool = True  # with the arm state: an arm-only head whose "no" the images cannot overrule
     seed: int = 0
     torch_threads: int = 0  # 0: torch's default
 
@@ -195,7 +196,10 @@ def train_head(classifier: RewardClassifier, features: dict[str, torch.Tensor], 
         idx = torch.cat([pos[torch.randint(len(pos), (half,), generator=generator)],
                          neg[torch.randint(len(neg), (half,), generator=generator)]])
         maps = {cam: pick_cached(f[idx], generator).float() for cam, f in features.items()}
-        loss = F.binary_cross_entropy_with_logits(head(maps, None if arm_t is None else arm_t[idx]), y[idx])
+        full, veto = head.logits(maps, None if arm_t is None else arm_t[idx])
+        loss = F.binary_cross_entropy_with_logits(full, y[idx])
+        if veto is not None:  # its own loss: fitted through the soft minimum it would learn little where the
+            loss = loss + F.binary_cross_entropy_with_logits(veto, y[idx])  # full head is already sure
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -265,7 +269,8 @@ def train_classifier(dataset: str | Path | RewardDataset, out_dir: str | Path | 
                           hidden_dim=cfg.hidden_dim, dropout=cfg.dropout, arm_state=use_arm,
                           arm_fields=ds.arm_fields if use_arm else None,
                           arm_mean=tuple(arm_train.mean(0).tolist()) if use_arm else None,
-                          arm_std=tuple(np.maximum(arm_train.std(0), 1e-3).tolist()) if use_arm else None)
+                          arm_std=tuple(np.maximum(arm_train.std(0), 1e-3).tolist()) if use_arm else None,
+                          arm_veto=bool(use_arm and cfg.arm_veto))
     backbone = backbone or make_backbone(spec)
     clf = RewardClassifier(spec, backbone)
     tc = time.perf_counter()
