@@ -165,3 +165,40 @@ def test_sim_collection_labels_are_ground_truth_and_counts_hit_the_targets(tmp_p
     held = ds.arm[ds.labels]
     assert held[:, 3].min() > 0.02 and held[:, 0].min() > 0.02 and (held[:, 2] == 1).all()
     assert np.abs(held[:, 1]).max() < 0.5 < np.abs(ds.arm[~ds.labels, 1]).max()  # rad/s: still, where others move
+
+
+def test_a_squeeze_keeps_the_cube_well_under_the_success_height():
+    """Even when both jaws first touch while the expert is already lifting (a late grasp), the squeeze brings the
+    cube's bottom back under 0.6 of the success height and holds it there: a cube caught 1.9 cm up is no squeeze,
+    and no camera tells it from one 2 cm up."""
+    from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+    from hilserl.reward.sim_dataset import _run_kind, _SimEpisode, sim_dataset_env_config
+    from hilserl.sim.env import SO101GraspCubeEnv
+    from hilserl.sim.expert import ScriptedExpert
+
+    from hilserl.cli_robot import load_env_config
+
+    # the randomized preset: its action latency and gripper backlash are where grasps come late
+    env = SO101GraspCubeEnv(sim_dataset_env_config(load_env_config("configs/sim_pretrain.json", []), 32))
+    rng = np.random.default_rng(0)
+    tops, heights = [], []
+    try:
+        for ep in range(40):
+            env.reset(seed=ep)
+            rec = _SimEpisode(env, ("front",), rng, keep=lambda label: False)
+            step = rec.step
+
+            def traced(action, step=step):
+                step(action)
+                heights.append((env.is_grasped(), env.cube_bottom_height()))
+
+            rec.step = traced
+            n = len(heights)
+            expert = ScriptedExpert(env, noise=float(rng.uniform(0.0, 0.15)), rng=rng)  # as collect_sim_dataset
+            _run_kind("squeeze", env, expert, rec, rng, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY)
+            tops.append(max([h for grasped, h in heights[n:] if grasped], default=0.0))
+    finally:
+        env.close()
+    bar = env.cfg.success_lift
+    assert sum(t > 0.002 for t in tops) >= 5  # the jaws closed on the cube, and some squeezes lift it a little
+    assert max(tops) < 0.7 * bar, [round(t, 4) for t in tops]  # held in both jaws: always well under the bar

@@ -190,3 +190,49 @@ def test_corrupt_or_mismatched_files_give_clear_errors(clf, tmp_path):
     assert RewardClassifier.load(d).threshold == pytest.approx(0.7)
     with pytest.raises(ValueError, match="32x32"):
         clf.predict_proba({c: np.zeros((64, 64, 3), np.uint8) for c in SPEC.image_keys})
+
+
+def test_the_arm_veto_caps_what_the_images_say(tmp_path):
+    """With ``arm_veto`` the probability is at most the arm-only head's and at most the full head's: when the arm
+    says no, no image can say yes."""
+    import dataclasses
+
+    from hilserl.reward.dataset import ARM_STATE
+
+    with pytest.raises(ValueError, match="arm_veto: needs arm_state"):
+        dataclasses.replace(SPEC, arm_veto=True)
+    torch.manual_seed(4)
+    spec = dataclasses.replace(SPEC, arm_state=True, arm_fields=ARM_STATE, arm_mean=(0.5, 0.0, 0.5, 0.1),
+                               arm_std=(0.3, 1.0, 0.5, 0.05), arm_veto=True)
+    clf = RewardClassifier(spec, threshold=0.6)
+    rng = np.random.default_rng(5)
+    imgs, states = _images(rng, 16), rng.random((16, 17)).astype(np.float32)
+    feats = {c: cache_features(clf.backbone, imgs[c], 1, 0) for c in SPEC.image_keys}
+    arm = torch.as_tensor(states[:, [12, 11, 13, 16]])
+    with torch.no_grad():
+        full, veto = clf.head.logits({c: f[:, 0].float() for c, f in feats.items()}, arm)
+    p = predict_from_features(clf, feats, arm=states[:, [12, 11, 13, 16]])
+    assert (p <= torch.sigmoid(torch.minimum(full, veto)).numpy() + 1e-6).all()
+    with torch.no_grad():
+        clf.head.veto[-1].bias.fill_(-20.0)  # the arm says no
+        clf.head.out.bias.fill_(20.0)  # and the images (with the arm inside the full head) say yes
+    assert clf.predict_proba(imgs, state=states).max() < 1e-6
+    with torch.no_grad():
+        clf.head.veto[-1].bias.fill_(20.0)  # the arm agrees: the full head decides
+        clf.head.out.bias.fill_(0.0)
+    with torch.no_grad():
+        full, _ = clf.head.logits({c: f[:, 0].float() for c, f in feats.items()}, arm)
+    np.testing.assert_allclose(predict_from_features(clf, feats, arm=states[:, [12, 11, 13, 16]]),
+                               torch.sigmoid(full).numpy(), atol=1e-6)
+    clf.save(tmp_path / "v")
+    assert json.loads((tmp_path / "v" / "classifier.json").read_text())["arm_veto"] is True
+    back = RewardClassifier.load(tmp_path / "v")
+    np.testing.assert_allclose(back.predict_proba(imgs, state=states), clf.predict_proba(imgs, state=states),
+                               atol=1e-6)
+    # a classifier.json written before the veto existed reads as one without it
+    plain = RewardClassifier(dataclasses.replace(spec, arm_veto=False), threshold=0.6)
+    plain.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "classifier.json").read_text())
+    del meta["arm_veto"]
+    (tmp_path / "old" / "classifier.json").write_text(json.dumps(meta))
+    assert RewardClassifier.load(tmp_path / "old").head.veto is None

@@ -141,3 +141,43 @@ def test_hilserl_train_with_the_classifier_reward(tmp_path):
     assert res.env_steps >= 40 and res.learner_updates > 0
     saved = json.loads((res.run_dir / "config.json").read_text())
     assert saved["reward"]["type"] == "classifier" and saved["reward"]["min_steps"] == 5
+
+
+def test_the_arm_veto_learns_from_the_arm_alone_and_overrules_the_images(tmp_path):
+    # in training the images and the arm agree: success is a bright square and the gripper closed partway on
+    # something, high; the others are open grippers and jaws shut on nothing (opening 0), with plain images. Then
+    # frames whose images say success while the jaws are shut on nothing
+    rng = np.random.default_rng(1)
+    w = DatasetWriter(tmp_path / "ds", ("gripper",), (32, 32, 3), with_arm=True)
+    for e in range(16):
+        t = 8
+        labels = np.zeros(t, bool)
+        if e % 2 == 0:
+            labels[t // 2:] = True
+        g = rng.integers(0, 120, (t, 32, 32, 3), dtype=np.uint8)
+        g[labels, 8:24, 8:24] = 255
+        if e % 4 == 1:  # shut on nothing, anywhere
+            arm = np.stack([np.zeros(t), np.zeros(t), np.ones(t), rng.uniform(0.0, 0.15, t)], 1)
+        else:
+            arm = np.stack([rng.uniform(0.6, 1.0, t), rng.normal(0, 1, t), np.zeros(t), rng.uniform(0.0, 0.03, t)],
+                           1)
+        k = int(labels.sum())
+        arm[labels] = np.stack([rng.uniform(0.3, 0.5, k), np.zeros(k), np.ones(k), rng.uniform(0.06, 0.15, k)], 1)
+        w.add_episode({"gripper": g}, labels, arm=arm)
+    ds = load_dataset(tmp_path / "ds")
+    cfg = ClassifierTrainConfig(steps=400, batch_size=16, hidden_dim=32, backbone_dtype="float32", num_shifts=1,
+                                seed=2)
+    clf = train_classifier(ds, tmp_path / "clf", cfg, log=lambda s: None).classifier
+    assert clf.spec.arm_veto and json.loads((tmp_path / "clf" / "classifier.json").read_text())["arm_veto"]
+    imgs = {"gripper": ds.images["gripper"][ds.labels][:8]}  # success as the camera sees it
+    states = np.zeros((8, 17), np.float32)
+    states[:, 13], states[:, 16] = 1.0, 0.1  # commanded closed, high, still
+    fine = states.copy()
+    fine[:, 12] = 0.4  # closed on the cube
+    assert clf.predict_proba(imgs, state=fine).min() > 0.5
+    shut = states.copy()  # opening 0: closed on nothing
+    assert clf.predict_proba(imgs, state=shut).max() < 0.5
+    cfg.arm_veto = False
+    alone = train_classifier(ds, None, cfg, log=lambda s: None).classifier
+    assert alone.head.veto is None and not alone.spec.arm_veto
+    assert alone.predict_proba(imgs, state=shut).min() > 0.5  # without it the images overrule the arm here
