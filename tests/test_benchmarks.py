@@ -197,6 +197,9 @@ def test_bench_reward_robust_command_line(tmp_path):
             m = row[clf]
             assert m["tp"] + m["fn"] == 4 and m["fp"] + m["tn"] == 8, (name, clf)
             assert 0.0 <= m["precision"] <= 1.0 and 0.0 <= m["recall"] <= 1.0
+            assert 0 <= m["fp_near_the_bar"] <= min(m["fp"], row["near_the_bar"]), (name, clf)
+            assert m["precision_away_from_the_bar"] >= m["precision"] or m["fp_near_the_bar"] == 0, (name, clf)
+    assert set(out["target_met_away_from_the_bar"]) == set(out["target_met_on_heldout_looks"])
     assert out["eval"]["heldout_b"]["look"] == "heldout_b" and out["eval"]["camera_pose"]["hooks"] == ["camera_pose"]
     met = out["target_met_on_heldout_looks"]
     assert set(met) == set(out["classifiers"]) and all(isinstance(v, bool) for v in met.values())

@@ -202,3 +202,28 @@ def test_a_squeeze_keeps_the_cube_well_under_the_success_height():
     bar = env.cfg.success_lift
     assert sum(t > 0.002 for t in tops) >= 5  # the jaws closed on the cube, and some squeezes lift it a little
     assert max(tops) < 0.7 * bar, [round(t, 4) for t in tops]  # held in both jaws: always well under the bar
+
+
+def test_sim_frames_carry_the_ground_truth_behind_their_labels(tmp_path):
+    """Every simulation frame stores the cube's lift and whether both jaws hold it; ``near_the_bar`` picks the
+    negatives held 1-2 cm up (not successes only by millimetres) and nothing else."""
+    from hilserl.reward.sim_dataset import near_the_bar
+
+    collect_sim_dataset(tmp_path / "sim", num_positive=30, num_negative=60, seed=3, image_size=32,
+                        cameras=("gripper",), frame_keep=1.0)  # every frame: the lifts through 1-2 cm too
+    ds = load_dataset(tmp_path / "sim")
+    assert ds.manifest["info"]["success_lift"] == pytest.approx(0.02)
+    lift = np.zeros(len(ds)), np.zeros(len(ds), bool)
+    for e in ds.episodes:
+        idx = np.flatnonzero(ds.episode_ids == e["id"])
+        lift[0][idx], lift[1][idx] = e["cube_lift"], e["held"]
+    h, held = lift
+    assert (h[ds.labels] >= 0.02).all() and held[ds.labels].all()  # the label rule, frame by frame
+    near = near_the_bar(ds)
+    np.testing.assert_array_equal(near, held & (h >= 0.01) & ~ds.labels)
+    assert 0 < near.sum() < (held & ~ds.labels).sum()  # some held negatives are near the bar, not all
+    man = json.loads((tmp_path / "sim" / "manifest.json").read_text())
+    man["episodes"][0]["held"] = man["episodes"][0]["held"][:-1]
+    (tmp_path / "sim" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ValueError, match=r"episodes\[0\].cube_lift / held: expected"):
+        near_the_bar(load_dataset(tmp_path / "sim"))
