@@ -83,22 +83,37 @@ def test_train_classifier_end_to_end(tmp_path):
     assert p[ds.labels].mean() > p[~ds.labels].mean() + 0.3  # it learned the bright square
 
 
-def test_the_classifier_reads_the_arm_state_when_the_dataset_has_it(tmp_path):
-    # the images tell nothing (noise), the arm tells everything: success = the gripper closed partway on something
-    # (opening 0.3-0.5) while the end-effector is high
-    rng = np.random.default_rng(0)
-    w = DatasetWriter(tmp_path / "ds", ("gripper",), (32, 32, 3), with_arm=True)
+def _arm_dataset(path, rng, bright_square: bool = False, shut_on_nothing: bool = False):
+    """16 episodes of 8 frames, every other one a success from halfway: the gripper closed partway on something
+    (opening 0.3-0.5), commanded closed, still, high. The other frames: open and low, or with ``shut_on_nothing``
+    every fourth episode's jaws shut (opening 0) at any height. Images: noise, with a bright square on the success
+    frames with ``bright_square``."""
+    w = DatasetWriter(path, ("gripper",), (32, 32, 3), with_arm=True)
     for e in range(16):
         t = 8
         labels = np.zeros(t, bool)
         if e % 2 == 0:
             labels[t // 2:] = True
         # columns as recorded (ARM_STATE): opening, jaw velocity, closed command, end-effector height
-        arm = np.stack([rng.uniform(0.6, 1.0, t), rng.normal(0, 1, t), np.zeros(t), rng.uniform(0.0, 0.03, t)], 1)
+        if shut_on_nothing and e % 4 == 1:
+            arm = np.stack([np.zeros(t), np.zeros(t), np.ones(t), rng.uniform(0.0, 0.15, t)], 1)
+        else:
+            arm = np.stack([rng.uniform(0.6, 1.0, t), rng.normal(0, 1, t), np.zeros(t), rng.uniform(0.0, 0.03, t)],
+                           1)
         k = int(labels.sum())
         arm[labels] = np.stack([rng.uniform(0.3, 0.5, k), np.zeros(k), np.ones(k), rng.uniform(0.06, 0.15, k)], 1)
-        w.add_episode({"gripper": rng.integers(0, 256, (t, 32, 32, 3), dtype=np.uint8)}, labels, arm=arm)
-    ds = load_dataset(tmp_path / "ds")
+        g = rng.integers(0, 120 if bright_square else 256, (t, 32, 32, 3), dtype=np.uint8)
+        if bright_square:
+            g[labels, 8:24, 8:24] = 255
+        w.add_episode({"gripper": g}, labels, arm=arm)
+    return load_dataset(path)
+
+
+def test_the_classifier_reads_the_arm_state_when_the_dataset_has_it(tmp_path):
+    # the images tell nothing (noise), the arm tells everything: success = the gripper closed partway on something
+    # (opening 0.3-0.5) while the end-effector is high
+    rng = np.random.default_rng(0)
+    ds = _arm_dataset(tmp_path / "ds", rng)
     cfg = ClassifierTrainConfig(steps=80, batch_size=16, hidden_dim=32, backbone_dtype="float32", num_shifts=1,
                                 seed=1)
     res = train_classifier(ds, tmp_path / "clf", cfg, log=lambda s: None)
@@ -147,24 +162,7 @@ def test_the_arm_veto_learns_from_the_arm_alone_and_overrules_the_images(tmp_pat
     # in training the images and the arm agree: success is a bright square and the gripper closed partway on
     # something, high; the others are open grippers and jaws shut on nothing (opening 0), with plain images. Then
     # frames whose images say success while the jaws are shut on nothing
-    rng = np.random.default_rng(1)
-    w = DatasetWriter(tmp_path / "ds", ("gripper",), (32, 32, 3), with_arm=True)
-    for e in range(16):
-        t = 8
-        labels = np.zeros(t, bool)
-        if e % 2 == 0:
-            labels[t // 2:] = True
-        g = rng.integers(0, 120, (t, 32, 32, 3), dtype=np.uint8)
-        g[labels, 8:24, 8:24] = 255
-        if e % 4 == 1:  # shut on nothing, anywhere
-            arm = np.stack([np.zeros(t), np.zeros(t), np.ones(t), rng.uniform(0.0, 0.15, t)], 1)
-        else:
-            arm = np.stack([rng.uniform(0.6, 1.0, t), rng.normal(0, 1, t), np.zeros(t), rng.uniform(0.0, 0.03, t)],
-                           1)
-        k = int(labels.sum())
-        arm[labels] = np.stack([rng.uniform(0.3, 0.5, k), np.zeros(k), np.ones(k), rng.uniform(0.06, 0.15, k)], 1)
-        w.add_episode({"gripper": g}, labels, arm=arm)
-    ds = load_dataset(tmp_path / "ds")
+    ds = _arm_dataset(tmp_path / "ds", np.random.default_rng(1), bright_square=True, shut_on_nothing=True)
     cfg = ClassifierTrainConfig(steps=400, batch_size=16, hidden_dim=32, backbone_dtype="float32", num_shifts=1,
                                 seed=2)
     clf = train_classifier(ds, tmp_path / "clf", cfg, log=lambda s: None).classifier
