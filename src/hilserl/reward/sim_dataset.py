@@ -95,7 +95,8 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
     * ``expert_hold``: the scripted expert grasps and lifts, then keeps holding (negatives before, positives once
       lifted, including high in the workspace);
     * ``expert_drop``: grasp, lift, hold a little, then open: the cube falls (lifted and dropped);
-    * ``squeeze``: the expert closes on the cube but never lifts it (or lifts it less than the success height);
+    * ``squeeze``: the expert closes on the cube and holds it on the table or less than 0.6 of the success height
+      up;
     * ``close_on_nothing``: the gripper closes next to the cube and rises;
     * ``push``: the open or closed gripper sweeps low through the cube (touched / pushed);
     * ``touch_top``: the closed gripper presses on the cube from above;
@@ -116,7 +117,8 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
     defaults (no randomization, the nominal look). ``env_overrides`` replace top-level fields of it. The manifest
     records the look and the hooks that were on, and each episode what its reset drew (``drawn``). Every frame is
     stored with what the arm measured then (``ARM_STATE``: the gripper's opening, velocity and closed command, the
-    end-effector's height).
+    end-effector's height), and each episode lists, frame by frame, the ground truth behind the labels
+    (``cube_lift``: the cube's bottom above the table, m; ``held``: both jaws on it; see ``near_the_bar``).
 
     ``watch`` (the browser console, `hilserl.console.session.Console` after its ``watch()``) sees every frame with
     its label and every episode's counts, and may pause or stop the collection between episodes (what was written
