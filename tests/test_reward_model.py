@@ -197,7 +197,7 @@ def test_the_arm_veto_caps_what_the_images_say(tmp_path):
     says no, no image can say yes."""
     import dataclasses
 
-    from hilserl.reward.dataset import ARM_STATE
+    from hilserl.reward.dataset import ARM_STATE, arm_state
 
     with pytest.raises(ValueError, match="arm_veto: needs arm_state"):
         dataclasses.replace(SPEC, arm_veto=True)
@@ -208,10 +208,10 @@ def test_the_arm_veto_caps_what_the_images_say(tmp_path):
     rng = np.random.default_rng(5)
     imgs, states = _images(rng, 16), rng.random((16, 17)).astype(np.float32)
     feats = {c: cache_features(clf.backbone, imgs[c], 1, 0) for c in SPEC.image_keys}
-    arm = torch.as_tensor(states[:, [12, 11, 13, 16]])
+    arm = torch.as_tensor(arm_state(states))
     with torch.no_grad():
         full, veto = clf.head.logits({c: f[:, 0].float() for c, f in feats.items()}, arm)
-    p = predict_from_features(clf, feats, arm=states[:, [12, 11, 13, 16]])
+    p = predict_from_features(clf, feats, arm=arm_state(states))
     assert (p <= torch.sigmoid(torch.minimum(full, veto)).numpy() + 1e-6).all()
     with torch.no_grad():
         clf.head.veto[-1].bias.fill_(-20.0)  # the arm says no
@@ -222,7 +222,7 @@ def test_the_arm_veto_caps_what_the_images_say(tmp_path):
         clf.head.out.bias.fill_(0.0)
     with torch.no_grad():
         full, _ = clf.head.logits({c: f[:, 0].float() for c, f in feats.items()}, arm)
-    np.testing.assert_allclose(predict_from_features(clf, feats, arm=states[:, [12, 11, 13, 16]]),
+    np.testing.assert_allclose(predict_from_features(clf, feats, arm=arm_state(states)),
                                torch.sigmoid(full).numpy(), atol=1e-6)
     clf.save(tmp_path / "v")
     assert json.loads((tmp_path / "v" / "classifier.json").read_text())["arm_veto"] is True

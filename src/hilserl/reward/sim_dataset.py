@@ -189,9 +189,11 @@ def near_the_bar(ds) -> np.ndarray:
     """bool [N]: the frames of a simulation dataset that are not successes only by millimetres: the cube held in
     both jaws with its bottom at least half the success height up (ground truth, ``cube_lift`` and ``held`` per
     episode). No camera tells a cube 1.8 cm up from one 2 cm up; a classifier that calls these successes has seen a
-    real grasp and lift, not a faked one. All False for episodes recorded without the ground truth."""
-    bar = float(ds.manifest.get("info", {}).get("success_lift", 0.02))
+    real grasp and lift, not a faked one. All False for datasets recorded without the ground truth."""
     out = np.zeros(len(ds.labels), bool)
+    bar = ds.manifest.get("info", {}).get("success_lift")  # written with the ground truth
+    if bar is None:
+        return out
     for e in ds.episodes:
         lift, held = e.get("cube_lift"), e.get("held")
         if lift is None or held is None:
@@ -200,7 +202,7 @@ def near_the_bar(ds) -> np.ndarray:
         if len(idx) != len(lift) or len(idx) != len(held):
             raise ValueError(f"episodes[{e['id']}].cube_lift / held: expected {len(idx)} values (one per frame), "
                              f"got {len(lift)} / {len(held)}")
-        out[idx] = np.asarray(held, bool) & (np.asarray(lift, float) >= 0.5 * bar)
+        out[idx] = np.asarray(held, bool) & (np.asarray(lift, float) >= 0.5 * float(bar))
     return out & ~ds.labels.astype(bool)
 
 

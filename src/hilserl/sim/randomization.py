@@ -204,7 +204,7 @@ class Randomizer:
         if c.cube_size:
             h = rng.uniform(*c.cube_size_range) / 2
             drawn["cube_size"] = 2 * float(h)
-        self.set_cube_half_size(h)
+        set_cube_half_size(self.model, self.cube_geom, h)
         m.geom_friction[self.cube_geom] = n["cube_friction"]
         if c.cube_friction:
             m.geom_friction[self.cube_geom, 0] = rng.uniform(*c.cube_friction_range)
@@ -213,9 +213,6 @@ class Randomizer:
         m.body_mass[self.cube_body] = mass
         m.body_inertia[self.cube_body] = mass * (2 * h) ** 2 / 6
         return drawn
-
-    def set_cube_half_size(self, h: float) -> None:
-        set_cube_half_size(self.model, self.cube_geom, h)
 
     # ------------------------------------------------------------------ after placement
     def apply_after_placement(self, rng: np.random.Generator, cube_xy) -> dict:
