@@ -97,10 +97,15 @@ def collect_sim_dataset(out: str | os.PathLike, num_positive: int = 200, num_neg
     * ``expert_drop``: grasp, lift, hold a little, then open: the cube falls (lifted and dropped);
     * ``squeeze``: the expert closes on the cube and holds it on the table or less than 0.6 of the success height
       up;
-    * ``close_on_nothing``: the gripper closes next to the cube and rises;
+    * ``close_on_nothing``: the gripper closes next to the cube, beside the jaws' closing line (nothing between
+      them), and rises;
     * ``push``: the open or closed gripper sweeps low through the cube (touched / pushed);
     * ``touch_top``: the closed gripper presses on the cube from above;
     * ``random``: uniformly random actions.
+
+    ``close_on_nothing``, ``push`` and ``touch_top`` first rise clear of the cube and set the jaws there: a reset can
+    start with the cube between the open jaws, and closing on it there made them grasps and lifts (near the success
+    height, or over it) under a name that says otherwise.
 
     Cameras: the gripper camera alone cannot tell a cube lifted 2 cm from one squeezed on the table (the jaws and
     cube look the same; measured: ~0.95 held-out accuracy and 0.90 precision at 0.5), so the default adds the
@@ -263,6 +268,20 @@ def _episode_kind(ep: int, need_pos: bool, need_neg: bool) -> str:
     return pool[ep % len(pool)]
 
 
+def _jaw_axis(env) -> np.ndarray:
+    """Unit vector (x, y) along which the jaws close, from the fixed jaw to the moving one."""
+    d = env.data.geom_xpos[env.moving_jaw][:2] - env.data.geom_xpos[env.fixed_jaw][:2]
+    return d / max(float(np.linalg.norm(d)), 1e-9)
+
+
+def _clear_of_the_cube(rec: _SimEpisode, env, h: float, grip: int, open_cmd: int) -> None:
+    """Open the jaws and rise straight up above the cube's top, then set the gripper: a reset may start with the
+    cube between the open jaws, and a kind that is not a grasp must not close on it there."""
+    ee = env.data.site_xpos[env.tcp].copy()
+    rec.move([ee[0], ee[1], max(ee[2], 2 * h + 0.03)], open_cmd, 3)
+    rec.move([ee[0], ee[1], max(ee[2], 2 * h + 0.03)], grip, 3)
+
+
 def _run_kind(kind, env, expert, rec: _SimEpisode, rng, CLOSE, OPEN, STAY) -> None:
     h = float(env.model.geom_size[env.cube_geom][0])
     lifted = lambda: env.is_success()  # noqa: E731
@@ -290,8 +309,12 @@ def _run_kind(kind, env, expert, rec: _SimEpisode, rng, CLOSE, OPEN, STAY) -> No
             rec.move(ee + np.array([0.0, 0.0, dz]), CLOSE, 1)
     elif kind == "close_on_nothing":
         cube, _ = env.cube_pose()
-        ang = rng.uniform(0, 2 * np.pi)
+        # beside the cube across the jaws' closing line, so the cube is never between them (a cube caught in the
+        # jaws is a grasp, and lifted 1.6 cm no camera tells it from a success)
+        across = _jaw_axis(env)[::-1] * np.array([-1.0, 1.0])
+        ang = np.arctan2(across[1], across[0]) + rng.choice([0.0, np.pi]) + rng.uniform(-0.5, 0.5)
         off = cube + np.array([np.cos(ang), np.sin(ang), 0.0]) * rng.uniform(0.035, 0.05)
+        _clear_of_the_cube(rec, env, h, OPEN, OPEN)
         rec.move([off[0], off[1], 2 * h + 0.02], OPEN, 8, noise=0.1)
         rec.move([off[0], off[1], h + 0.002], STAY, 6)
         rec.move([off[0], off[1], h + 0.002], CLOSE, 4)
@@ -302,12 +325,14 @@ def _run_kind(kind, env, expert, rec: _SimEpisode, rng, CLOSE, OPEN, STAY) -> No
         d = np.array([np.cos(ang), np.sin(ang), 0.0])
         start, end = cube - 0.05 * d, cube + 0.04 * d
         grip = CLOSE if rng.random() < 0.5 else OPEN
+        _clear_of_the_cube(rec, env, h, grip, OPEN)  # jaws set before they reach the cube: a push, not a grasp
         rec.move([start[0], start[1], 2 * h + 0.02], grip, 8)
         rec.move([start[0], start[1], h + 0.003], grip, 5)
         rec.move([end[0], end[1], h + 0.003], grip, int(rng.integers(6, 12)))
         rec.move([end[0], end[1], 2 * h + 0.03], grip, 5)
     elif kind == "touch_top":
         cube, _ = env.cube_pose()
+        _clear_of_the_cube(rec, env, h, CLOSE, OPEN)  # shut before they reach it: open, they would close on it
         rec.move([cube[0], cube[1], 2 * h + 0.02], CLOSE, 10, noise=0.05)
         rec.move([cube[0], cube[1], 2 * h - 0.01], CLOSE, 6)
         rec.move([cube[0], cube[1], 2 * h + 0.03], CLOSE, 5)
