@@ -31,7 +31,7 @@ with success >= 90%, null: never), `steps_to_90_ratio` (finetune / scratch); `fi
 every seed; fine-tuning reaches 90% in at most a third of scratch's env steps on every seed). Prints one JSON object
 as its last line.
 
-    python benchmarks/bench_transfer.py                                  # seeds 0 1, 20,000 + 2 x 10,000 steps each
+    python benchmarks/bench_transfer.py                                  # seeds 0 1, 12,000 + 2 x 4,000 steps each
     python benchmarks/bench_transfer.py --seeds 0 1 2 --finetune_look heldout_b -- --policy.mixed_precision=false
     python benchmarks/bench_transfer.py --smoke                          # tiny budgets: checks that it runs
 """
@@ -254,8 +254,8 @@ def _shown(path: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--pretrain_steps", type=int, default=20_000)
-    p.add_argument("--finetune_steps", type=int, default=10_000, help="env steps of both fine-tune arms")
+    p.add_argument("--pretrain_steps", type=int, default=12_000)
+    p.add_argument("--finetune_steps", type=int, default=4_000, help="env steps of both fine-tune arms")
     p.add_argument("--eval_every", type=int, default=500)
     p.add_argument("--eval_episodes", type=int, default=20)
     p.add_argument("--final_episodes", type=int, default=50)
