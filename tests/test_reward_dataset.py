@@ -167,39 +167,46 @@ def test_sim_collection_labels_are_ground_truth_and_counts_hit_the_targets(tmp_p
     assert np.abs(held[:, 1]).max() < 0.5 < np.abs(ds.arm[~ds.labels, 1]).max()  # rad/s: still, where others move
 
 
-def test_a_squeeze_keeps_the_cube_well_under_the_success_height():
-    """Even when both jaws first touch while the expert is already lifting (a late grasp), the squeeze brings the
-    cube's bottom back under 0.6 of the success height and holds it there: a cube caught 1.9 cm up is no squeeze,
-    and no camera tells it from one 2 cm up."""
+def _replay_kind(kind: str, episodes: int = 40):
+    """Run ``kind`` as collect_sim_dataset does, in the randomized preset (its action latency and gripper backlash
+    are where grasps come late), recording nothing; per episode the cube's lift (m) at every tick both jaws held it,
+    and how far (m) the cube moved on the table. Also returns the success height."""
+    from hilserl.cli_robot import load_env_config
     from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
     from hilserl.reward.sim_dataset import _run_kind, _SimEpisode, sim_dataset_env_config
     from hilserl.sim.env import SO101GraspCubeEnv
     from hilserl.sim.expert import ScriptedExpert
 
-    from hilserl.cli_robot import load_env_config
-
-    # the randomized preset: its action latency and gripper backlash are where grasps come late
     env = SO101GraspCubeEnv(sim_dataset_env_config(load_env_config("configs/sim_pretrain.json", []), 32))
     rng = np.random.default_rng(0)
-    tops, heights = [], []
+    out = []
     try:
-        for ep in range(40):
+        for ep in range(episodes):
             env.reset(seed=ep)
+            start = env.cube_pose()[0][:2].copy()
             rec = _SimEpisode(env, ("front",), rng, keep=lambda label: False)
-            step = rec.step
+            held_lifts, step = [], rec.step
 
-            def traced(action, step=step):
+            def traced(action, step=step, held_lifts=held_lifts):
                 step(action)
-                heights.append((env.is_grasped(), env.cube_bottom_height()))
+                if env.is_grasped():
+                    held_lifts.append(env.cube_bottom_height())
 
             rec.step = traced
-            n = len(heights)
             expert = ScriptedExpert(env, noise=float(rng.uniform(0.0, 0.15)), rng=rng)  # as collect_sim_dataset
-            _run_kind("squeeze", env, expert, rec, rng, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY)
-            tops.append(max([h for grasped, h in heights[n:] if grasped], default=0.0))
+            _run_kind(kind, env, expert, rec, rng, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY)
+            out.append((held_lifts, float(np.linalg.norm(env.cube_pose()[0][:2] - start))))
     finally:
         env.close()
-    bar = env.cfg.success_lift
+    return out, env.cfg.success_lift
+
+
+def test_a_squeeze_keeps_the_cube_well_under_the_success_height():
+    """Even when both jaws first touch while the expert is already lifting (a late grasp), the squeeze brings the
+    cube's bottom back under 0.6 of the success height and holds it there: a cube caught 1.9 cm up is no squeeze,
+    and no camera tells it from one 2 cm up."""
+    episodes, bar = _replay_kind("squeeze")
+    tops = [max(lifts, default=0.0) for lifts, _ in episodes]
     assert sum(t > 0.002 for t in tops) >= 5  # the jaws closed on the cube, and some squeezes lift it a little
     assert max(tops) < 0.7 * bar, [round(t, 4) for t in tops]  # held in both jaws: always well under the bar
 
@@ -209,39 +216,15 @@ def test_the_kinds_that_are_not_grasps_never_lift_the_cube(kind):
     """A reset can start with the cube between the open jaws; a close-on-nothing, push or touch-top that closes there
     grasps and lifts it (the old close-on-nothing did in 17% of episodes, a third of those to a success), which makes
     frames near the success height under a name that says nothing was lifted."""
-    from hilserl.cli_robot import load_env_config
-    from hilserl.gripper import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
-    from hilserl.reward.sim_dataset import _run_kind, _SimEpisode, sim_dataset_env_config
-    from hilserl.sim.env import SO101GraspCubeEnv
-    from hilserl.sim.expert import ScriptedExpert
-
-    env = SO101GraspCubeEnv(sim_dataset_env_config(load_env_config("configs/sim_pretrain.json", []), 32))
-    rng = np.random.default_rng(0)
-    held_lifts, moved = [], 0
-    try:
-        for ep in range(40):
-            env.reset(seed=ep)
-            start = env.cube_pose()[0].copy()
-            rec = _SimEpisode(env, ("front",), rng, keep=lambda label: False)
-            step = rec.step
-
-            def traced(action, step=step):
-                step(action)
-                if env.is_grasped():
-                    held_lifts.append(env.cube_bottom_height())
-
-            rec.step = traced
-            _run_kind(kind, env, ScriptedExpert(env, rng=rng), rec, rng, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY)
-            moved += np.linalg.norm(env.cube_pose()[0][:2] - start[:2]) > 0.005
-    finally:
-        env.close()
-    assert max(held_lifts, default=0.0) < 0.01, sorted(held_lifts)[-5:]  # never held 1 cm up: no near-bar frames
+    episodes, _ = _replay_kind(kind)
+    held = [h for lifts, _ in episodes for h in lifts]
+    assert max(held, default=0.0) < 0.01, sorted(held)[-5:]  # never held 1 cm up: no near-bar frames
     if kind == "close_on_nothing":
-        assert max(held_lifts, default=0.0) < 0.002  # at most both jaws brushing it on the table
+        assert max(held, default=0.0) < 0.002  # at most both jaws brushing it on the table
     if kind == "push":
-        assert moved >= 10  # and they still do what they say: the sweeps push the cube
+        assert sum(moved > 0.005 for _, moved in episodes) >= 10  # and they still do what they say: the cube pushed
     if kind == "touch_top":
-        assert len(held_lifts) >= 20  # the shut jaws press on its top (both touch it)
+        assert len(held) >= 20  # the shut jaws press on its top (both touch it)
 
 
 def test_sim_frames_carry_the_ground_truth_behind_their_labels(tmp_path):
