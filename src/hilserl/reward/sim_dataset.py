@@ -311,8 +311,8 @@ def _run_kind(kind, env, expert, rec: _SimEpisode, rng, CLOSE, OPEN, STAY) -> No
         cube, _ = env.cube_pose()
         # beside the cube across the jaws' closing line, so the cube is never between them (a cube caught in the
         # jaws is a grasp, and lifted 1.6 cm no camera tells it from a success)
-        across = _jaw_axis(env)[::-1] * np.array([-1.0, 1.0])
-        ang = np.arctan2(across[1], across[0]) + rng.choice([0.0, np.pi]) + rng.uniform(-0.5, 0.5)
+        jaw = _jaw_axis(env)
+        ang = np.arctan2(jaw[0], -jaw[1]) + rng.choice([0.0, np.pi]) + rng.uniform(-0.5, 0.5)  # ⟂ to it, ±29°
         off = cube + np.array([np.cos(ang), np.sin(ang), 0.0]) * rng.uniform(0.035, 0.05)
         _clear_of_the_cube(rec, env, h, OPEN, OPEN)
         rec.move([off[0], off[1], 2 * h + 0.02], OPEN, 8, noise=0.1)
