@@ -75,7 +75,7 @@ def quarter_success(rows: list[dict], centre: tuple[float, float]) -> dict:
 
 
 def aggregate(per_seed: dict) -> dict:
-    """Across seeds: the figures the issue's targets are stated in."""
+    """Across seeds: the figures the project's targets are stated in."""
     runs = list(per_seed.values())
     to90 = [r["env_steps_to_90"] for r in runs]
     reached = [s for s in to90 if s is not None]

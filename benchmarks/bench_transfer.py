@@ -27,7 +27,7 @@ Per seed: `zero_shot_success` (the mean over the held-out looks, with the Wilson
 episodes) and `zero_shot` per look; `finetune_steps_to_90`, `scratch_steps_to_90` (env steps at the first evaluation
 with success >= 90%, null: never), `steps_to_90_ratio` (finetune / scratch); `finetune_final_success`,
 `scratch_final_success` with `..._ci95`; the evaluation curves, run records and wall times under `pretrain`,
-`finetune`, `scratch`. Then an aggregate over seeds and whether the issue's targets are met (zero-shot >= 0.70 on
+`finetune`, `scratch`. Then an aggregate over seeds and whether the targets are met (zero-shot >= 0.70 on
 every seed; fine-tuning reaches 90% in at most a third of scratch's env steps on every seed). Prints one JSON object
 as its last line.
 
@@ -77,7 +77,7 @@ def heldout_looks() -> list[str]:
 # ------------------------------------------------------------------------------------------------ measures
 def ratio_to_90(finetune_steps, scratch_steps, scratch_budget: int) -> dict:
     """Fine-tune's env steps to 90% over scratch's. When scratch never got there its steps are more than its budget,
-    so the ratio is below finetune / budget (`ratio_below`). `at_most_a_third` is the issue's target."""
+    so the ratio is below finetune / budget (`ratio_below`). `at_most_a_third` is the target."""
     if finetune_steps is None:
         return {"steps_to_90_ratio": None, "steps_to_90_ratio_below": None, "at_most_a_third": False}
     if scratch_steps is None:
@@ -100,7 +100,7 @@ def pooled(per_look: dict) -> tuple[float, list[float]]:
 
 
 def aggregate(per_seed: dict) -> dict:
-    """Across seeds: the figures the issue's targets are stated in."""
+    """Across seeds: the figures the targets are stated in."""
     seeds = list(per_seed.values())
     zero = [r["zero_shot_success"] for r in seeds]
     ratios = [r["steps_to_90_ratio"] for r in seeds if r["steps_to_90_ratio"] is not None]
@@ -218,7 +218,7 @@ def _child(spec: str, result: str) -> None:
 
 
 def seed_record(pre: dict, zero: dict, fine: dict, scratch: dict, finetune_steps: int) -> dict:
-    """One seed's figures, the issue's keys first."""
+    """One seed's figures, the target's keys first."""
     looks = {k: v for k, v in zero.items() if k not in ("nominal", "process_wall_s")}
     mean, ci = pooled(looks)
     return {
