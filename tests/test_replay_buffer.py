@@ -294,6 +294,37 @@ def test_view_keys_give_each_row_one_view_of_its_own_frame():
         ReplayBuffer(20, {"state": ((2,), np.float32)}, 3, view_keys=("state",))
 
 
+def test_a_stacked_view_key_gives_each_row_its_last_frames_in_one_view():
+    """Cached backbone maps with frame stacking: a key that is both a view key ([K, C, ...] per frame) and a stack
+    key comes out [k*C, ...]: the row's k most recent frames of its own episode (the first repeated at an episode
+    start, oldest first), all in the row's one drawn view; the next observation's stack ends one frame later."""
+    views, k = 3, 3
+    spec = {"state": ((2,), np.float32), "features.gripper": ((views, 2, 1), np.float16)}
+
+    def maps(ep, t):  # view j of frame (ep, t): channels (ep * 100 + t, j)
+        return np.array([[[ep * 100 + t], [j]] for j in range(views)], np.float16)
+
+    buf = ReplayBuffer(40, spec, 3, frame_stack=k, stack_keys=("features.gripper",),
+                       view_keys=("features.gripper",), rng=0)
+    for ep in range(4):  # 4 x 12 frames in a ring of 40: the oldest episode is overwritten
+        for t in range(12):
+            buf.add(Transition({"state": np.array([ep, t], np.float32), "features.gripper": maps(ep, t)},
+                               np.zeros(3, np.float32), 0.0, t == 11, False,
+                               {"state": np.array([ep, t + 1], np.float32), "features.gripper": maps(ep, t + 1)},
+                               False))
+    b = buf.sample(3000)
+    st, f = b["observations"]["state"].numpy(), b["observations"]["features.gripper"].numpy()
+    nf = b["next_observations"]["features.gripper"].numpy()
+    assert f.shape == (3000, 2 * k, 1) and f.dtype == np.float32
+    ep, t = st[:, 0].astype(int), st[:, 1].astype(int)
+    want = np.stack([ep * 100 + np.maximum(t - back, 0) for back in (2, 1, 0)], 1)  # oldest first, clipped at 0
+    assert np.array_equal(f[:, 0::2, 0], want)
+    assert np.array_equal(nf[:, 0::2, 0], np.stack([ep * 100 + np.maximum(t + 1 - back, 0) for back in (2, 1, 0)], 1))
+    view = f[:, 1::2, 0]
+    assert (view == view[:, :1]).all() and set(view[:, 0].astype(int)) == set(range(views))  # one view per row
+    assert set(ep) == {1, 2, 3}
+
+
 def test_n_step_returns_sum_within_the_episode_and_bootstrap_from_the_right_frame():
     """n = 3, discount 0.5: each row sums up to 3 rewards of its own episode, bootstraps from the frame after the
     last one, is terminal only when that last transition terminated, and says how far it looked (discounts)."""

@@ -97,7 +97,9 @@ class ReplayBuffer:
         view_keys: keys stored with a leading axis of ``K`` alternative views of the same frame (the
             frozen backbone's maps of ``K`` shifted copies, ``features.<camera>`` [K, C, h, w]). A
             sampled row gets one view, drawn uniformly and independently for the observation and the
-            next observation, so batches carry ``[B, C, h, w]``: ``K`` times less to gather.
+            next observation, so batches carry ``[B, C, h, w]``: ``K`` times less to gather. A view key
+            that is also a stack key comes out ``[B, k*C, h, w]``: the row's view index for each of its
+            ``k`` frames.
         n_step, discount: sample ``n_step``-step returns discounted by ``discount`` (see
             `replay_sampling`); batches then carry ``discounts`` [B]. A sampling choice, not stored.
         storage_dir: if given, arrays live as memmaps in this folder; an existing buffer there is
@@ -150,7 +152,7 @@ class ReplayBuffer:
         if not 0.0 <= self.discount <= 1.0:
             raise ValueError(f"discount must be in [0, 1], got {discount}")
         self.view_keys = tuple(view_keys)
-        check_view_keys(self.spec, self.view_keys, self.image_keys, self.stack_keys)
+        check_view_keys(self.spec, self.view_keys, self.image_keys)
 
         # how many frames back a transition's stack reaches (what an overwrite can invalidate)
         self._reach = self.frame_stack - 1 if self.stack_keys else 0

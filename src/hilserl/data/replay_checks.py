@@ -51,12 +51,11 @@ def check_stack_keys(spec: Mapping[str, KeySpec], stack_keys: tuple[str, ...]) -
             raise ValueError(f"stack key {k!r} is a scalar; stacking needs a leading axis")
 
 
-def check_view_keys(spec: Mapping[str, KeySpec], view_keys: tuple[str, ...], image_keys: tuple[str, ...],
-                    stack_keys: tuple[str, ...]) -> None:
+def check_view_keys(spec: Mapping[str, KeySpec], view_keys: tuple[str, ...], image_keys: tuple[str, ...]) -> None:
     for k in view_keys:
-        if k not in spec or k in image_keys or k in stack_keys or len(spec[k].shape) < 2:
-            raise ValueError(f"view key {k!r}: expected a non-image, unstacked key of the observation spec "
-                             "with a leading axis of views")
+        if k not in spec or k in image_keys or len(spec[k].shape) < 2:
+            raise ValueError(f"view key {k!r}: expected a non-image key of the observation spec with a leading axis "
+                             "of views")
 
 
 def check_action(action: Any, action_dim: int) -> np.ndarray:

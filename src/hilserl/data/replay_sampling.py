@@ -51,10 +51,10 @@ def _observation_shapes(buf: "ReplayBuffer") -> dict[str, tuple[tuple[int, ...],
     shapes = {}
     for key, ks in buf.spec.items():
         stored = stored_shape(buf, key)
+        if key in buf.view_keys:  # one view per row (then stacked: [k*C, ...])
+            stored = stored[1:]
         if key in buf.stack_keys and buf.frame_stack > 1:
             stored = (buf.frame_stack * stored[0], *stored[1:])
-        if key in buf.view_keys:
-            stored = stored[1:]
         shapes[key] = (stored, _out_dtype(ks.dtype, key in buf.image_keys))
     return shapes
 
@@ -145,7 +145,14 @@ def _gather_frames(buf: "ReplayBuffer", slots: np.ndarray, nxt: np.ndarray, step
     for key, frames in buf._frames.items():
         o = views["observations"][key][lo:hi]
         x = views["next_observations"][key][lo:hi]
-        if k > 1 and key in buf.stack_keys:
+        if k > 1 and key in buf.stack_keys and key in buf.view_keys:
+            # one of the K views per row, the same view index for the row's k frames (each frame's K views are
+            # its own shifts, so this is not one shift of the stack); [n_rows, k*C, ...], oldest frame first
+            sub = frames.shape[2:]
+            k_views = frames.shape[1]
+            o.reshape(n_rows * k, *sub)[...] = frames[obs_stack, np.repeat(buf.rng.integers(0, k_views, n_rows), k)]
+            x.reshape(n_rows * k, *sub)[...] = frames[nxt_stack, np.repeat(buf.rng.integers(0, k_views, n_rows), k)]
+        elif k > 1 and key in buf.stack_keys:
             sub = frames.shape[1:]
             np.take(frames, obs_stack, axis=0, out=o.reshape(n_rows * k, *sub), mode="clip")
             np.take(frames, nxt_stack, axis=0, out=x.reshape(n_rows * k, *sub), mode="clip")
