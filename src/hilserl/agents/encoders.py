@@ -161,11 +161,12 @@ class EfficientNetLite0(nn.Module):
 class ConvEncoder(nn.Module):
     """Small trainable DrQ-style conv stack: [3x3 conv -> ReLU] x len(channels). Input 0..255."""
 
-    def __init__(self, channels: Sequence[int] = (32, 32, 32, 32), strides: Sequence[int] = (2, 2, 2, 1)):
+    def __init__(self, channels: Sequence[int] = (32, 32, 32, 32), strides: Sequence[int] = (2, 2, 2, 1),
+                 in_channels: int = 3):
         super().__init__()
         if len(channels) != len(strides):
             raise ValueError("conv channels and strides must have the same length")
-        layers, in_ch = [], 3
+        layers, in_ch = [], in_channels
         for ch, s in zip(channels, strides):
             layers += [nn.Conv2d(in_ch, ch, 3, s, 1), nn.ReLU(inplace=True)]
             in_ch = ch
@@ -311,26 +312,30 @@ class ObservationEncoder(nn.Module):
         head_dropout: float = 0.1,
         conv_channels: Sequence[int] = (32, 32, 32, 32),
         conv_strides: Sequence[int] = (2, 2, 2, 1),
+        frame_stack: int = 1,
     ):
         super().__init__()
         self.cameras = tuple(cameras)
+        self.frame_stack = int(frame_stack)  # k frames per camera: pixels [B, 3k, H, W], maps side by side
         self.encoder_type = encoder
         self.backbone = backbone if self.cameras and encoder != "conv" else None
         self.convs = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         if self.cameras:
-            if encoder == "conv":
+            if encoder == "conv":  # trained from pixels: the k frames enter as 3k channels, as in DrQ-v2
                 for cam in self.cameras:
-                    self.convs[cam] = ConvEncoder(conv_channels, conv_strides)
+                    self.convs[cam] = ConvEncoder(conv_channels, conv_strides, 3 * self.frame_stack)
                 with torch.no_grad():
-                    c, h, w = self.convs[self.cameras[0]](torch.zeros(1, 3, *image_size)).shape[1:]
+                    c, h, w = self.convs[self.cameras[0]](torch.zeros(1, 3 * self.frame_stack, *image_size)).shape[1:]
+                head_channels = c
             else:
                 if self.backbone is None:
                     raise ValueError("a frozen backbone is required for encoder=" + repr(encoder))
                 c, h, w = self.backbone.output_shape(image_size)
-            self.feature_map_shape = (c, h, w)
+                head_channels = c * self.frame_stack
+            self.feature_map_shape = (c, h, w)  # one frame's map: what is cached per stored frame
             for cam in self.cameras:
-                self.heads[cam] = ImageHead(c, h, w, num_spatial_features, head_dropout, image_feature_dim)
+                self.heads[cam] = ImageHead(head_channels, h, w, num_spatial_features, head_dropout, image_feature_dim)
         self.state_proj = _vector_projection(state_dim, state_feature_dim) if state_dim > 0 else None
         self.env_state_proj = (_vector_projection(environment_state_dim, state_feature_dim)
                                if environment_state_dim > 0 else None)
@@ -360,9 +365,11 @@ class ObservationEncoder(nn.Module):
                 else:
                     to_run.append((i, cam, obs[pixel_key(cam)]))
         if to_run:
-            maps = self.backbone(torch.cat([t for _, _, t in to_run], 0))
-            for (i, cam, t), m in zip(to_run, maps.split([t.shape[0] for _, _, t in to_run], 0)):
-                outs[i][cam] = m
+            k = self.frame_stack  # [B, 3k, H, W] -> the backbone on B*k frames -> [B, k*C, h, w], oldest first
+            frames = [t.reshape(t.shape[0] * k, t.shape[1] // k, *t.shape[2:]) for _, _, t in to_run]
+            maps = self.backbone(torch.cat(frames, 0))
+            for (i, cam, t), m in zip(to_run, maps.split([f.shape[0] for f in frames], 0)):
+                outs[i][cam] = m.reshape(t.shape[0], k * m.shape[1], *m.shape[2:])
         return outs
 
     # ---- trainable part

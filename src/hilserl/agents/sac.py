@@ -144,7 +144,7 @@ class SACAgent(nn.Module):
         self.encoder = ObservationEncoder(
             cfg.state_dim, cfg.cameras, cfg.image_size, cfg.encoder, backbone, cfg.environment_state_dim,
             cfg.image_feature_dim, cfg.state_feature_dim, cfg.num_spatial_features, cfg.head_dropout,
-            cfg.conv_channels, cfg.conv_strides)
+            cfg.conv_channels, cfg.conv_strides, cfg.frame_stack)
         d = self.encoder.out_dim
         self._build_policy(d)
         if cfg.asymmetric_critic and cfg.privileged_dim == 0:

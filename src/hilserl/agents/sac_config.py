@@ -42,6 +42,9 @@ class SACConfig:
     cached_features: bool = False
     num_cached_shifts: int = 4
     augmentation_pad: int = 4  # random shift of up to this many pixels (replicate edges); 0 disables
+    # the policy reads each camera's last k frames of the episode (the first repeated at its start), oldest first:
+    # the backbone runs on every frame, the head takes the k maps side by side (DrQ-v2 stacks 3 frames)
+    frame_stack: int = 1
     image_feature_dim: int = 256
     state_feature_dim: int = 64
     num_spatial_features: int = 8
@@ -147,7 +150,7 @@ class SACConfig:
         check(not self.backbone_trim_head or self.encoder == "efficientnet_lite0", "backbone_trim_head",
               "only applies to encoder 'efficientnet_lite0'")
         check(self.augmentation_pad >= 0, "augmentation_pad", "must be >= 0")
-        for name in ("image_feature_dim", "state_feature_dim", "num_spatial_features"):
+        for name in ("image_feature_dim", "state_feature_dim", "num_spatial_features", "frame_stack"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
         check(0.0 <= self.head_dropout < 1.0, "head_dropout", "must be in [0, 1)")
         check(len(self.conv_channels) == len(self.conv_strides) and len(self.conv_channels) > 0, "conv_channels",

@@ -151,6 +151,7 @@ class Actor:
         if self.human is not None:
             self.human.start_episode(episode)
         storing = on_transition is not None  # else only acting (evaluation): no augmented copies needed
+        self.processor.start_episode()
         stored = self.processor.to_stored(obs, storing)
         if on_step is not None:
             on_step(obs, info)

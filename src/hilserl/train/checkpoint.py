@@ -143,8 +143,9 @@ ARCHITECTURE_FIELDS = (
     "state_dim", "action_dim", "discrete_gripper", "num_gripper_actions", "cameras", "image_size",
     "environment_state_dim", "encoder", "backbone_trim_head", "image_feature_dim", "state_feature_dim",
     "num_spatial_features", "conv_channels", "conv_strides", "hidden_dims", "activation", "critic_ensemble_size", "critic_trunk_dim",
-    "discrete_critic_ensemble_size", "discrete_critic_hidden_dims", "temperature_parametrization",
+    "discrete_critic_ensemble_size", "discrete_critic_hidden_dims", "temperature_parametrization", "frame_stack",
 )
+_SAVED_BEFORE_THE_FIELD = {"frame_stack": 1}  # what a policy saved before a field existed had
 
 
 def load_initial_policy(agent: SACAgent, path: str | os.PathLike, with_critic: bool = True) -> Path:
@@ -168,6 +169,7 @@ def load_initial_policy(agent: SACAgent, path: str | os.PathLike, with_critic: b
         raise ValueError(f"train.init_policy: the policy in {model_dir} is a policy.type "
                          f"{saved.get('type', 'sac')!r} policy and this run trains policy.type {ours['type']!r}; "
                          f"start from a {ours['type']!r} run or set --policy.type={saved.get('type', 'sac')}")
+    saved = {**_SAVED_BEFORE_THE_FIELD, **saved}
     diffs = [f"policy.{k}: {_show(saved.get(k))} there, {_show(ours[k])} here"
              for k in ARCHITECTURE_FIELDS if _show(saved.get(k)) != _show(ours[k])]
     if diffs:

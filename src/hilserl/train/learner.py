@@ -29,7 +29,7 @@ import numpy as np
 from hilserl.agents.registry import make_agent
 from hilserl.agents.sac import SACAgent, SACConfig
 from hilserl.data import MixedSampler, ReplayBuffer, Transition, route_transition
-from hilserl.obs_format import is_feature_key
+from hilserl.obs_format import is_camera_key, is_feature_key
 from hilserl.train.actor import policy_weights
 from hilserl.train.config import BufferConfig
 
@@ -66,11 +66,14 @@ class Learner:
         action_dim = policy.full_action_dim
         # cached mode: each stored frame holds K shifted copies' maps; a batch row gets one of them
         view_keys = tuple(k for k in observation_spec if is_feature_key(k))
+        # policy.frame_stack: each camera's frames (pixels or cached maps) stacked by index, one frame stored per step
+        stack_keys = tuple(k for k in observation_spec if is_camera_key(k)) if policy.frame_stack > 1 else ()
 
         def make(name: str, capacity: int, rng_seed: int) -> ReplayBuffer:
             where = None if buffer_dir is None else Path(buffer_dir) / name
             return ReplayBuffer(capacity, observation_spec, action_dim, info_keys=self.info_keys,
-                                tag_keys=TAG_KEYS, view_keys=view_keys, n_step=policy.n_step,
+                                tag_keys=TAG_KEYS, view_keys=view_keys, frame_stack=policy.frame_stack,
+                                stack_keys=stack_keys, n_step=policy.n_step,
                                 discount=policy.discount, storage_dir=where,
                                 rng=np.random.default_rng(rng_seed))
 

@@ -23,6 +23,7 @@ class ObservationProcessor:
         self.cfg = agent.config
         self.cameras = tuple(self.cfg.cameras)
         self.generator = generator
+        self._history: dict[str, list[np.ndarray]] = {}  # per camera key: the episode's last k policy frames
         spaces = observation_space.spaces
         self.spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {STATE: (spaces[STATE].shape, np.float32)}
         if ENV_STATE in spaces:
@@ -66,16 +67,40 @@ class ObservationProcessor:
                 out[feature_key(cam)] = self._cached_features(image, shifts)
             else:
                 out[pixel_key(cam)] = image
+        if self.cfg.frame_stack > 1:
+            self._remember(out)
         return out
 
     def to_policy(self, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """What `SACAgent.select_action` takes: images channels-first, cached maps of the unshifted frame."""
+        """What `SACAgent.select_action` takes: images channels-first, cached maps of the unshifted frame; with
+        ``policy.frame_stack`` k > 1 each camera's last k frames of the episode side by side, oldest first, as the
+        replay buffer stacks them (the episode's first frame repeated until there are k: call `start_episode` at
+        every reset)."""
         out = {}
         for key, value in stored.items():
-            if is_pixel_key(key):
+            if key in self._history:  # frame stacking: the frames `to_stored` saw, ``stored`` the latest
+                out[key] = np.concatenate(self._history[key], axis=0)
+            elif is_pixel_key(key):
                 out[key] = channels_first(value, contiguous=True)
             elif is_feature_key(key):
                 out[key] = value[0].astype(np.float32)
             else:
                 out[key] = value
         return out
+
+    def start_episode(self) -> None:
+        """Forget the frames of the previous episode (``policy.frame_stack``)."""
+        self._history.clear()
+
+    def _remember(self, stored: dict[str, np.ndarray]) -> None:
+        """Frame stacking: keep each policy camera's last k frames (whoever acts, so that the policy's stack after
+        an intervention holds what the camera saw, as the buffer's does)."""
+        k = self.cfg.frame_stack
+        for cam in self.cameras:
+            for key in (pixel_key(cam), feature_key(cam)):
+                if key not in stored:
+                    continue
+                frame = (channels_first(stored[key], contiguous=True) if is_pixel_key(key)
+                         else stored[key][0].astype(np.float32))
+                past = self._history.get(key)
+                self._history[key] = [frame] * k if past is None else [*past[1:], frame]
