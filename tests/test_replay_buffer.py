@@ -267,6 +267,16 @@ def test_episode_after_truncation_starts_fresh_even_from_the_same_observation():
     assert np.all(b["terminals"].numpy()[trunc] == 0)
 
 
+def _add_feature_episodes(buf, episodes: int, length: int, maps) -> None:
+    """Episodes of ``length`` steps whose state is (episode, step) and whose ``features.gripper`` is ``maps(ep, t)``."""
+    for ep in range(episodes):
+        for t in range(length):
+            buf.add(Transition({"state": np.array([ep, t], np.float32), "features.gripper": maps(ep, t)},
+                               np.zeros(3, np.float32), 0.0, t == length - 1, False,
+                               {"state": np.array([ep, t + 1], np.float32), "features.gripper": maps(ep, t + 1)},
+                               False))
+
+
 def test_view_keys_give_each_row_one_view_of_its_own_frame():
     """A view key stores K alternative views per frame ([K, ...], e.g. the backbone maps of K shifted copies);
     each sampled row gets one of them, drawn independently for obs and next obs, and all K get drawn."""
@@ -277,12 +287,7 @@ def test_view_keys_give_each_row_one_view_of_its_own_frame():
         return np.array([[ep, t, j] for j in range(k)], np.float16)
 
     buf = ReplayBuffer(200, spec, 3, view_keys=("features.gripper",), rng=0)
-    for ep in range(3):
-        for t in range(10):
-            buf.add(Transition({"state": np.array([ep, t], np.float32), "features.gripper": views(ep, t)},
-                               np.zeros(3, np.float32), 0.0, t == 9, False,
-                               {"state": np.array([ep, t + 1], np.float32), "features.gripper": views(ep, t + 1)},
-                               False))
+    _add_feature_episodes(buf, 3, 10, views)
     b = buf.sample(2000)
     st, f = b["observations"]["state"].numpy(), b["observations"]["features.gripper"].numpy()
     nst, nf = b["next_observations"]["state"].numpy(), b["next_observations"]["features.gripper"].numpy()
@@ -306,12 +311,7 @@ def test_a_stacked_view_key_gives_each_row_its_last_frames_in_one_view():
 
     buf = ReplayBuffer(40, spec, 3, frame_stack=k, stack_keys=("features.gripper",),
                        view_keys=("features.gripper",), rng=0)
-    for ep in range(4):  # 4 x 12 frames in a ring of 40: the oldest episode is overwritten
-        for t in range(12):
-            buf.add(Transition({"state": np.array([ep, t], np.float32), "features.gripper": maps(ep, t)},
-                               np.zeros(3, np.float32), 0.0, t == 11, False,
-                               {"state": np.array([ep, t + 1], np.float32), "features.gripper": maps(ep, t + 1)},
-                               False))
+    _add_feature_episodes(buf, 4, 12, maps)  # 4 x 12 frames in a ring of 40: the oldest episode is overwritten
     b = buf.sample(3000)
     st, f = b["observations"]["state"].numpy(), b["observations"]["features.gripper"].numpy()
     nf = b["next_observations"]["features.gripper"].numpy()

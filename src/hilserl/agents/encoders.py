@@ -326,7 +326,8 @@ class ObservationEncoder(nn.Module):
                 for cam in self.cameras:
                     self.convs[cam] = ConvEncoder(conv_channels, conv_strides, 3 * self.frame_stack)
                 with torch.no_grad():
-                    c, h, w = self.convs[self.cameras[0]](torch.zeros(1, 3 * self.frame_stack, *image_size)).shape[1:]
+                    probe = torch.zeros(1, 3 * self.frame_stack, *image_size)
+                    c, h, w = self.convs[self.cameras[0]](probe).shape[1:]
                 head_channels = c
             else:
                 if self.backbone is None:
@@ -335,7 +336,8 @@ class ObservationEncoder(nn.Module):
                 head_channels = c * self.frame_stack
             self.feature_map_shape = (c, h, w)  # one frame's map: what is cached per stored frame
             for cam in self.cameras:
-                self.heads[cam] = ImageHead(head_channels, h, w, num_spatial_features, head_dropout, image_feature_dim)
+                self.heads[cam] = ImageHead(head_channels, h, w, num_spatial_features, head_dropout,
+                                            image_feature_dim)
         self.state_proj = _vector_projection(state_dim, state_feature_dim) if state_dim > 0 else None
         self.env_state_proj = (_vector_projection(environment_state_dim, state_feature_dim)
                                if environment_state_dim > 0 else None)
