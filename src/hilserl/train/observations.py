@@ -14,7 +14,7 @@ import torch
 from hilserl.agents.augment import sample_shifts, shift_images
 from hilserl.agents.sac import SACAgent
 from hilserl.obs_format import (ENV_STATE, PIXELS, STATE, canonical_camera, channels_first, feature_key,
-                                is_feature_key, is_pixel_key, pixel_key)
+                                is_camera_key, is_pixel_key, pixel_key)
 
 
 class ObservationProcessor:
@@ -23,7 +23,9 @@ class ObservationProcessor:
         self.cfg = agent.config
         self.cameras = tuple(self.cfg.cameras)
         self.generator = generator
-        self._history: dict[str, list[np.ndarray]] = {}  # per camera key: the episode's last k policy frames
+        # frame stacking, acting only: per camera key the episode's last k policy frames (None until an actor
+        # calls `start_episode`: a learner converting demonstrations keeps none)
+        self._history: dict[str, list[np.ndarray]] | None = None
         spaces = observation_space.spaces
         self.spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {STATE: (spaces[STATE].shape, np.float32)}
         if ENV_STATE in spaces:
@@ -67,7 +69,7 @@ class ObservationProcessor:
                 out[feature_key(cam)] = self._cached_features(image, shifts)
             else:
                 out[pixel_key(cam)] = image
-        if self.cfg.frame_stack > 1:
+        if self._history is not None and self.cfg.frame_stack > 1:
             self._remember(out)
         return out
 
@@ -76,21 +78,20 @@ class ObservationProcessor:
         ``policy.frame_stack`` k > 1 each camera's last k frames of the episode side by side, oldest first, as the
         replay buffer stacks them (the episode's first frame repeated until there are k: call `start_episode` at
         every reset)."""
+        history = self._history or {}
         out = {}
         for key, value in stored.items():
-            if key in self._history:  # frame stacking: the frames `to_stored` saw, ``stored`` the latest
-                out[key] = np.concatenate(self._history[key], axis=0)
-            elif is_pixel_key(key):
-                out[key] = channels_first(value, contiguous=True)
-            elif is_feature_key(key):
-                out[key] = value[0].astype(np.float32)
+            if key in history:  # frame stacking: the frames `to_stored` saw, ``stored`` the latest
+                out[key] = np.concatenate(history[key], axis=0)
+            elif is_camera_key(key):
+                out[key] = _policy_frame(key, value)
             else:
                 out[key] = value
         return out
 
     def start_episode(self) -> None:
-        """Forget the frames of the previous episode (``policy.frame_stack``)."""
-        self._history.clear()
+        """Forget the frames of the previous episode (``policy.frame_stack``); from now on `to_stored` keeps them."""
+        self._history = {}
 
     def _remember(self, stored: dict[str, np.ndarray]) -> None:
         """Frame stacking: keep each policy camera's last k frames (whoever acts, so that the policy's stack after
@@ -100,7 +101,11 @@ class ObservationProcessor:
             for key in (pixel_key(cam), feature_key(cam)):
                 if key not in stored:
                     continue
-                frame = (channels_first(stored[key], contiguous=True) if is_pixel_key(key)
-                         else stored[key][0].astype(np.float32))
+                frame = _policy_frame(key, stored[key])
                 past = self._history.get(key)
                 self._history[key] = [frame] * k if past is None else [*past[1:], frame]
+
+
+def _policy_frame(key: str, value: np.ndarray) -> np.ndarray:
+    """One stored camera entry as the policy reads it: an image channels-first, or the unshifted frame's maps."""
+    return channels_first(value, contiguous=True) if is_pixel_key(key) else value[0].astype(np.float32)
