@@ -2,6 +2,7 @@
 the unshifted frame's maps only when it is not (evaluation), and the policy acts on the same unshifted maps in both."""
 
 import numpy as np
+import torch
 
 import hilserl  # noqa: F401  (before mujoco)
 from hilserl.agents.sac import SACAgent, SACConfig
@@ -10,6 +11,7 @@ from hilserl.train.actor import Actor
 
 
 def test_evaluation_runs_the_backbone_on_the_unshifted_frame_only():
+    torch.manual_seed(0)  # the policy's weights (an episode of a random policy can end early: 4 steps with these)
     env = SO101GraspCubeEnv(control_time_s=0.4)  # 4 steps
     agent = SACAgent(SACConfig(state_dim=env.state_dim, action_dim=3, discrete_gripper=True, cameras=("gripper",),
                                encoder="efficientnet_lite0", backbone_trim_head=True, cached_features=True,
